@@ -1,0 +1,60 @@
+"""Wires the services together under one task group and runs until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import anyio
+
+from sidecar import __version__
+from sidecar.config import Settings
+from sidecar.http import make_client
+from sidecar.layout import HomeLayout
+from sidecar.logs import setup_logging
+from sidecar.manager import Manager
+from sidecar.rpc.methods import build_methods
+from sidecar.rpc.server import RpcServer
+from sidecar.rpc.stdio import FdReceiveStream, LineWriter, claim_stdout
+from sidecar.watchdog import watch_parent
+
+log = logging.getLogger(__name__)
+
+
+async def _on_signals(stop: anyio.Event) -> None:
+    if sys.platform == "win32":
+        return
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for received in signals:
+            log.info("signal %s: shutting down", received)
+            stop.set()
+            return
+
+
+async def run(settings: Settings) -> None:
+    layout = HomeLayout(settings.home)
+    setup_logging(layout, settings.log_level)
+    log.info(
+        "sidecar %s starting: home=%s repositories=%s",
+        __version__, settings.home, list(settings.repositories),
+    )  # fmt: skip
+    writer = LineWriter(claim_stdout())
+    stop = anyio.Event()
+    async with make_client(settings) as client, anyio.create_task_group() as group:
+        server: RpcServer
+        manager = Manager(settings, client, notify=lambda m, p: server.notify(m, p))
+        server = RpcServer(writer, build_methods(manager, stop.set), settings.max_line_bytes)
+
+        async def serve_stdin() -> None:
+            await server.serve(FdReceiveStream(sys.stdin.fileno()))
+            log.info("stdin closed: shutting down")
+            stop.set()
+
+        await group.start(manager.serve)
+        group.start_soon(serve_stdin)
+        group.start_soon(watch_parent, settings.parent_pid, stop.set)
+        group.start_soon(_on_signals, stop)
+        await stop.wait()
+        group.cancel_scope.cancel()
+    log.info("sidecar stopped")

@@ -1,0 +1,27 @@
+"""Free space, and the boundary where a full disk becomes INSUFFICIENT_DISK_SPACE."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sidecar.errors import InsufficientDiskSpace
+
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
+@contextmanager
+def map_disk_full(where: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise InsufficientDiskSpace(f"the disk under {where} is full: {exc}") from exc
+        raise

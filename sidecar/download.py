@@ -1,0 +1,84 @@
+"""Retry policy around ``fetch_once``: retries with backoff per URL, then the next
+mirror, and patience through a network outage before giving up."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+
+import anyio
+import httpx
+
+from sidecar.config import Settings
+from sidecar.errors import ChecksumMismatch, NetworkError, RepositoryUnavailable
+from sidecar.fetch import FileTarget, Progress, discard_part, fetch_once
+from sidecar.http import ConnectionFailed, SourceFailed, TransientError, auth_headers
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 30.0
+
+
+def backoff_delay(attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return min(retry_after, 120.0)
+    return float(min(MAX_BACKOFF, 0.5 * 2**attempt) * (0.5 + random.random() / 2))
+
+
+async def download_file(
+    client: httpx.AsyncClient,
+    urls: Sequence[str],
+    target: FileTarget,
+    settings: Settings,
+    progress: Progress,
+) -> str:
+    """Fill ``target.part`` from the first URL that can; return its SHA-256."""
+    checksum_retried = False
+    patience_deadline: float | None = None
+    while True:
+        only_connection_failures = True
+        only_source_failures = True
+        last_problem = "no repository configured"
+        for url in urls:
+            attempt = 0
+            while attempt < settings.retries_per_file:
+                try:
+                    return await fetch_once(
+                        client, url, target, auth_headers(settings, url), progress
+                    )
+                except ChecksumMismatch:
+                    await anyio.to_thread.run_sync(discard_part, target)
+                    if checksum_retried:
+                        raise
+                    checksum_retried = True
+                    log.warning("%s: checksum mismatch, downloading once more", target.part.name)
+                    continue
+                except SourceFailed as exc:
+                    only_connection_failures = False
+                    last_problem = str(exc)
+                    log.warning("%s", exc)
+                    break
+                except TransientError as exc:
+                    only_source_failures = False
+                    if not isinstance(exc, ConnectionFailed):
+                        only_connection_failures = False
+                    last_problem = str(exc)
+                    delay = backoff_delay(attempt, exc.retry_after)
+                    attempt += 1
+                    log.warning(
+                        "%s: %s (attempt %d/%d, next in %.1fs)",
+                        target.part.name, exc, attempt, settings.retries_per_file, delay,
+                    )  # fmt: skip
+                    if attempt < settings.retries_per_file:
+                        await anyio.sleep(delay)
+        if not urls or only_source_failures:
+            raise RepositoryUnavailable(f"no source serves {target.part.name}: {last_problem}")
+        if not only_connection_failures:
+            raise NetworkError(f"download failed from every source: {last_problem}")
+        # The network is down: keep the task waiting, the .part kept, until patience runs out.
+        now = anyio.current_time()
+        patience_deadline = patience_deadline or now + settings.network_patience
+        if now >= patience_deadline:
+            raise NetworkError(f"network unavailable: {last_problem}")
+        await anyio.sleep(min(5.0, max(0.1, patience_deadline - now)))

@@ -1,0 +1,115 @@
+"""Every error the sidecar reports, each carrying its wire code and name.
+
+    ModelManagerError
+    ├── ModelNotAvailable        1001  getModelPath: not installed / not ready yet
+    ├── ModelNotFound            1002  the catalog has no such model
+    ├── VersionNotFound          1003  the model has no such version
+    ├── RepositoryUnavailable    1004  no repository mirror answered usefully
+    ├── ChecksumMismatch         1005  bytes on disk differ from the manifest
+    ├── InsufficientDiskSpace    1006  not enough room under the home
+    ├── TaskNotFound             1007  unknown taskId
+    ├── UnsafeManifest           1008  a manifest that would escape the home or is malformed
+    ├── InvalidState             1009  e.g. resume a task that is not paused
+    ├── SchedulerUnavailable     1010  no ranking and no cached one
+    └── NetworkError             1011  transport failures after retries
+
+Lower-level errors (httpx, OSError) are translated at the boundaries in
+``sidecar.http`` and ``sidecar.diskspace``; the RPC layer turns these into
+JSON-RPC error objects, so nothing below it knows about JSON-RPC.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ModelManagerError(Exception):
+    code: ClassVar[int] = 1000
+    name: ClassVar[str] = "MODEL_MANAGER_ERROR"
+
+    def __init__(self, message: str, **data: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = data
+
+    def to_data(self) -> dict[str, Any]:
+        return {"code": self.name, **self.extra}
+
+
+class ModelNotAvailable(ModelManagerError):
+    code = 1001
+    name = "MODEL_NOT_AVAILABLE"
+
+    def __init__(self, model_id: str, version: str | None, reason: str) -> None:
+        shown = f"{model_id}@{version}" if version else model_id
+        super().__init__(
+            f"{shown} is not available: {reason}",
+            modelId=model_id,
+            version=version,
+            reason=reason,
+        )
+
+
+class ModelNotFound(ModelManagerError):
+    code = 1002
+    name = "MODEL_NOT_FOUND"
+
+
+class VersionNotFound(ModelManagerError):
+    code = 1003
+    name = "VERSION_NOT_FOUND"
+
+
+class RepositoryUnavailable(ModelManagerError):
+    code = 1004
+    name = "REPOSITORY_UNAVAILABLE"
+
+
+class ChecksumMismatch(ModelManagerError):
+    code = 1005
+    name = "CHECKSUM_MISMATCH"
+
+
+class InsufficientDiskSpace(ModelManagerError):
+    code = 1006
+    name = "INSUFFICIENT_DISK_SPACE"
+
+
+class TaskNotFound(ModelManagerError):
+    code = 1007
+    name = "TASK_NOT_FOUND"
+
+
+class UnsafeManifest(ModelManagerError):
+    code = 1008
+    name = "UNSAFE_MANIFEST"
+
+
+class InvalidState(ModelManagerError):
+    code = 1009
+    name = "INVALID_STATE"
+
+
+class SchedulerUnavailable(ModelManagerError):
+    code = 1010
+    name = "SCHEDULER_UNAVAILABLE"
+
+
+class NetworkError(ModelManagerError):
+    code = 1011
+    name = "NETWORK_ERROR"
+
+
+ALL_ERRORS: tuple[type[ModelManagerError], ...] = (
+    ModelNotAvailable,
+    ModelNotFound,
+    VersionNotFound,
+    RepositoryUnavailable,
+    ChecksumMismatch,
+    InsufficientDiskSpace,
+    TaskNotFound,
+    UnsafeManifest,
+    InvalidState,
+    SchedulerUnavailable,
+    NetworkError,
+)

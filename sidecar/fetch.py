@@ -1,0 +1,227 @@
+"""Fetch one file into its ``.part``: resume by Range + If-Range, hash as bytes arrive.
+
+Only a 206 whose Content-Range starts exactly where the part ends is appended;
+anything else starts the part over, so two versions of a file never mix. The
+part's record (``.part.json``) says which URL and validator its bytes came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import anyio
+import httpx
+
+from sidecar.errors import ChecksumMismatch
+from sidecar.fsutil import atomic_write_bytes
+from sidecar.hashing import hash_into
+from sidecar.http import SourceFailed, TransientError, map_transport_errors, raise_for_status
+from sidecar.wire import PartRecord
+
+log = logging.getLogger(__name__)
+
+WRITE_BATCH = 1024 * 1024  # bytes handed to a worker thread per write+hash
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+# Called with how many bytes of the file are on disk now (it drops when a part restarts).
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class FileTarget:
+    part: Path
+    expected_size: int | None
+    sha256: str | None
+
+    @property
+    def record_path(self) -> Path:
+        return self.part.with_name(self.part.name + ".json")
+
+
+def read_record(target: FileTarget) -> PartRecord | None:
+    try:
+        return PartRecord.model_validate_json(target.record_path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def discard_part(target: FileTarget) -> None:
+    target.part.unlink(missing_ok=True)
+    target.record_path.unlink(missing_ok=True)
+
+
+class _PartWriter:
+    """The open part file and its running hash; every method blocks (run in a thread)."""
+
+    def __init__(self, target: FileTarget) -> None:
+        self.target = target
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        self.handle: IO[bytes] | None = None
+
+    def open_for_resume(self) -> int:
+        self.target.part.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.target.part, "a+b")  # noqa: SIM115 - closed in close()
+        self.handle.seek(0)
+        self.hasher = hashlib.sha256()
+        self.size = hash_into(self.hasher, self.target.part)
+        self.handle.seek(self.size)
+        self.handle.truncate()
+        return self.size
+
+    def restart(self) -> None:
+        assert self.handle is not None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        assert self.handle is not None
+        self.handle.write(data)
+        self.hasher.update(data)
+        self.size += len(data)
+
+    def finish(self) -> None:
+        assert self.handle is not None
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+def _save_record(target: FileTarget, url: str, response: httpx.Response) -> None:
+    record = PartRecord(
+        url=url,
+        etag=response.headers.get("ETag"),
+        last_modified=response.headers.get("Last-Modified"),
+        expected_size=target.expected_size,
+        sha256=target.sha256,
+    )
+    atomic_write_bytes(target.record_path, record.model_dump_json(by_alias=True).encode())
+
+
+def _resume_headers(record: PartRecord | None, url: str, offset: int) -> dict[str, str]:
+    headers = {"Accept-Encoding": "identity"}
+    if offset <= 0:
+        return headers
+    headers["Range"] = f"bytes={offset}-"
+    if record is not None and record.url == url:
+        validator = record.etag if record.etag and not record.etag.startswith("W/") else None
+        validator = validator or record.last_modified
+        if validator:
+            headers["If-Range"] = validator
+    return headers
+
+
+def _continues_at(response: httpx.Response, offset: int) -> bool:
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+    encoding = response.headers.get("Content-Encoding", "identity").lower()
+    return bool(match) and int(match.group(1)) == offset and encoding == "identity"
+
+
+async def fetch_once(
+    client: httpx.AsyncClient,
+    url: str,
+    target: FileTarget,
+    headers: dict[str, str],
+    progress: Progress,
+) -> str:
+    """One attempt from one URL. Returns the SHA-256 of the complete part."""
+    writer = _PartWriter(target)
+    try:
+        offset = await anyio.to_thread.run_sync(writer.open_for_resume)
+        if target.expected_size is not None and offset > target.expected_size:
+            await anyio.to_thread.run_sync(writer.restart)
+            offset = 0
+        progress(offset)
+        if target.expected_size is None or offset < target.expected_size:
+            record = await anyio.to_thread.run_sync(read_record, target)
+            request_headers = headers | _resume_headers(record, url, offset)
+            await _stream_into(client, url, target, request_headers, writer, progress)
+        await anyio.to_thread.run_sync(writer.finish)
+        return _check_complete(target, writer)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(writer.close)
+
+
+async def _stream_into(
+    client: httpx.AsyncClient,
+    url: str,
+    target: FileTarget,
+    headers: dict[str, str],
+    writer: _PartWriter,
+    progress: Progress,
+) -> None:
+    with map_transport_errors():
+        async with client.stream("GET", url, headers=headers) as response:
+            raise_for_status(response)
+            appending = response.status_code == 206 and _continues_at(response, writer.size)
+            if not appending:
+                if response.status_code != 200:
+                    await anyio.to_thread.run_sync(writer.restart)
+                    progress(0)
+                    raise TransientError(f"unusable {response.status_code} reply: starting over")
+                _check_length(response, target)
+                if writer.size:
+                    log.info("server sent the whole file: restarting %s", target.part.name)
+                    await anyio.to_thread.run_sync(writer.restart)
+                    progress(0)
+            await anyio.to_thread.run_sync(_save_record, target, url, response)
+            # Raw bytes unless the server insisted on compressing a whole-body reply.
+            encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
+            chunks = response.aiter_bytes() if encoded else response.aiter_raw()
+            pending: list[bytes] = []
+            pending_size = 0
+            async for chunk in chunks:
+                pending.append(chunk)
+                pending_size += len(chunk)
+                if target.expected_size is not None and (
+                    writer.size + pending_size > target.expected_size
+                ):
+                    raise TransientError("server sent more bytes than the manifest says")
+                if pending_size >= WRITE_BATCH:
+                    await anyio.to_thread.run_sync(writer.write, b"".join(pending))
+                    progress(writer.size)
+                    pending, pending_size = [], 0
+            if pending:
+                await anyio.to_thread.run_sync(writer.write, b"".join(pending))
+                progress(writer.size)
+
+
+def _check_length(response: httpx.Response, target: FileTarget) -> None:
+    """A whole-body reply of the wrong length (an HTML error page, say) is never written."""
+    length = response.headers.get("Content-Length")
+    encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
+    if length is not None and not encoded and target.expected_size is not None:
+        if int(length) != target.expected_size:
+            raise TransientError(
+                f"reply has {length} bytes, manifest says {target.expected_size}"
+            )
+
+
+def _check_complete(target: FileTarget, writer: _PartWriter) -> str:
+    if target.expected_size is not None and writer.size != target.expected_size:
+        raise TransientError(f"got {writer.size} of {target.expected_size} bytes")
+    digest = writer.hasher.hexdigest()
+    if target.sha256 is not None and digest != target.sha256:
+        raise ChecksumMismatch(
+            f"{target.part.name}: SHA-256 {digest} does not match the manifest",
+            expected=target.sha256,
+            actual=digest,
+        )
+    return digest
+
+
+__all__ = ["FileTarget", "SourceFailed", "TransientError", "discard_part", "fetch_once"]

@@ -1,0 +1,28 @@
+"""Extension points for logging or telemetry. The default does nothing."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sidecar.wire import Task, TaskError
+
+
+class DownloadHooks(Protocol):
+    def on_download_start(self, task: Task) -> None: ...
+    def on_download_progress(self, task: Task) -> None: ...
+    def on_download_error(self, task: Task, error: TaskError) -> None: ...
+    def on_download_complete(self, task: Task) -> None: ...
+
+
+class NoHooks:
+    def on_download_start(self, task: Task) -> None:
+        pass
+
+    def on_download_progress(self, task: Task) -> None:
+        pass
+
+    def on_download_error(self, task: Task, error: TaskError) -> None:
+        pass
+
+    def on_download_complete(self, task: Task) -> None:
+        pass

@@ -1,0 +1,83 @@
+"""The HTTP client, and the one boundary where transport errors become ours."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from sidecar import __version__
+from sidecar.config import Settings
+
+
+class TransientError(Exception):
+    """A failure worth retrying on the same URL (network, 5xx, 429, bad body)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ConnectionFailed(TransientError):
+    """Nothing answered at all: the network (or the server) is down."""
+
+
+class SourceFailed(Exception):
+    """This URL cannot serve the file (404, 403, ...); try the next mirror."""
+
+
+def make_client(settings: Settings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(connect=10.0, read=settings.stall_timeout, write=30.0, pool=None),
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        follow_redirects=True,  # httpx drops Authorization on a redirect to another origin
+        headers={"User-Agent": f"ModelManager/{__version__}"},
+        trust_env=False,
+    )
+
+
+def auth_headers(settings: Settings, url: str) -> dict[str, str]:
+    """The token goes to the configured repositories only, never to a plain URL."""
+    if settings.token and any(url.startswith(base + "/") for base in settings.repositories):
+        return {"Authorization": f"Bearer {settings.token}"}
+    return {}
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, parsed.timestamp() - time.time())
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    status = response.status_code
+    if status in (408, 425, 429) or status >= 500:
+        raise TransientError(
+            f"HTTP {status} from {response.url}",
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if status >= 400:
+        raise SourceFailed(f"HTTP {status} from {response.url}")
+
+
+@contextmanager
+def map_transport_errors() -> Iterator[None]:
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise ConnectionFailed(f"cannot connect: {exc}") from exc
+    except httpx.TimeoutException as exc:
+        raise TransientError(f"stalled: {type(exc).__name__}") from exc
+    except (httpx.TransportError, httpx.DecodingError) as exc:
+        raise TransientError(f"transfer failed: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,73 @@
+"""Where things live under the home. Every path the sidecar writes comes from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+
+@dataclass(frozen=True)
+class HomeLayout:
+    root: Path
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def temp(self) -> Path:
+        return self.root / "temp"
+
+    @property
+    def task_locks(self) -> Path:
+        return self.root / "in-progress-downloads"
+
+    @property
+    def metadata(self) -> Path:
+        # Install records beside, not inside, the model folder the app loads from.
+        return self.root / "metadata"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def registry(self) -> Path:
+        return self.root / "registry.json"
+
+    @property
+    def registry_lock(self) -> Path:
+        return self.root / "registry.json.lock"
+
+    @property
+    def tasks_file(self) -> Path:
+        return self.root / "tasks.json"
+
+    def create(self) -> None:
+        for folder in (self.models, self.temp, self.task_locks, self.metadata, self.cache):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def model_dir(self, model_id: str, version: str) -> Path:
+        return self.models / model_id / version
+
+    def metadata_file(self, model_id: str, version: str) -> Path:
+        return self.metadata / model_id / f"{version}.json"
+
+    def part(self, model_id: str, version: str, file_path: str) -> Path:
+        # The file path is percent-encoded so "a/b" and "a__b" can never collide.
+        return self.temp / f"{model_id}_{version}.{quote(file_path, safe='')}.part"
+
+    def part_prefix(self, model_id: str, version: str) -> str:
+        return f"{model_id}_{version}."
+
+    def staging_dir(self, model_id: str, version: str) -> Path:
+        return self.temp / f"{model_id}_{version}.staging"
+
+    def task_lock(self, model_id: str, version: str) -> Path:
+        return self.task_locks / f"{model_id}-{version}.lock"

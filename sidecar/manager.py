@@ -1,0 +1,449 @@
+"""The model library's state machine: tasks, their states and notifications, and the
+answers to every method. Runs as a service in the app's task group."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup, TaskStatus
+
+from sidecar.catalog import Catalog
+from sidecar.config import Settings
+from sidecar.errors import (
+    InvalidState,
+    ModelManagerError,
+    ModelNotAvailable,
+    TaskNotFound,
+    VersionNotFound,
+)
+from sidecar.hooks import DownloadHooks, NoHooks
+from sidecar.install import remove_parts, remove_version
+from sidecar.listing import merge_models, version_key
+from sidecar.maintenance import find_problems
+from sidecar.layout import HomeLayout
+from sidecar.locks import OwnedLock, clean_stale_lock_files
+from sidecar.manifest import CatalogModel, check_safe_name
+from sidecar.ranking import RankingSource
+from sidecar.registry import Registry
+from sidecar.runner import TaskRunner
+from sidecar.tasks import TaskRuntime, TaskStore, UrlSource
+from sidecar.wire import (
+    InstallResult,
+    ListModelsResult,
+    RemoveResult,
+    VerifyResult,
+    ModelPathResult,
+    ModelsChanged,
+    PersistedTask,
+    TaskError,
+    TaskState,
+)
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
+PROGRESS_INTERVAL = 0.1  # at most ~10 progress notifications a second per task
+REGISTRY_POLL = 1.0
+ACTIVE = {TaskState.QUEUED, TaskState.DOWNLOADING, TaskState.VERIFYING, TaskState.PAUSED}
+
+
+class Manager:
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        notify: Notify,
+        hooks: DownloadHooks | None = None,
+    ) -> None:
+        self.settings = settings
+        self.layout = HomeLayout(settings.home)
+        self.registry = Registry(self.layout)
+        self.catalog = Catalog(settings, self.layout, client)
+        self.store = TaskStore(self.layout)
+        self.ranking = RankingSource(settings, self.layout, client)
+        self.notify = notify
+        self.hooks: DownloadHooks = hooks or NoHooks()
+        self.runner = TaskRunner(settings, self.layout, self.registry, client, self.set_state)
+        self.tasks: dict[str, TaskRuntime] = {}
+        self.active: dict[tuple[str, str], TaskRuntime] = {}
+        self.failed: set[tuple[str, str]] = set()
+        self._group: TaskGroup | None = None
+
+    # --- service -------------------------------------------------------------------
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        await anyio.to_thread.run_sync(self._prepare_home)
+        await self.catalog.load_cache()
+        async with anyio.create_task_group() as group:
+            self._group = group
+            for persisted in await anyio.to_thread.run_sync(self.store.load):
+                self._resume_persisted(persisted)
+            group.start_soon(self._progress_ticker)
+            group.start_soon(self._watch_registry)
+            task_status.started()
+
+    def _prepare_home(self) -> None:
+        self.layout.create()
+        for folder in (self.layout.task_locks, self.layout.temp):
+            for path in clean_stale_lock_files(folder):
+                log.info("removed stale lock %s", path.name)
+        self.registry.load()
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        """Every installed file present with its size, checked at once at start."""
+        for model_id, model in list(self.registry.document.models.items()):
+            for version, entry in list(model.versions.items()):
+                folder = self.layout.model_dir(model_id, version)
+                intact = all(
+                    _size_on_disk(folder.joinpath(*f.path.split("/"))) == f.size_bytes
+                    for f in entry.files
+                )
+                state = "ready" if intact else "incomplete"
+                if state != entry.state:
+                    log.warning("%s@%s is %s", model_id, version, state)
+                    self.registry.set_state(model_id, version, state)
+
+    async def _watch_registry(self) -> None:
+        while True:
+            await anyio.sleep(REGISTRY_POLL)
+            try:
+                await anyio.to_thread.run_sync(self.registry.reload_if_changed)
+            except OSError as exc:
+                log.warning("cannot reload registry: %s", exc)
+
+    async def _progress_ticker(self) -> None:
+        last_sent: dict[str, int] = {}
+        while True:
+            await anyio.sleep(PROGRESS_INTERVAL)
+            for task in list(self.active.values()):
+                if task.state != TaskState.DOWNLOADING:
+                    continue
+                task.sample_speed()
+                if last_sent.get(task.task_id) != task.shown_bytes:
+                    last_sent[task.task_id] = task.shown_bytes
+                    snapshot = task.snapshot()
+                    self.hooks.on_download_progress(snapshot)
+                    await self.notify("task.progress", snapshot.wire())
+
+    # --- state ---------------------------------------------------------------------
+
+    async def set_state(self, task: TaskRuntime, state: TaskState) -> None:
+        task.state = state
+        if state in ACTIVE:
+            self.active[task.key] = task
+            await anyio.to_thread.run_sync(self.store.save, task.persisted())
+        else:
+            if self.active.get(task.key) is task:
+                del self.active[task.key]
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.store.drop, task.model_id, task.version)
+            task.finished.set()
+            await self.notify("task.progress", task.snapshot().wire())
+        snapshot = task.snapshot()
+        await self.notify("task.state", snapshot.wire())
+        if state == TaskState.DOWNLOADING:
+            self.hooks.on_download_start(snapshot)
+        model_state = {
+            TaskState.READY: "ready", TaskState.FAILED: "failed", TaskState.QUEUED: "queued",
+            TaskState.CANCELLED: "not_installed", TaskState.PAUSED: "paused",
+        }.get(state)  # fmt: skip
+        if model_state is not None:
+            changed = ModelsChanged(model_id=task.model_id, version=task.version, state=model_state)  # type: ignore[arg-type]
+            await self.notify("models.changed", changed.wire())
+
+    def _start(self, task: TaskRuntime) -> None:
+        assert self._group is not None, "manager is not serving"
+        self.tasks[task.task_id] = task
+        self.active[task.key] = task
+        self.failed.discard(task.key)
+        task.finished = anyio.Event()
+        task.stop_request = None
+        task.error = None
+        self._group.start_soon(self._run, task)
+
+    async def _run(self, task: TaskRuntime) -> None:
+        with anyio.CancelScope() as scope:
+            task.scope = scope
+            try:
+                await self.set_state(task, TaskState.QUEUED)
+                if task.manifest is None and task.url_source is None:
+                    await self._resolve_manifest(task)
+                await self.runner.run(task)
+            except ModelManagerError as exc:
+                await self._fail(task, exc.name, exc.message)
+                return
+            except Exception as exc:  # a bug must fail one task, never the daemon
+                log.exception("task %s crashed", task.task_id)
+                await self._fail(task, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+                return
+            task.waiting_for = None
+            snapshot = task.snapshot()
+            await self.set_state(task, TaskState.READY)
+            self.hooks.on_download_complete(snapshot)
+            return
+        task.scope = None
+        if task.stop_request == TaskState.CANCELLED:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(
+                    remove_parts, self.layout, task.model_id, task.version
+                )
+                task.waiting_for = None
+                await self.set_state(task, TaskState.CANCELLED)
+        elif task.stop_request == TaskState.PAUSED:
+            with anyio.CancelScope(shield=True):
+                task.waiting_for = None
+                task.reset_speed()
+                await self.set_state(task, TaskState.PAUSED)
+
+    async def _fail(self, task: TaskRuntime, code: str, message: str) -> None:
+        log.error("task %s (%s@%s) failed: %s %s", task.task_id, task.model_id, task.version, code, message)
+        task.error = TaskError(code=code, message=message)
+        task.waiting_for = None
+        self.failed.add(task.key)
+        self.hooks.on_download_error(task.snapshot(), task.error)
+        with anyio.CancelScope(shield=True):
+            await self.set_state(task, TaskState.FAILED)
+
+    async def _resolve_manifest(self, task: TaskRuntime) -> None:
+        model = await self.catalog.get_model(task.model_id)
+        version = model.find_version(task.version)
+        if version is None:
+            raise VersionNotFound(f"{task.model_id} has no version {task.version}")
+        task.manifest = version
+        task.name, task.model_task = model.name, model.task
+
+    def _resume_persisted(self, persisted: PersistedTask) -> None:
+        try:
+            check_safe_name(persisted.model_id, "modelId")
+            check_safe_name(persisted.version, "version")
+        except ModelManagerError:
+            return
+        task = TaskRuntime(model_id=persisted.model_id, version=persisted.version)
+        task.task_id = persisted.task_id
+        if persisted.url and persisted.filename:
+            task.url_source = UrlSource(
+                persisted.url, persisted.filename, persisted.mode, persisted.sha256
+            )
+        if persisted.state == TaskState.PAUSED:
+            task.state = TaskState.PAUSED
+            self.tasks[task.task_id] = task
+            self.active[task.key] = task
+        else:
+            log.info("resuming %s@%s from the last run", task.model_id, task.version)
+            self._start(task)
+
+    # --- API -----------------------------------------------------------------------
+
+    def model_path(self, model_id: str, version: str | None) -> ModelPathResult:
+        """From memory only: never the network, never a task."""
+        if version is None:
+            ready = self._ready_versions(model_id)
+            if ready:
+                newest = max(ready, key=version_key)
+                path = self.layout.model_dir(model_id, newest)
+                return ModelPathResult(model_id=model_id, version=newest, path=str(path))
+        else:
+            entry = self.registry.installed(model_id, version)
+            if entry is not None and entry.state == "ready":
+                path = self.layout.model_dir(model_id, version)
+                return ModelPathResult(model_id=model_id, version=version, path=str(path))
+        raise ModelNotAvailable(model_id, version, self._unavailable_reason(model_id, version))
+
+    def _ready_versions(self, model_id: str) -> list[str]:
+        model = self.registry.document.models.get(model_id)
+        if not model:
+            return []
+        return [v for v, e in model.versions.items() if e.state == "ready"]
+
+    def _unavailable_reason(self, model_id: str, version: str | None) -> str:
+        keys = [k for k in self.active if k[0] == model_id and version in (None, k[1])]
+        if keys:
+            return str(self.active[keys[0]].state.value)
+        if any(k[0] == model_id and version in (None, k[1]) for k in self.failed):
+            return "failed"
+        model = self.registry.document.models.get(model_id)
+        if model and any(version in (None, v) for v in model.versions):
+            return "incomplete"
+        return "not_installed"
+
+    async def install(
+        self, model_id: str, version: str | None, dependencies: bool
+    ) -> InstallResult:
+        check_safe_name(model_id, "modelId")
+        model = await self.catalog.get_model(model_id)
+        manifest = model.find_version(version)
+        if manifest is None:
+            raise VersionNotFound(f"{model_id} has no version {version or '(default)'}")
+        task = self._ensure_task(model, manifest.version, after=None)
+        if dependencies:
+            await self._ensure_requirements(model, manifest.version, task)
+        if task is None:
+            return InstallResult(task_id=None, model_id=model_id, version=manifest.version, state=TaskState.READY)
+        return InstallResult(task_id=task.task_id, model_id=model_id, version=manifest.version, state=task.state)
+
+    def _ensure_task(
+        self, model: CatalogModel, version: str, after: TaskRuntime | None
+    ) -> TaskRuntime | None:
+        """The task for model@version: the existing one, a new one, or None if installed.
+        No await inside, so concurrent installs cannot both create one."""
+        key = (model.id, version)
+        existing = self.active.get(key)
+        if existing is not None:
+            return existing
+        entry = self.registry.installed(model.id, version)
+        if entry is not None and entry.state == "ready":
+            return None
+        task = TaskRuntime(
+            model_id=model.id, version=version, name=model.name, model_task=model.task,
+            manifest=model.find_version(version), after=after,
+        )  # fmt: skip
+        manifest = task.manifest
+        assert manifest is not None
+        task.bytes_total = sum(f.size_bytes for f in manifest.files)
+        task.files_total = len(manifest.files)
+        self._start(task)
+        return task
+
+    async def _ensure_requirements(
+        self, model: CatalogModel, version: str, first: TaskRuntime | None
+    ) -> None:
+        """Install what ``requires`` names, one after another behind the main task."""
+        seen = {(model.id, version)}
+        pending = [(model, version)]
+        previous = first
+        while pending:
+            current, current_version = pending.pop(0)
+            manifest = current.find_version(current_version)
+            for requirement in manifest.requires if manifest else []:
+                dependency = await self.catalog.get_model(requirement.model_id)
+                dep_manifest = dependency.find_version(requirement.version)
+                if dep_manifest is None:
+                    raise VersionNotFound(
+                        f"required {requirement.model_id}@{requirement.version} does not exist"
+                    )
+                if (dependency.id, dep_manifest.version) in seen:
+                    continue
+                seen.add((dependency.id, dep_manifest.version))
+                task = self._ensure_task(dependency, dep_manifest.version, after=previous)
+                previous = task or previous
+                pending.append((dependency, dep_manifest.version))
+
+    def get_task(self, task_id: str) -> TaskRuntime:
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise TaskNotFound(f"no task {task_id}", taskId=task_id)
+        return task
+
+    def pause(self, task_id: str) -> TaskRuntime:
+        task = self.get_task(task_id)
+        if task.state in {TaskState.QUEUED, TaskState.DOWNLOADING}:
+            task.stop_request = TaskState.PAUSED
+            if task.scope is not None:
+                task.scope.cancel()
+            return task
+        if task.state == TaskState.PAUSED:
+            return task
+        raise InvalidState(f"cannot pause a task that is {task.state.value}", state=task.state.value)
+
+    def resume(self, task_id: str) -> TaskRuntime:
+        task = self.get_task(task_id)
+        if task.state == TaskState.PAUSED and task.scope is None:
+            self._start(task)
+            task.state = TaskState.QUEUED
+            return task
+        if task.state in {TaskState.QUEUED, TaskState.DOWNLOADING, TaskState.VERIFYING}:
+            return task
+        raise InvalidState(f"cannot resume a task that is {task.state.value}", state=task.state.value)
+
+    async def cancel(self, task_id: str) -> TaskRuntime:
+        task = self.get_task(task_id)
+        if task.state.finished:
+            raise InvalidState(f"task is already {task.state.value}", state=task.state.value)
+        task.stop_request = TaskState.CANCELLED
+        if task.scope is not None:
+            task.scope.cancel()
+            await task.finished.wait()
+        else:  # paused: nothing is running
+            await anyio.to_thread.run_sync(remove_parts, self.layout, task.model_id, task.version)
+            await self.set_state(task, TaskState.CANCELLED)
+        return task
+
+
+    # --- the library ------------------------------------------------------------------
+
+    async def list_models(self, refresh: bool) -> ListModelsResult:
+        if refresh or not self.catalog.fresh():
+            with anyio.move_on_after(self.settings.stall_timeout):
+                await self.catalog.refresh(force=refresh)
+        models = merge_models(
+            self.catalog.models, self.registry.document.models, self.active, self.layout
+        )
+        return ListModelsResult(models=models, stale=not self.catalog.fresh())
+
+    def _installed_versions(self, model_id: str, version: str | None) -> list[str]:
+        check_safe_name(model_id, "modelId")
+        model = self.registry.document.models.get(model_id)
+        versions = sorted(model.versions, key=version_key) if model else []
+        if version is not None:
+            versions = [v for v in versions if v == version]
+        if not versions:
+            raise ModelNotAvailable(model_id, version, "not_installed")
+        return versions
+
+    async def verify(self, model_id: str, version: str | None) -> VerifyResult:
+        version = self._installed_versions(model_id, version)[-1]
+        entry = self.registry.installed(model_id, version)
+        assert entry is not None
+        problems = await anyio.to_thread.run_sync(find_problems, self.layout, model_id, entry)
+        state = "incomplete" if problems else "ready"
+        if state != entry.state:
+            await anyio.to_thread.run_sync(self.registry.set_state, model_id, version, state)
+            changed = ModelsChanged(model_id=model_id, version=version, state=state)
+            await self.notify("models.changed", changed.wire())
+        return VerifyResult(ok=not problems, model_id=model_id, version=version, problems=problems)
+
+    async def remove(self, model_id: str, version: str | None) -> RemoveResult:
+        removed = []
+        for installed in self._installed_versions(model_id, version):
+            if (model_id, installed) in self.active:
+                raise InvalidState(f"{model_id}@{installed} has a task; cancel it first")
+            lock = OwnedLock(
+                self.layout.task_lock(model_id, installed), model_id, installed,
+                self.settings.lock_timeout_ms,
+            )  # fmt: skip
+            if not await anyio.to_thread.run_sync(lock.try_acquire):
+                raise InvalidState(f"{model_id}@{installed} is being installed by another process")
+            try:
+                await anyio.to_thread.run_sync(remove_version, self.layout, model_id, installed)
+                await anyio.to_thread.run_sync(self.registry.forget, model_id, installed)
+            finally:
+                await anyio.to_thread.run_sync(lock.release)
+            removed.append(installed)
+            changed = ModelsChanged(model_id=model_id, version=installed, state="removed")
+            await self.notify("models.changed", changed.wire())
+        return RemoveResult(model_id=model_id, removed=removed)
+
+    async def install_url(self, source: UrlSource, model_id: str, version: str) -> InstallResult:
+        key = (model_id, version)
+        task = self.active.get(key)
+        entry = self.registry.installed(model_id, version)
+        if task is None and entry is not None and entry.state == "ready":
+            return InstallResult(task_id=None, model_id=model_id, version=version, state=TaskState.READY)
+        if task is None:
+            task = TaskRuntime(model_id=model_id, version=version, name=source.filename,
+                               model_task=source.mode or "", url_source=source)  # fmt: skip
+            task.files_total = 1
+            self._start(task)
+        return InstallResult(task_id=task.task_id, model_id=model_id, version=version, state=task.state)
+
+
+def _size_on_disk(path: Any) -> int:
+    try:
+        return int(path.stat().st_size)
+    except OSError:
+        return -1

@@ -1,0 +1,144 @@
+"""The repository's catalog format, and the checks that make an untrusted manifest safe.
+
+A manifest decides file names under the home, so every id, version and path is
+checked before anything is written: a refusal is ``UnsafeManifest`` and leaves
+the disk untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sidecar.errors import UnsafeManifest
+
+MAX_FILES_PER_VERSION = 10_000
+MAX_FILE_SIZE = 1 << 40  # 1 TiB: far above any model, far below overflow tricks
+MAX_PATH_LENGTH = 1024
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+_WINDOWS_RESERVED = {
+    "con", "prn", "aux", "nul",
+    *(f"com{i}" for i in range(10)),
+    *(f"lpt{i}" for i in range(10)),
+}  # fmt: skip
+_FORBIDDEN_IN_SEGMENT = re.compile(r'[\x00-\x1f\x7f<>:"\\|?*]')
+
+
+def _reserved_on_windows(segment: str) -> bool:
+    return segment.split(".", 1)[0].lower() in _WINDOWS_RESERVED
+
+
+def check_safe_name(value: str, what: str) -> str:
+    """A model id or version: one path segment, portable on every filesystem."""
+    if (
+        not isinstance(value, str)
+        or not _SAFE_NAME.match(value)
+        or value.endswith(".")
+        or ".." in value
+        or _reserved_on_windows(value)
+    ):
+        raise UnsafeManifest(f"unsafe {what}: {value!r}", field=what)
+    return value
+
+
+def check_relative_path(path: str) -> str:
+    """A file path inside a model folder: relative, no traversal, portable."""
+    if not isinstance(path, str) or not path or len(path) > MAX_PATH_LENGTH:
+        raise UnsafeManifest(f"unsafe file path: {path!r}", field="path")
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        raise UnsafeManifest(f"absolute file path: {path!r}", field="path")
+    for segment in path.split("/"):
+        if (
+            segment in {"", ".", ".."}
+            or _FORBIDDEN_IN_SEGMENT.search(segment)
+            or segment.endswith((".", " "))
+            or len(segment.encode()) > 255
+            or _reserved_on_windows(segment)
+        ):
+            raise UnsafeManifest(f"unsafe file path: {path!r}", field="path")
+    return path
+
+
+class _Lenient(BaseModel):
+    # Unknown fields are ignored so a newer repository does not break older clients.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class CatalogFile(_Lenient):
+    path: str
+    size_bytes: Annotated[int, Field(ge=0, le=MAX_FILE_SIZE)]
+    sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _lowercase(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Requirement(_Lenient):
+    model_id: str
+    version: str | None = None
+
+
+class CatalogVersion(_Lenient):
+    version: str
+    size_bytes: Annotated[int, Field(ge=0)] = 0
+    updated_at: str | None = None
+    checksum_sha256: str | None = None
+    files: list[CatalogFile]
+    requires: list[Requirement] = []
+    extra: dict[str, Any] = {}
+
+
+class CatalogModel(_Lenient):
+    id: str
+    name: str = ""
+    task: str = ""
+    languages: list[str] = []
+    default_version: str | None = None
+    versions: list[CatalogVersion] = []
+
+    def find_version(self, version: str | None) -> CatalogVersion | None:
+        wanted = version or self.default_version
+        if wanted is None and self.versions:
+            return self.versions[-1]
+        return next((v for v in self.versions if v.version == wanted), None)
+
+
+def check_version_safe(version: CatalogVersion) -> CatalogVersion:
+    check_safe_name(version.version, "version")
+    if len(version.files) > MAX_FILES_PER_VERSION:
+        raise UnsafeManifest(f"too many files: {len(version.files)}", field="files")
+    seen: set[str] = set()
+    directories: set[str] = set()
+    for file in version.files:
+        check_relative_path(file.path)
+        folded = file.path.casefold()
+        if folded in seen:
+            raise UnsafeManifest(f"duplicate or case-clashing path: {file.path!r}", field="path")
+        seen.add(folded)
+        parts = folded.split("/")
+        directories.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    if clash := seen & directories:
+        raise UnsafeManifest(f"path is both file and folder: {sorted(clash)[0]!r}", field="path")
+    for requirement in version.requires:
+        check_safe_name(requirement.model_id, "requires.model_id")
+        if requirement.version is not None:
+            check_safe_name(requirement.version, "requires.version")
+    return version
+
+
+def parse_model(raw: Any) -> CatalogModel:
+    """Parse and check one catalog entry; anything malformed or unsafe is UnsafeManifest."""
+    try:
+        model = CatalogModel.model_validate(raw)
+    except ValidationError as exc:
+        raise UnsafeManifest(f"malformed manifest: {exc.error_count()} problem(s)") from exc
+    check_safe_name(model.id, "id")
+    for version in model.versions:
+        check_version_safe(version)
+    return model

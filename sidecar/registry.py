@@ -1,0 +1,191 @@
+"""registry.json: what is installed. Read-modify-write under a cross-process lock,
+written atomically; rebuilt from the disk when missing or unreadable.
+
+Blocking: call through ``anyio.to_thread``. The in-memory ``document`` is
+replaced whole, so the event loop can read it at any time without locking.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from sidecar.fsutil import atomic_write_json, read_json
+from sidecar.layout import HomeLayout
+from sidecar.locks import BlockingFileLock
+from sidecar.manifest import check_safe_name
+from sidecar.wire import InstalledModel, InstalledVersion, RegistryDocument
+
+log = logging.getLogger(__name__)
+
+Mutation = Callable[[RegistryDocument], None]
+
+
+class Registry:
+    def __init__(self, layout: HomeLayout) -> None:
+        self.layout = layout
+        self.document = RegistryDocument()
+        self._seen_stat: tuple[int, int] | None = None
+
+    # --- reading -------------------------------------------------------------------
+
+    def installed(self, model_id: str, version: str) -> InstalledVersion | None:
+        model = self.document.models.get(model_id)
+        return model.versions.get(version) if model else None
+
+    def newest_version(self, model_id: str) -> InstalledVersion | None:
+        model = self.document.models.get(model_id)
+        if not model or not model.versions:
+            return None
+        return max(model.versions.values(), key=lambda v: (v.installed_at, v.version))
+
+    # --- blocking operations -------------------------------------------------------
+
+    def load(self) -> None:
+        """Load from disk, reconcile with the model folders, and save if that changed anything."""
+        with BlockingFileLock(self.layout.registry_lock):
+            document = self._read_or_rebuild()
+            changed = self._reconcile(document)
+            if changed or not self.layout.registry.exists():
+                self._write(document)
+            self.document = document
+            self._remember_stat()
+
+    def reload_if_changed(self) -> bool:
+        """Pick up writes by another sidecar process on the same home."""
+        if self._current_stat() == self._seen_stat:
+            return False
+        with BlockingFileLock(self.layout.registry_lock):
+            self.document = self._read_or_rebuild()
+            self._remember_stat()
+        return True
+
+    def update(self, mutate: Mutation) -> None:
+        with BlockingFileLock(self.layout.registry_lock):
+            document = self._read_or_rebuild()
+            mutate(document)
+            self._write(document)
+            self.document = document
+            self._remember_stat()
+
+    def record(self, model_id: str, name: str, task: str, entry: InstalledVersion) -> None:
+        def mutate(document: RegistryDocument) -> None:
+            model = document.models.setdefault(model_id, InstalledModel(name=name, task=task))
+            model.versions[entry.version] = entry
+
+        self.update(mutate)
+
+    def set_state(self, model_id: str, version: str, state: str) -> None:
+        def mutate(document: RegistryDocument) -> None:
+            model = document.models.get(model_id)
+            if model and version in model.versions:
+                model.versions[version] = model.versions[version].model_copy(
+                    update={"state": state}
+                )
+
+        self.update(mutate)
+
+    def forget(self, model_id: str, version: str) -> None:
+        def mutate(document: RegistryDocument) -> None:
+            model = document.models.get(model_id)
+            if model:
+                model.versions.pop(version, None)
+                if not model.versions:
+                    document.models.pop(model_id)
+
+        self.update(mutate)
+
+    # --- internals -----------------------------------------------------------------
+
+    def _current_stat(self) -> tuple[int, int] | None:
+        try:
+            stat = self.layout.registry.stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_mtime_ns, stat.st_ino)
+
+    def _remember_stat(self) -> None:
+        self._seen_stat = self._current_stat()
+
+    def _write(self, document: RegistryDocument) -> None:
+        atomic_write_json(self.layout.registry, document.wire())
+
+    def _read_or_rebuild(self) -> RegistryDocument:
+        try:
+            return RegistryDocument.model_validate(read_json(self.layout.registry))
+        except FileNotFoundError:
+            log.info("no registry.json yet: rebuilding from %s", self.layout.models)
+        except (OSError, ValueError, ValidationError) as exc:
+            log.warning("registry.json unreadable (%s): rebuilding from disk", exc)
+            self._keep_corrupt_copy()
+        document = RegistryDocument()
+        self._reconcile(document)
+        return document
+
+    def _keep_corrupt_copy(self) -> None:
+        try:
+            shutil.copyfile(self.layout.registry, self.layout.registry.with_suffix(".corrupt"))
+        except OSError:
+            pass
+
+    def _reconcile(self, document: RegistryDocument) -> bool:
+        """Make the document agree with the model folders: add what an install left
+        on disk before it could record it, drop versions whose folder is gone."""
+        changed = False
+        on_disk = set(self._version_folders())
+        for model_id, model in list(document.models.items()):
+            for version in list(model.versions):
+                if (model_id, version) not in on_disk:
+                    del model.versions[version]
+                    changed = True
+            if not model.versions:
+                del document.models[model_id]
+                changed = True
+        for model_id, version in sorted(on_disk):
+            model = document.models.get(model_id)
+            if model and version in model.versions:
+                continue
+            recovered = self._read_metadata(model_id, version)
+            if recovered is None:
+                continue
+            name, task, entry = recovered
+            document.models.setdefault(model_id, InstalledModel(name=name, task=task))
+            document.models[model_id].versions[version] = entry
+            changed = True
+        return changed
+
+    def _version_folders(self) -> list[tuple[str, str]]:
+        found = []
+        root = self.layout.models
+        for model_dir in sorted(root.iterdir()) if root.is_dir() else ():
+            if not model_dir.is_dir():
+                continue
+            for version_dir in sorted(model_dir.iterdir()):
+                if version_dir.is_dir():
+                    found.append((model_dir.name, version_dir.name))
+        return found
+
+    def _read_metadata(self, model_id: str, version: str) -> tuple[str, str, InstalledVersion] | None:
+        path: Path = self.layout.metadata_file(model_id, version)
+        try:
+            check_safe_name(model_id, "id")
+            check_safe_name(version, "version")
+            raw = read_json(path)
+            entry = InstalledVersion.model_validate(raw["entry"])
+            return str(raw.get("name", "")), str(raw.get("task", "")), entry
+        except Exception as exc:  # any unreadable record: the folder stays unregistered
+            log.warning("cannot recover %s@%s from %s: %s", model_id, version, path, exc)
+            return None
+
+
+def write_metadata(
+    layout: HomeLayout, model_id: str, name: str, task: str, entry: InstalledVersion
+) -> None:
+    atomic_write_json(
+        layout.metadata_file(model_id, entry.version),
+        {"name": name, "task": task, "entry": entry.wire()},
+    )

@@ -1,0 +1,172 @@
+"""Thin typed handlers: validate params with the wire models, call the manager,
+and translate the sidecar's errors into JSON-RPC errors (the one place that does)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from jsonrpcserver import InvalidParams, Result, Success
+from jsonrpcserver.exceptions import JsonRpcError
+from pydantic import BaseModel, ValidationError
+
+from sidecar import PROTOCOL_VERSION, __version__
+from sidecar.errors import ModelManagerError, UnsafeManifest
+from sidecar.manager import Manager
+from sidecar.manifest import check_safe_name
+from sidecar.tasks import UrlSource
+from sidecar.wire import (
+    GetModelPathParams,
+    InfoResult,
+    InstallParams,
+    InstallUrlParams,
+    ListModelsParams,
+    ListTasksResult,
+    ModelRefParams,
+    NoParams,
+    RankingItem,
+    RankingParams,
+    RankingResult,
+    ShutdownResult,
+    TaskIdParams,
+    WireModel,
+)
+
+P = TypeVar("P", bound=BaseModel)
+Handler = Callable[..., Awaitable[Result]]
+
+
+def handler(params_model: type[P]) -> Callable[[Callable[[P], Awaitable[WireModel]]], Handler]:
+    def decorate(function: Callable[[P], Awaitable[WireModel]]) -> Handler:
+        # No functools.wraps: jsonrpcserver binds params against the wrapper's own
+        # signature (**raw), and our pydantic models do the checking.
+        async def wrapper(**raw: Any) -> Result:
+            try:
+                params = params_model.model_validate(raw)
+            except ValidationError as exc:
+                return InvalidParams(
+                    [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()]
+                )
+            try:
+                result = await function(params)
+            except ModelManagerError as exc:
+                raise JsonRpcError(exc.code, exc.message, exc.to_data()) from exc
+            return Success(result.wire())
+
+        wrapper.__name__ = function.__name__
+        return wrapper
+
+    return decorate
+
+
+def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[str, Handler]:
+    settings = manager.settings
+
+    @handler(NoParams)
+    async def get_info(_: NoParams) -> InfoResult:
+        return InfoResult(
+            version=__version__, protocol_version=PROTOCOL_VERSION, pid=os.getpid(),
+            home=str(settings.home), repositories=list(settings.repositories),
+        )  # fmt: skip
+
+    @handler(GetModelPathParams)
+    async def get_model_path(p: GetModelPathParams) -> WireModel:
+        return manager.model_path(p.model_id, p.version)
+
+    @handler(InstallParams)
+    async def install(p: InstallParams) -> WireModel:
+        return await manager.install(p.model_id, p.version, p.dependencies)
+
+    @handler(ListModelsParams)
+    async def list_models(p: ListModelsParams) -> WireModel:
+        return await manager.list_models(p.refresh)
+
+    @handler(TaskIdParams)
+    async def get_task(p: TaskIdParams) -> WireModel:
+        return manager.get_task(p.task_id).snapshot()
+
+    @handler(NoParams)
+    async def list_tasks(_: NoParams) -> WireModel:
+        return ListTasksResult(tasks=[t.snapshot() for t in manager.tasks.values()])
+
+    @handler(TaskIdParams)
+    async def pause(p: TaskIdParams) -> WireModel:
+        return manager.pause(p.task_id).snapshot()
+
+    @handler(TaskIdParams)
+    async def resume(p: TaskIdParams) -> WireModel:
+        return manager.resume(p.task_id).snapshot()
+
+    @handler(TaskIdParams)
+    async def cancel(p: TaskIdParams) -> WireModel:
+        return (await manager.cancel(p.task_id)).snapshot()
+
+    @handler(ModelRefParams)
+    async def remove(p: ModelRefParams) -> WireModel:
+        return await manager.remove(p.model_id, p.version)
+
+    @handler(ModelRefParams)
+    async def verify(p: ModelRefParams) -> WireModel:
+        return await manager.verify(p.model_id, p.version)
+
+    @handler(RankingParams)
+    async def ranking(p: RankingParams) -> WireModel:
+        cached, stale = await manager.ranking.get(p.refresh)
+        items = [
+            RankingItem(
+                model_id=e.model_id, request_count=e.request_count, rank=e.rank,
+                installed=bool(manager.registry.document.models.get(e.model_id)),
+            )  # fmt: skip
+            for e in cached.entries[: p.limit]
+        ]
+        return RankingResult(items=items, stale=stale, fetched_at=cached.fetched_at)
+
+    @handler(InstallUrlParams)
+    async def install_url(p: InstallUrlParams) -> WireModel:
+        filename = p.filename or _filename_from_url(p.url)
+        _check_http_url(p.url)
+        check_safe_name(filename, "filename")
+        model_id = check_safe_name(p.model_id or filename.rsplit(".", 1)[0], "modelId")
+        sha = p.sha256.lower() if p.sha256 else None
+        version = sha[:16] if sha else "url-" + hashlib.sha256(p.url.encode()).hexdigest()[:12]
+        source = UrlSource(url=p.url, filename=filename, mode=p.mode, sha256=sha)
+        return await manager.install_url(source, model_id, version)
+
+    @handler(NoParams)
+    async def shutdown(_: NoParams) -> WireModel:
+        request_stop()
+        return ShutdownResult(stopping=True)
+
+    return {
+        "getInfo": get_info,
+        "getModelPath": get_model_path,
+        "install": install,
+        "listModels": list_models,
+        "getTask": get_task,
+        "listTasks": list_tasks,
+        "pause": pause,
+        "resume": resume,
+        "cancel": cancel,
+        "remove": remove,
+        "verify": verify,
+        "ranking": ranking,
+        "installUrl": install_url,
+        "shutdown": shutdown,
+    }
+
+
+def _check_http_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeManifest(f"not a downloadable http(s) URL: {url!r}")
+
+
+def _filename_from_url(url: str) -> str:
+    _check_http_url(url)
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    if not name:
+        raise UnsafeManifest(f"the URL names no file; pass filename: {url!r}")
+    return name

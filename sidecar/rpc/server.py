@@ -1,0 +1,69 @@
+"""Read requests line by line, serve each in its own task (a slow call never delays
+another), and write answers and notifications through one writer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+from anyio.abc import ByteReceiveStream
+from jsonrpcserver import async_dispatch
+
+from sidecar.rpc.framing import TooLong, read_lines
+from sidecar.rpc.methods import Handler
+from sidecar.rpc.stdio import LineWriter
+
+log = logging.getLogger(__name__)
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+DRAIN_TIMEOUT = 30.0
+
+
+def error_message(code: int, message: str, data: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "error": {"code": code, "message": message, "data": data}, "id": None}
+
+
+class RpcServer:
+    def __init__(self, writer: LineWriter, methods: dict[str, Handler], max_line_bytes: int) -> None:
+        self.writer = writer
+        self.methods = methods
+        self.max_line_bytes = max_line_bytes
+        self._in_flight = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    async def notify(self, method: str, params: dict[str, Any]) -> None:
+        await self.writer.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    async def serve(self, stream: ByteReceiveStream) -> None:
+        """Serve until the stream ends, then let answers in flight go out."""
+        async with anyio.create_task_group() as group:
+            async for line in read_lines(stream, self.max_line_bytes):
+                if isinstance(line, TooLong):
+                    await self.writer.send(
+                        error_message(INVALID_REQUEST, "Invalid Request", f"line longer than {line.limit} bytes")
+                    )
+                    continue
+                self._in_flight += 1
+                self._idle = anyio.Event()
+                group.start_soon(self._answer, line)
+            with anyio.move_on_after(DRAIN_TIMEOUT):
+                await self._idle.wait()
+            group.cancel_scope.cancel()
+
+    async def _answer(self, line: bytes) -> None:
+        try:
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                await self.writer.send(error_message(PARSE_ERROR, "Parse error", "not UTF-8"))
+                return
+            response = await async_dispatch(text, methods=self.methods)
+            if response:
+                await self.writer.send_raw(response.encode("ascii") + b"\n")
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()

@@ -1,0 +1,269 @@
+"""Runs one task: wait its turn, take the cross-process task lock, fetch every file,
+verify, and move the version into ``models/``. Data flows one way: manager → runner →
+download/fetch → install → registry."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import anyio
+import httpx
+
+from sidecar.config import Settings
+from sidecar.download import download_file
+from sidecar.errors import InsufficientDiskSpace
+from sidecar.fetch import FileTarget
+from sidecar.diskspace import free_bytes, map_disk_full
+from sidecar.install import link_or_copy, move_into_place, part_sizes, recover_staging
+from sidecar.layout import HomeLayout
+from sidecar.locks import OwnedLock
+from sidecar.manifest import CatalogFile
+from sidecar.registry import Registry, write_metadata
+from sidecar.tasks import TaskRuntime
+from sidecar.wire import InstalledVersion, RegistryFile, TaskState
+
+log = logging.getLogger(__name__)
+
+DISK_MARGIN = 16 * 1024 * 1024
+LOCK_POLL = 0.25
+
+SetState = Callable[[TaskRuntime, TaskState], Awaitable[None]]
+
+
+class AlreadyInstalled(Exception):
+    """Another process (or an earlier run) installed this version meanwhile."""
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        layout: HomeLayout,
+        registry: Registry,
+        client: httpx.AsyncClient,
+        set_state: SetState,
+    ) -> None:
+        self.settings = settings
+        self.layout = layout
+        self.registry = registry
+        self.client = client
+        self.set_state = set_state
+        self.slots = anyio.Semaphore(settings.max_concurrent_tasks)
+
+    async def run(self, task: TaskRuntime) -> None:
+        """Install ``task``'s version; raises ModelManagerError on failure."""
+        if task.after is not None and not task.after.finished.is_set():
+            task.waiting_for = f"{task.after.model_id}@{task.after.version} to finish first"
+            await self.set_state(task, TaskState.QUEUED)
+            await task.after.finished.wait()
+        task.waiting_for = "a free download slot"
+        await self.set_state(task, TaskState.QUEUED)
+        async with self.slots:
+            lock = OwnedLock(
+                self.layout.task_lock(task.model_id, task.version),
+                task.model_id,
+                task.version,
+                self.settings.lock_timeout_ms,
+            )
+            try:
+                await self._acquire(task, lock)
+                task.waiting_for = None
+                async with anyio.create_task_group() as refreshers:
+                    refreshers.start_soon(self._keep_fresh, lock)
+                    await self._install_locked(task)
+                    refreshers.cancel_scope.cancel()
+            except AlreadyInstalled:
+                log.info("%s@%s was installed by another process", task.model_id, task.version)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(lock.release)
+
+    def is_installed(self, task: TaskRuntime) -> bool:
+        entry = self.registry.installed(task.model_id, task.version)
+        return entry is not None and entry.state == "ready"
+
+    async def _acquire(self, task: TaskRuntime, lock: OwnedLock) -> None:
+        while not await anyio.to_thread.run_sync(lock.try_acquire):
+            holder = await anyio.to_thread.run_sync(lock.holder)
+            who = f"process {holder.pid}" if holder else "another process"
+            waiting_for = f"{who} installing {task.model_id}@{task.version}"
+            if task.waiting_for != waiting_for:
+                task.waiting_for = waiting_for
+                await self.set_state(task, TaskState.QUEUED)
+            await anyio.sleep(LOCK_POLL)
+            await anyio.to_thread.run_sync(self.registry.reload_if_changed)
+            if self.is_installed(task):
+                raise AlreadyInstalled
+        await anyio.to_thread.run_sync(self.registry.reload_if_changed)
+        if self.is_installed(task):
+            raise AlreadyInstalled
+
+    async def _keep_fresh(self, lock: OwnedLock) -> None:
+        while True:
+            await anyio.sleep(self.settings.lock_refresh)
+            await anyio.to_thread.run_sync(lock.refresh)
+
+    def _files(self, task: TaskRuntime) -> list[CatalogFile]:
+        if task.manifest is not None:
+            return list(task.manifest.files)
+        assert task.url_source is not None
+        source = task.url_source
+        return [CatalogFile(path=source.filename, size_bytes=task.bytes_total, sha256="0" * 64)]
+
+    async def _install_locked(self, task: TaskRuntime) -> None:
+        files = self._files(task)
+        parts = {f.path: self.layout.part(task.model_id, task.version, f.path) for f in files}
+        await anyio.to_thread.run_sync(
+            recover_staging, self.layout, task.model_id, task.version, parts
+        )
+        sizes = await anyio.to_thread.run_sync(part_sizes, parts)
+        await self._reuse_identical(task, files, parts, sizes)
+        await self._check_disk_space(files, sizes)
+        task.files_total = len(files)
+        task.files_done = 0
+        task.bytes_total = sum(f.size_bytes for f in files)
+        on_disk = {path: min(size, _size_of(files, path)) for path, size in sizes.items()}
+        task.raw_bytes = sum(on_disk.values())
+        task.add_bytes(0)
+        task.reset_speed()
+        await self.set_state(task, TaskState.DOWNLOADING)
+
+        digests: dict[str, str] = {}
+        limiter = anyio.CapacityLimiter(self.settings.max_files_per_task)
+
+        async def fetch(file: CatalogFile) -> None:
+            async with limiter:
+                digests[file.path] = await self._fetch_file(task, file, parts[file.path], on_disk)
+                task.files_done += 1
+
+        async with anyio.create_task_group() as group:
+            for file in files:
+                group.start_soon(fetch, file)
+
+        await self.set_state(task, TaskState.VERIFYING)
+        entry = InstalledVersion(
+            version=task.version,
+            state="ready",
+            installed_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            size_bytes=sum(on_disk.values()),
+            checksum_sha256=task.manifest.checksum_sha256 if task.manifest else None,
+            files=[
+                RegistryFile(path=f.path, size_bytes=on_disk[f.path], sha256=digests[f.path])
+                for f in files
+            ],
+            requires=[r.model_dump() for r in task.manifest.requires] if task.manifest else [],
+            source=task.url_source.url if task.url_source else None,
+            extra=_extra(task),
+        )
+        # Metadata first, then the folder, then the registry: a crash between any two is
+        # repaired at start (the registry is reconciled from folders plus metadata).
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(
+                write_metadata, self.layout, task.model_id, task.name, task.model_task, entry
+            )
+            await anyio.to_thread.run_sync(
+                move_into_place, self.layout, task.model_id, task.version, parts
+            )
+            await anyio.to_thread.run_sync(
+                self.registry.record, task.model_id, task.name, task.model_task, entry
+            )
+
+    async def _fetch_file(
+        self, task: TaskRuntime, file: CatalogFile, part: Path, on_disk: dict[str, int]
+    ) -> str:
+        known_size = task.manifest is not None
+        target = FileTarget(
+            part=part,
+            expected_size=file.size_bytes if known_size else None,
+            sha256=file.sha256 if known_size else _url_sha(task),
+        )
+
+        def progress(size: int) -> None:
+            task.add_bytes(size - on_disk[file.path])
+            on_disk[file.path] = size
+
+        lock = OwnedLock(
+            part.with_name(part.name + ".lock"), task.model_id, task.version,
+            self.settings.lock_timeout_ms,
+        )  # fmt: skip
+        try:
+            while not await anyio.to_thread.run_sync(lock.try_acquire):
+                await anyio.sleep(LOCK_POLL)
+            with map_disk_full(self.layout.root):
+                return await download_file(
+                    self.client, self._urls(task, file), target, self.settings, progress
+                )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lock.release)
+
+    def _urls(self, task: TaskRuntime, file: CatalogFile) -> list[str]:
+        if task.url_source is not None:
+            return [task.url_source.url]
+        quoted = "/".join(quote(segment, safe="") for segment in file.path.split("/"))
+        return [
+            f"{base}/storage/models/{quote(task.model_id)}/{quote(task.version)}/{quoted}"
+            for base in self.settings.repositories
+        ]
+
+    async def _reuse_identical(
+        self, task: TaskRuntime, files: list[CatalogFile], parts: dict[str, Path],
+        sizes: dict[str, int],
+    ) -> None:  # fmt: skip
+        """A file already installed in another version is linked or copied, not fetched."""
+        if task.manifest is None:
+            return
+        known = self._installed_files_by_hash(exclude=task.key)
+        for file in files:
+            source = known.get(file.sha256)
+            if source is None or sizes[file.path] >= file.size_bytes:
+                continue
+            try:
+                await anyio.to_thread.run_sync(link_or_copy, source, parts[file.path])
+            except OSError as exc:
+                log.warning("cannot reuse %s: %s", source, exc)
+                continue
+            sizes[file.path] = file.size_bytes
+            log.info("reusing %s for %s@%s", source, task.model_id, task.version)
+
+    def _installed_files_by_hash(self, exclude: tuple[str, str]) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for model_id, model in self.registry.document.models.items():
+            for version, entry in model.versions.items():
+                if (model_id, version) == exclude or entry.state != "ready":
+                    continue
+                folder = self.layout.model_dir(model_id, version)
+                for file in entry.files:
+                    found.setdefault(file.sha256, folder.joinpath(*file.path.split("/")))
+        return found
+
+    async def _check_disk_space(self, files: list[CatalogFile], sizes: dict[str, int]) -> None:
+        needed = sum(max(0, f.size_bytes - sizes[f.path]) for f in files)
+        free = await anyio.to_thread.run_sync(free_bytes, self.layout.temp)
+        if needed + DISK_MARGIN > free:
+            raise InsufficientDiskSpace(
+                f"{needed} bytes still to download, {free} free under {self.layout.root}",
+                neededBytes=needed,
+                freeBytes=free,
+            )
+
+
+def _size_of(files: list[CatalogFile], path: str) -> int:
+    size = next(f.size_bytes for f in files if f.path == path)
+    return size if size > 0 else 1 << 62
+
+
+def _url_sha(task: TaskRuntime) -> str | None:
+    return task.url_source.sha256 if task.url_source else None
+
+
+def _extra(task: TaskRuntime) -> dict[str, object]:
+    extra: dict[str, object] = dict(task.manifest.extra) if task.manifest else {}
+    if task.url_source is not None:
+        extra.update({"url": task.url_source.url, "mode": task.url_source.mode})
+    return extra
+

@@ -1,0 +1,287 @@
+"""The wire format: every method's params and result, the notifications, and the
+files the sidecar keeps on disk. ``schemas/`` is generated from these models.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class LenientWireModel(WireModel):
+    # On-disk documents tolerate fields from newer versions (forward compatibility).
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+class TaskState(StrEnum):
+    QUEUED = "queued"
+    DOWNLOADING = "downloading"
+    VERIFYING = "verifying"
+    PAUSED = "paused"
+    READY = "ready"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in {TaskState.READY, TaskState.FAILED, TaskState.CANCELLED}
+
+
+UnavailableReason = Literal[
+    "not_installed", "queued", "downloading", "verifying", "paused", "incomplete", "failed"
+]
+ModelState = Literal[
+    "not_installed", "queued", "downloading", "verifying", "paused", "ready", "incomplete",
+    "failed", "removed",
+]  # fmt: skip
+
+
+class TaskError(WireModel):
+    code: str
+    message: str
+
+
+class Task(WireModel):
+    task_id: str
+    model_id: str
+    version: str
+    state: TaskState
+    bytes_done: int
+    bytes_total: int
+    speed_bps: float
+    eta_seconds: float | None
+    files_done: int
+    files_total: int
+    error: TaskError | None
+    waiting_for: str | None = Field(
+        default=None, description="What a queued task waits for, in words (another task, a lock)."
+    )
+
+
+# --- params ---------------------------------------------------------------------------
+
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class NoParams(WireModel):
+    pass
+
+
+class GetModelPathParams(WireModel):
+    model_id: Name
+    version: Name | None = None
+
+
+class InstallParams(WireModel):
+    model_id: Name
+    version: Name | None = None
+    dependencies: bool = True
+
+
+class ListModelsParams(WireModel):
+    refresh: bool = False
+
+
+class TaskIdParams(WireModel):
+    task_id: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ModelRefParams(WireModel):
+    model_id: Name
+    version: Name | None = None
+
+
+class RankingParams(WireModel):
+    limit: Annotated[int, Field(ge=1, le=1000)] = 20
+    refresh: bool = False
+
+
+class InstallUrlParams(WireModel):
+    url: Annotated[str, Field(min_length=1, max_length=8192)]
+    filename: Name | None = None
+    mode: Literal["llm", "embed", "rerank"] | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
+    model_id: Name | None = None
+
+
+# --- results --------------------------------------------------------------------------
+
+
+class InfoResult(WireModel):
+    version: str
+    protocol_version: int
+    pid: int
+    home: str
+    repositories: list[str]
+
+
+class ModelPathResult(WireModel):
+    model_id: str
+    version: str
+    path: str
+
+
+class InstallResult(WireModel):
+    task_id: str | None
+    model_id: str
+    version: str
+    state: TaskState
+
+
+class InstalledVersionInfo(WireModel):
+    version: str
+    state: ModelState
+    path: str
+    size_bytes: int
+
+
+class ModelInfo(WireModel):
+    id: str
+    name: str
+    task: str
+    languages: list[str]
+    default_version: str | None
+    versions: list[str]
+    installed: list[InstalledVersionInfo]
+    state: ModelState
+    update_available: bool
+    in_catalog: bool
+
+
+class ListModelsResult(WireModel):
+    models: list[ModelInfo]
+    stale: bool = Field(description="True when the repository could not be reached.")
+
+
+class ListTasksResult(WireModel):
+    tasks: list[Task]
+
+
+class RemoveResult(WireModel):
+    model_id: str
+    removed: list[str]
+
+
+class VerifyProblem(WireModel):
+    path: str
+    problem: Literal["missing", "size_mismatch", "checksum_mismatch"]
+
+
+class VerifyResult(WireModel):
+    ok: bool
+    model_id: str
+    version: str
+    problems: list[VerifyProblem]
+
+
+class RankingItem(WireModel):
+    model_id: str
+    request_count: int
+    rank: int
+    installed: bool
+
+
+class RankingResult(WireModel):
+    items: list[RankingItem]
+    stale: bool
+    fetched_at: str | None
+
+
+class ShutdownResult(WireModel):
+    stopping: bool
+
+
+# --- notifications --------------------------------------------------------------------
+
+
+class ModelsChanged(WireModel):
+    model_id: str
+    version: str
+    state: ModelState
+
+
+class ErrorData(WireModel):
+    """``data`` of every sidecar error response; MODEL_NOT_AVAILABLE adds its fields."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    code: str
+    model_id: str | None = None
+    version: str | None = None
+    reason: UnavailableReason | None = None
+
+
+# --- files on disk --------------------------------------------------------------------
+
+
+class RegistryFile(LenientWireModel):
+    path: str
+    size_bytes: int
+    sha256: str
+
+
+class InstalledVersion(LenientWireModel):
+    version: str
+    state: Literal["ready", "incomplete"]
+    installed_at: str
+    size_bytes: int
+    checksum_sha256: str | None = None
+    files: list[RegistryFile]
+    requires: list[dict[str, str | None]] = []
+    source: str | None = None
+    extra: dict[str, Any] = {}
+
+
+class InstalledModel(LenientWireModel):
+    name: str = ""
+    task: str = ""
+    versions: dict[str, InstalledVersion] = {}
+    extra: dict[str, Any] = {}
+
+
+class RegistryDocument(LenientWireModel):
+    schema_version: Literal[1] = 1
+    models: dict[str, InstalledModel] = {}
+    extra: dict[str, Any] = {}
+
+
+class LockInfo(LenientWireModel):
+    """Content of a task lock file. Times in ms since the epoch / ms."""
+
+    pid: int
+    timestamp: int
+    model_id: str
+    version: str
+    timeout: int
+
+
+class PartRecord(LenientWireModel):
+    """Where a ``.part`` came from, so a resume never mixes two versions of a file."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    expected_size: int | None = None
+    sha256: str | None = None
+
+
+class PersistedTask(LenientWireModel):
+    """An unfinished task, saved so it resumes after a restart."""
+
+    task_id: str
+    model_id: str
+    version: str
+    state: TaskState
+    url: str | None = None
+    filename: str | None = None
+    mode: str | None = None
+    sha256: str | None = None
