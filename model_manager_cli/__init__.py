@@ -1,0 +1,1 @@
+"""Placeholder: built under issue 3."""
