@@ -174,12 +174,13 @@ class Manager:
                 if task.manifest is None and task.url_source is None:
                     await self._resolve_manifest(task)
                 await self.runner.run(task)
-            except ModelManagerError as exc:
-                await self._fail(task, exc.name, exc.message)
-                return
-            except Exception as exc:  # a bug must fail one task, never the daemon
-                log.exception("task %s crashed", task.task_id)
-                await self._fail(task, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+            except Exception as exc:
+                error = _domain_error(exc)
+                if error is not None:
+                    await self._fail(task, error.name, error.message)
+                else:  # a bug must fail one task, never the daemon
+                    log.exception("task %s crashed", task.task_id)
+                    await self._fail(task, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
                 return
             task.waiting_for = None
             snapshot = task.snapshot()
@@ -440,6 +441,17 @@ class Manager:
             task.files_total = 1
             self._start(task)
         return InstallResult(task_id=task.task_id, model_id=model_id, version=version, state=task.state)
+
+
+def _domain_error(exc: BaseException) -> ModelManagerError | None:
+    """The sidecar error behind ``exc``, looking inside task-group exception groups."""
+    if isinstance(exc, ModelManagerError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _domain_error(inner)) is not None:
+                return found
+    return None
 
 
 def _size_on_disk(path: Any) -> int:
