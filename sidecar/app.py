@@ -21,6 +21,8 @@ from sidecar.watchdog import watch_parent
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_ANSWER_TIMEOUT = 2.0  # let the answer to `shutdown` (and other quick ones) go out
+
 
 async def _on_signals(stop: anyio.Event) -> None:
     if sys.platform == "win32":
@@ -56,5 +58,6 @@ async def run(settings: Settings) -> None:
         group.start_soon(watch_parent, settings.parent_pid, stop.set)
         group.start_soon(_on_signals, stop)
         await stop.wait()
+        await server.drain(SHUTDOWN_ANSWER_TIMEOUT)
         group.cancel_scope.cancel()
     log.info("sidecar stopped")

@@ -133,4 +133,3 @@ def _parse_list(raw: Any) -> dict[str, CatalogModel]:
             continue
         models[model.id] = model
     return models
-

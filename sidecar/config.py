@@ -56,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--repository",
         default=env("MODEL_MANAGER_REPOSITORY"),
-        help="repository base URLs, comma-separated, mirrors first "
-        "(env MODEL_MANAGER_REPOSITORY)",
+        help="repository base URLs, comma-separated, mirrors first (env MODEL_MANAGER_REPOSITORY)",
     )
     parser.add_argument(
         "--scheduler",

@@ -127,7 +127,7 @@ def _resume_headers(record: PartRecord | None, url: str, offset: int) -> dict[st
 def _continues_at(response: httpx.Response, offset: int) -> bool:
     match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
     encoding = response.headers.get("Content-Encoding", "identity").lower()
-    return bool(match) and int(match.group(1)) == offset and encoding == "identity"
+    return match is not None and int(match.group(1)) == offset and encoding == "identity"
 
 
 async def fetch_once(
@@ -204,11 +204,9 @@ def _check_length(response: httpx.Response, target: FileTarget) -> None:
     """A whole-body reply of the wrong length (an HTML error page, say) is never written."""
     length = response.headers.get("Content-Length")
     encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
-    if length is not None and not encoded and target.expected_size is not None:
-        if int(length) != target.expected_size:
-            raise TransientError(
-                f"reply has {length} bytes, manifest says {target.expected_size}"
-            )
+    expected = target.expected_size
+    if length is not None and not encoded and expected is not None and int(length) != expected:
+        raise TransientError(f"reply has {length} bytes, manifest says {expected}")
 
 
 def _check_complete(target: FileTarget, writer: _PartWriter) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from sidecar.wire import Task, TaskError
+
+# Sends a JSON-RPC notification (method, params) to the client.
+Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class DownloadHooks(Protocol):

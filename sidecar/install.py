@@ -86,7 +86,9 @@ def part_sizes(parts: dict[str, Path]) -> dict[str, int]:
     return sizes
 
 
-def recover_staging(layout: HomeLayout, model_id: str, version: str, parts: dict[str, Path]) -> None:
+def recover_staging(
+    layout: HomeLayout, model_id: str, version: str, parts: dict[str, Path]
+) -> None:
     """A crash in the middle of ``move_into_place`` left verified files in staging: put
     them back as parts so nothing is downloaded twice."""
     staging = layout.staging_dir(model_id, version)

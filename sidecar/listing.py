@@ -57,7 +57,9 @@ def _model_info(
         task=(entry.task if entry else local.task if local else ""),
         languages=list(entry.languages) if entry else [],
         default_version=default,
-        versions=[v.version for v in entry.versions] if entry else sorted(versions, key=version_key),
+        versions=[v.version for v in entry.versions]
+        if entry
+        else sorted(versions, key=version_key),
         installed=installed,
         state=_state(model_id, installed, active),
         update_available=update_available,

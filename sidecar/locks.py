@@ -136,10 +136,7 @@ class OwnedLock:
         if not lock_is_stale(info):
             return False
         log.warning("breaking stale lock %s held by %s", self.path.name, info)
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        self.path.unlink(missing_ok=True)
         return True
 
 

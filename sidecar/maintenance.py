@@ -7,7 +7,9 @@ from sidecar.layout import HomeLayout
 from sidecar.wire import InstalledVersion, VerifyProblem
 
 
-def find_problems(layout: HomeLayout, model_id: str, entry: InstalledVersion) -> list[VerifyProblem]:
+def find_problems(
+    layout: HomeLayout, model_id: str, entry: InstalledVersion
+) -> list[VerifyProblem]:
     """Re-hash every file of an installed version against what was verified at install."""
     folder = layout.model_dir(model_id, entry.version)
     problems = []

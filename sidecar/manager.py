@@ -4,8 +4,6 @@ answers to every method. Runs as a service in the app's task group."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import anyio
 import httpx
@@ -16,16 +14,14 @@ from sidecar.config import Settings
 from sidecar.errors import (
     InvalidState,
     ModelManagerError,
-    ModelNotAvailable,
     TaskNotFound,
     VersionNotFound,
 )
-from sidecar.hooks import DownloadHooks, NoHooks
-from sidecar.install import remove_parts, remove_version
-from sidecar.listing import merge_models, version_key
-from sidecar.maintenance import find_problems
+from sidecar.hooks import DownloadHooks, NoHooks, Notify
+from sidecar.install import remove_parts
 from sidecar.layout import HomeLayout
-from sidecar.locks import OwnedLock, clean_stale_lock_files
+from sidecar.library import Library
+from sidecar.locks import clean_stale_lock_files
 from sidecar.manifest import CatalogModel, check_safe_name
 from sidecar.ranking import RankingSource
 from sidecar.registry import Registry
@@ -33,11 +29,8 @@ from sidecar.runner import TaskRunner
 from sidecar.tasks import TaskRuntime, TaskStore, UrlSource
 from sidecar.wire import (
     InstallResult,
-    ListModelsResult,
-    RemoveResult,
-    VerifyResult,
-    ModelPathResult,
     ModelsChanged,
+    ModelState,
     PersistedTask,
     TaskError,
     TaskState,
@@ -45,9 +38,15 @@ from sidecar.wire import (
 
 log = logging.getLogger(__name__)
 
-Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
 PROGRESS_INTERVAL = 0.1  # at most ~10 progress notifications a second per task
 REGISTRY_POLL = 1.0
+MODEL_STATE_OF: dict[TaskState, ModelState] = {
+    TaskState.QUEUED: "queued",
+    TaskState.PAUSED: "paused",
+    TaskState.READY: "ready",
+    TaskState.FAILED: "failed",
+    TaskState.CANCELLED: "not_installed",
+}
 ACTIVE = {TaskState.QUEUED, TaskState.DOWNLOADING, TaskState.VERIFYING, TaskState.PAUSED}
 
 
@@ -67,10 +66,13 @@ class Manager:
         self.ranking = RankingSource(settings, self.layout, client)
         self.notify = notify
         self.hooks: DownloadHooks = hooks or NoHooks()
-        self.runner = TaskRunner(settings, self.layout, self.registry, client, self.set_state)
         self.tasks: dict[str, TaskRuntime] = {}
-        self.active: dict[tuple[str, str], TaskRuntime] = {}
+        self.active: dict[tuple[str, str], TaskRuntime] = {}  # unfinished, by (model, version)
         self.failed: set[tuple[str, str]] = set()
+        self.library = Library(
+            settings, self.layout, self.registry, self.catalog, notify, self.active, self.failed
+        )
+        self.runner = TaskRunner(settings, self.layout, self.registry, client, self.set_state)
         self._group: TaskGroup | None = None
 
     # --- service -------------------------------------------------------------------
@@ -92,21 +94,7 @@ class Manager:
             for path in clean_stale_lock_files(folder):
                 log.info("removed stale lock %s", path.name)
         self.registry.load()
-        self._check_sizes()
-
-    def _check_sizes(self) -> None:
-        """Every installed file present with its size, checked at once at start."""
-        for model_id, model in list(self.registry.document.models.items()):
-            for version, entry in list(model.versions.items()):
-                folder = self.layout.model_dir(model_id, version)
-                intact = all(
-                    _size_on_disk(folder.joinpath(*f.path.split("/"))) == f.size_bytes
-                    for f in entry.files
-                )
-                state = "ready" if intact else "incomplete"
-                if state != entry.state:
-                    log.warning("%s@%s is %s", model_id, version, state)
-                    self.registry.set_state(model_id, version, state)
+        self.library.check_sizes()
 
     async def _watch_registry(self) -> None:
         while True:
@@ -133,7 +121,7 @@ class Manager:
     # --- state ---------------------------------------------------------------------
 
     async def set_state(self, task: TaskRuntime, state: TaskState) -> None:
-        task.state = state
+        previous, task.state = task.state, state
         if state in ACTIVE:
             self.active[task.key] = task
             await anyio.to_thread.run_sync(self.store.save, task.persisted())
@@ -148,12 +136,9 @@ class Manager:
         await self.notify("task.state", snapshot.wire())
         if state == TaskState.DOWNLOADING:
             self.hooks.on_download_start(snapshot)
-        model_state = {
-            TaskState.READY: "ready", TaskState.FAILED: "failed", TaskState.QUEUED: "queued",
-            TaskState.CANCELLED: "not_installed", TaskState.PAUSED: "paused",
-        }.get(state)  # fmt: skip
-        if model_state is not None:
-            changed = ModelsChanged(model_id=task.model_id, version=task.version, state=model_state)  # type: ignore[arg-type]
+        model_state = MODEL_STATE_OF.get(state)
+        if model_state is not None and state != previous:
+            changed = ModelsChanged(model_id=task.model_id, version=task.version, state=model_state)
             await self.notify("models.changed", changed.wire())
 
     def _start(self, task: TaskRuntime) -> None:
@@ -202,7 +187,14 @@ class Manager:
                 await self.set_state(task, TaskState.PAUSED)
 
     async def _fail(self, task: TaskRuntime, code: str, message: str) -> None:
-        log.error("task %s (%s@%s) failed: %s %s", task.task_id, task.model_id, task.version, code, message)
+        log.error(
+            "task %s (%s@%s) failed: %s %s",
+            task.task_id,
+            task.model_id,
+            task.version,
+            code,
+            message,
+        )
         task.error = TaskError(code=code, message=message)
         task.waiting_for = None
         self.failed.add(task.key)
@@ -240,38 +232,6 @@ class Manager:
 
     # --- API -----------------------------------------------------------------------
 
-    def model_path(self, model_id: str, version: str | None) -> ModelPathResult:
-        """From memory only: never the network, never a task."""
-        if version is None:
-            ready = self._ready_versions(model_id)
-            if ready:
-                newest = max(ready, key=version_key)
-                path = self.layout.model_dir(model_id, newest)
-                return ModelPathResult(model_id=model_id, version=newest, path=str(path))
-        else:
-            entry = self.registry.installed(model_id, version)
-            if entry is not None and entry.state == "ready":
-                path = self.layout.model_dir(model_id, version)
-                return ModelPathResult(model_id=model_id, version=version, path=str(path))
-        raise ModelNotAvailable(model_id, version, self._unavailable_reason(model_id, version))
-
-    def _ready_versions(self, model_id: str) -> list[str]:
-        model = self.registry.document.models.get(model_id)
-        if not model:
-            return []
-        return [v for v, e in model.versions.items() if e.state == "ready"]
-
-    def _unavailable_reason(self, model_id: str, version: str | None) -> str:
-        keys = [k for k in self.active if k[0] == model_id and version in (None, k[1])]
-        if keys:
-            return str(self.active[keys[0]].state.value)
-        if any(k[0] == model_id and version in (None, k[1]) for k in self.failed):
-            return "failed"
-        model = self.registry.document.models.get(model_id)
-        if model and any(version in (None, v) for v in model.versions):
-            return "incomplete"
-        return "not_installed"
-
     async def install(
         self, model_id: str, version: str | None, dependencies: bool
     ) -> InstallResult:
@@ -284,8 +244,12 @@ class Manager:
         if dependencies:
             await self._ensure_requirements(model, manifest.version, task)
         if task is None:
-            return InstallResult(task_id=None, model_id=model_id, version=manifest.version, state=TaskState.READY)
-        return InstallResult(task_id=task.task_id, model_id=model_id, version=manifest.version, state=task.state)
+            return InstallResult(
+                task_id=None, model_id=model_id, version=manifest.version, state=TaskState.READY
+            )
+        return InstallResult(
+            task_id=task.task_id, model_id=model_id, version=manifest.version, state=task.state
+        )
 
     def _ensure_task(
         self, model: CatalogModel, version: str, after: TaskRuntime | None
@@ -349,7 +313,9 @@ class Manager:
             return task
         if task.state == TaskState.PAUSED:
             return task
-        raise InvalidState(f"cannot pause a task that is {task.state.value}", state=task.state.value)
+        raise InvalidState(
+            f"cannot pause a task that is {task.state.value}", state=task.state.value
+        )
 
     def resume(self, task_id: str) -> TaskRuntime:
         task = self.get_task(task_id)
@@ -359,7 +325,9 @@ class Manager:
             return task
         if task.state in {TaskState.QUEUED, TaskState.DOWNLOADING, TaskState.VERIFYING}:
             return task
-        raise InvalidState(f"cannot resume a task that is {task.state.value}", state=task.state.value)
+        raise InvalidState(
+            f"cannot resume a task that is {task.state.value}", state=task.state.value
+        )
 
     async def cancel(self, task_id: str) -> TaskRuntime:
         task = self.get_task(task_id)
@@ -374,73 +342,22 @@ class Manager:
             await self.set_state(task, TaskState.CANCELLED)
         return task
 
-
-    # --- the library ------------------------------------------------------------------
-
-    async def list_models(self, refresh: bool) -> ListModelsResult:
-        if refresh or not self.catalog.fresh():
-            with anyio.move_on_after(self.settings.stall_timeout):
-                await self.catalog.refresh(force=refresh)
-        models = merge_models(
-            self.catalog.models, self.registry.document.models, self.active, self.layout
-        )
-        return ListModelsResult(models=models, stale=not self.catalog.fresh())
-
-    def _installed_versions(self, model_id: str, version: str | None) -> list[str]:
-        check_safe_name(model_id, "modelId")
-        model = self.registry.document.models.get(model_id)
-        versions = sorted(model.versions, key=version_key) if model else []
-        if version is not None:
-            versions = [v for v in versions if v == version]
-        if not versions:
-            raise ModelNotAvailable(model_id, version, "not_installed")
-        return versions
-
-    async def verify(self, model_id: str, version: str | None) -> VerifyResult:
-        version = self._installed_versions(model_id, version)[-1]
-        entry = self.registry.installed(model_id, version)
-        assert entry is not None
-        problems = await anyio.to_thread.run_sync(find_problems, self.layout, model_id, entry)
-        state = "incomplete" if problems else "ready"
-        if state != entry.state:
-            await anyio.to_thread.run_sync(self.registry.set_state, model_id, version, state)
-            changed = ModelsChanged(model_id=model_id, version=version, state=state)
-            await self.notify("models.changed", changed.wire())
-        return VerifyResult(ok=not problems, model_id=model_id, version=version, problems=problems)
-
-    async def remove(self, model_id: str, version: str | None) -> RemoveResult:
-        removed = []
-        for installed in self._installed_versions(model_id, version):
-            if (model_id, installed) in self.active:
-                raise InvalidState(f"{model_id}@{installed} has a task; cancel it first")
-            lock = OwnedLock(
-                self.layout.task_lock(model_id, installed), model_id, installed,
-                self.settings.lock_timeout_ms,
-            )  # fmt: skip
-            if not await anyio.to_thread.run_sync(lock.try_acquire):
-                raise InvalidState(f"{model_id}@{installed} is being installed by another process")
-            try:
-                await anyio.to_thread.run_sync(remove_version, self.layout, model_id, installed)
-                await anyio.to_thread.run_sync(self.registry.forget, model_id, installed)
-            finally:
-                await anyio.to_thread.run_sync(lock.release)
-            removed.append(installed)
-            changed = ModelsChanged(model_id=model_id, version=installed, state="removed")
-            await self.notify("models.changed", changed.wire())
-        return RemoveResult(model_id=model_id, removed=removed)
-
     async def install_url(self, source: UrlSource, model_id: str, version: str) -> InstallResult:
         key = (model_id, version)
         task = self.active.get(key)
         entry = self.registry.installed(model_id, version)
         if task is None and entry is not None and entry.state == "ready":
-            return InstallResult(task_id=None, model_id=model_id, version=version, state=TaskState.READY)
+            return InstallResult(
+                task_id=None, model_id=model_id, version=version, state=TaskState.READY
+            )
         if task is None:
             task = TaskRuntime(model_id=model_id, version=version, name=source.filename,
                                model_task=source.mode or "", url_source=source)  # fmt: skip
             task.files_total = 1
             self._start(task)
-        return InstallResult(task_id=task.task_id, model_id=model_id, version=version, state=task.state)
+        return InstallResult(
+            task_id=task.task_id, model_id=model_id, version=version, state=task.state
+        )
 
 
 def _domain_error(exc: BaseException) -> ModelManagerError | None:
@@ -452,10 +369,3 @@ def _domain_error(exc: BaseException) -> ModelManagerError | None:
             if (found := _domain_error(inner)) is not None:
                 return found
     return None
-
-
-def _size_on_disk(path: Any) -> int:
-    try:
-        return int(path.stat().st_size)
-    except OSError:
-        return -1

@@ -7,6 +7,7 @@ replaced whole, so the event loop can read it at any time without locking.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from collections.abc import Callable
@@ -48,9 +49,10 @@ class Registry:
     def load(self) -> None:
         """Load from disk, reconcile with the model folders, and save if that changed anything."""
         with BlockingFileLock(self.layout.registry_lock):
-            document = self._read_or_rebuild()
-            changed = self._reconcile(document)
-            if changed or not self.layout.registry.exists():
+            document = self._read()
+            rebuilt = document is None
+            document = document or self._rebuild()
+            if self._reconcile(document) or rebuilt:
                 self._write(document)
             self.document = document
             self._remember_stat()
@@ -115,6 +117,9 @@ class Registry:
         atomic_write_json(self.layout.registry, document.wire())
 
     def _read_or_rebuild(self) -> RegistryDocument:
+        return self._read() or self._rebuild()
+
+    def _read(self) -> RegistryDocument | None:
         try:
             return RegistryDocument.model_validate(read_json(self.layout.registry))
         except FileNotFoundError:
@@ -122,15 +127,16 @@ class Registry:
         except (OSError, ValueError, ValidationError) as exc:
             log.warning("registry.json unreadable (%s): rebuilding from disk", exc)
             self._keep_corrupt_copy()
+        return None
+
+    def _rebuild(self) -> RegistryDocument:
         document = RegistryDocument()
         self._reconcile(document)
         return document
 
     def _keep_corrupt_copy(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             shutil.copyfile(self.layout.registry, self.layout.registry.with_suffix(".corrupt"))
-        except OSError:
-            pass
 
     def _reconcile(self, document: RegistryDocument) -> bool:
         """Make the document agree with the model folders: add what an install left
@@ -146,15 +152,15 @@ class Registry:
                 del document.models[model_id]
                 changed = True
         for model_id, version in sorted(on_disk):
-            model = document.models.get(model_id)
-            if model and version in model.versions:
+            known = document.models.get(model_id)
+            if known and version in known.versions:
                 continue
             recovered = self._read_metadata(model_id, version)
             if recovered is None:
                 continue
             name, task, entry = recovered
-            document.models.setdefault(model_id, InstalledModel(name=name, task=task))
-            document.models[model_id].versions[version] = entry
+            target = document.models.setdefault(model_id, InstalledModel(name=name, task=task))
+            target.versions[version] = entry
             changed = True
         return changed
 
@@ -169,7 +175,9 @@ class Registry:
                     found.append((model_dir.name, version_dir.name))
         return found
 
-    def _read_metadata(self, model_id: str, version: str) -> tuple[str, str, InstalledVersion] | None:
+    def _read_metadata(
+        self, model_id: str, version: str
+    ) -> tuple[str, str, InstalledVersion] | None:
         path: Path = self.layout.metadata_file(model_id, version)
         try:
             check_safe_name(model_id, "id")

@@ -14,10 +14,10 @@ import anyio
 import httpx
 
 from sidecar.config import Settings
+from sidecar.diskspace import free_bytes, map_disk_full
 from sidecar.download import download_file
 from sidecar.errors import InsufficientDiskSpace
 from sidecar.fetch import FileTarget
-from sidecar.diskspace import free_bytes, map_disk_full
 from sidecar.install import link_or_copy, move_into_place, part_sizes, recover_staging
 from sidecar.layout import HomeLayout
 from sidecar.locks import OwnedLock
@@ -191,7 +191,8 @@ class TaskRunner:
             self.settings.lock_timeout_ms,
         )  # fmt: skip
         try:
-            while not await anyio.to_thread.run_sync(lock.try_acquire):
+            # Another process's OS lock has no event to wait on: poll it.
+            while not await anyio.to_thread.run_sync(lock.try_acquire):  # noqa: ASYNC110
                 await anyio.sleep(LOCK_POLL)
             with map_disk_full(self.layout.root):
                 return await download_file(
@@ -266,4 +267,3 @@ def _extra(task: TaskRuntime) -> dict[str, object]:
     if task.url_source is not None:
         extra.update({"url": task.url_source.url, "mode": task.url_source.mode})
     return extra
-

@@ -1,6 +1,6 @@
 """Generate ``schemas/`` (JSON Schema) from the wire models; ``--check`` fails on drift.
 
-    python -m sidecar.schemas [--check] [DIR]
+python -m sidecar.schemas [--check] [DIR]
 """
 
 from __future__ import annotations

@@ -126,7 +126,9 @@ class TaskStore:
 
     def save(self, task: PersistedTask) -> None:
         with BlockingFileLock(self.lock_path):
-            tasks = [t for t in self._read() if (t.model_id, t.version) != (task.model_id, task.version)]
+            tasks = [
+                t for t in self._read() if (t.model_id, t.version) != (task.model_id, task.version)
+            ]
             tasks.append(task)
             self._write(tasks)
 

@@ -16,9 +16,7 @@ class TooLong:
     limit: int
 
 
-async def read_lines(
-    stream: ByteReceiveStream, max_bytes: int
-) -> AsyncIterator[bytes | TooLong]:
+async def read_lines(stream: ByteReceiveStream, max_bytes: int) -> AsyncIterator[bytes | TooLong]:
     buffered = BufferedByteReceiveStream(stream)
     while True:
         try:

@@ -48,7 +48,10 @@ def handler(params_model: type[P]) -> Callable[[Callable[[P], Awaitable[WireMode
                 params = params_model.model_validate(raw)
             except ValidationError as exc:
                 return InvalidParams(
-                    [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()]
+                    [
+                        {"field": ".".join(map(str, e["loc"])), "problem": e["msg"]}
+                        for e in exc.errors()
+                    ]
                 )
             try:
                 result = await function(params)
@@ -74,7 +77,7 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
 
     @handler(GetModelPathParams)
     async def get_model_path(p: GetModelPathParams) -> WireModel:
-        return manager.model_path(p.model_id, p.version)
+        return manager.library.model_path(p.model_id, p.version)
 
     @handler(InstallParams)
     async def install(p: InstallParams) -> WireModel:
@@ -82,7 +85,7 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
 
     @handler(ListModelsParams)
     async def list_models(p: ListModelsParams) -> WireModel:
-        return await manager.list_models(p.refresh)
+        return await manager.library.list_models(p.refresh)
 
     @handler(TaskIdParams)
     async def get_task(p: TaskIdParams) -> WireModel:
@@ -106,20 +109,22 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
 
     @handler(ModelRefParams)
     async def remove(p: ModelRefParams) -> WireModel:
-        return await manager.remove(p.model_id, p.version)
+        return await manager.library.remove(p.model_id, p.version)
 
     @handler(ModelRefParams)
     async def verify(p: ModelRefParams) -> WireModel:
-        return await manager.verify(p.model_id, p.version)
+        return await manager.library.verify(p.model_id, p.version)
 
     @handler(RankingParams)
     async def ranking(p: RankingParams) -> WireModel:
         cached, stale = await manager.ranking.get(p.refresh)
         items = [
             RankingItem(
-                model_id=e.model_id, request_count=e.request_count, rank=e.rank,
+                model_id=e.model_id,
+                request_count=e.request_count,
+                rank=e.rank,
                 installed=bool(manager.registry.document.models.get(e.model_id)),
-            )  # fmt: skip
+            )
             for e in cached.entries[: p.limit]
         ]
         return RankingResult(items=items, stale=stale, fetched_at=cached.fetched_at)

@@ -26,7 +26,9 @@ def error_message(code: int, message: str, data: Any) -> dict[str, Any]:
 
 
 class RpcServer:
-    def __init__(self, writer: LineWriter, methods: dict[str, Handler], max_line_bytes: int) -> None:
+    def __init__(
+        self, writer: LineWriter, methods: dict[str, Handler], max_line_bytes: int
+    ) -> None:
         self.writer = writer
         self.methods = methods
         self.max_line_bytes = max_line_bytes
@@ -43,15 +45,23 @@ class RpcServer:
             async for line in read_lines(stream, self.max_line_bytes):
                 if isinstance(line, TooLong):
                     await self.writer.send(
-                        error_message(INVALID_REQUEST, "Invalid Request", f"line longer than {line.limit} bytes")
+                        error_message(
+                            INVALID_REQUEST,
+                            "Invalid Request",
+                            f"line longer than {line.limit} bytes",
+                        )
                     )
                     continue
                 self._in_flight += 1
                 self._idle = anyio.Event()
                 group.start_soon(self._answer, line)
-            with anyio.move_on_after(DRAIN_TIMEOUT):
-                await self._idle.wait()
+            await self.drain(DRAIN_TIMEOUT)
             group.cancel_scope.cancel()
+
+    async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound, not a deadline
+        """Wait (bounded) for the answers in flight, e.g. the one to ``shutdown``."""
+        with anyio.move_on_after(timeout):
+            await self._idle.wait()
 
     async def _answer(self, line: bytes) -> None:
         try:

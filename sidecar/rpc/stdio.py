@@ -20,9 +20,7 @@ class FdReceiveStream(ByteReceiveStream):
         self._fd = fd
 
     async def receive(self, max_bytes: int = READ_SIZE) -> bytes:
-        data = await anyio.to_thread.run_sync(
-            os.read, self._fd, max_bytes, abandon_on_cancel=True
-        )
+        data = await anyio.to_thread.run_sync(os.read, self._fd, max_bytes, abandon_on_cancel=True)
         if not data:
             raise anyio.EndOfStream
         return data

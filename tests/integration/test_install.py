@@ -16,9 +16,7 @@ FILES = {"model.bin": MODEL_BYTES, "conf/config.json": b'{"dim": 384}', "vocab.t
 
 
 def installed_files(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()
-    }
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def test_missing_model_is_not_available_with_reason(start_sidecar):
@@ -57,7 +55,10 @@ def test_progress_and_state_notifications(start_sidecar, repo: RepoServer):
     sidecar = start_sidecar()
     task = sidecar.install_and_wait("whisper-small")
     sidecar.wait_for(
-        lambda: any(n["method"] == "models.changed" and n["params"]["state"] == "ready" for n in sidecar.notifications)
+        lambda: any(
+            n["method"] == "models.changed" and n["params"]["state"] == "ready"
+            for n in sidecar.notifications
+        )
     )
     mine = [n for n in sidecar.notifications if n["params"].get("taskId") == task["taskId"]]
     progress = [n["params"] for n in mine if n["method"] == "task.progress"]
@@ -75,7 +76,14 @@ def test_ten_installs_make_one_task_and_fetch_each_byte_once(start_sidecar, repo
     repo.bytes_per_second = 1_000_000  # the task outlives all ten calls
     sidecar = start_sidecar()
     for n in range(10):
-        sidecar.send({"jsonrpc": "2.0", "id": f"i{n}", "method": "install", "params": {"modelId": "whisper-small"}})
+        sidecar.send(
+            {
+                "jsonrpc": "2.0",
+                "id": f"i{n}",
+                "method": "install",
+                "params": {"modelId": "whisper-small"},
+            }
+        )
     answers = [sidecar.wait_response(f"i{n}")["result"] for n in range(10)]
     assert len({a["taskId"] for a in answers}) == 1
     sidecar.wait_task(answers[0]["taskId"], {"ready"})
@@ -91,19 +99,30 @@ def test_already_installed_fetches_nothing_even_after_restart(start_sidecar, rep
     fetched = repo.storage_bytes()
     second = start_sidecar()
     answer = second.call("install", {"modelId": "whisper-small"})
-    assert answer == {"taskId": None, "modelId": "whisper-small", "version": "1.0.0", "state": "ready"}
+    assert answer == {
+        "taskId": None,
+        "modelId": "whisper-small",
+        "version": "1.0.0",
+        "state": "ready",
+    }
     assert repo.storage_bytes() == fetched
 
 
 def test_requires_are_installed_with_the_model(start_sidecar, repo: RepoServer):
-    repo.add("whisper-small-zh", "2.0", FILES, requires=[{"model_id": "align-zh", "version": "1.1"}])
+    repo.add(
+        "whisper-small-zh", "2.0", FILES, requires=[{"model_id": "align-zh", "version": "1.1"}]
+    )
     repo.add("align-zh", "1.1", {"align.bin": os.urandom(50_000)})
     repo.add("align-zh", "1.2", {"align.bin": os.urandom(60_000)})  # default, but not required
     sidecar = start_sidecar()
     task = sidecar.install_and_wait("whisper-small-zh")
     assert task["state"] == "ready"
     dependency = sidecar.wait_for(
-        lambda: [t for t in sidecar.call("listTasks")["tasks"] if t["modelId"] == "align-zh" and t["state"] == "ready"]
+        lambda: [
+            t
+            for t in sidecar.call("listTasks")["tasks"]
+            if t["modelId"] == "align-zh" and t["state"] == "ready"
+        ]
     )[0]
     assert dependency["version"] == "1.1"
     assert sidecar.call("getModelPath", {"modelId": "align-zh"})["version"] == "1.1"
@@ -144,9 +163,13 @@ def test_tampered_bytes_fail_with_checksum_mismatch_and_install_nothing(
     "hostile_path",
     ["../../escape.txt", "/etc/passwd", "a/../../x", "C:evil", "ok/..", "a\\..\\b", "nul\x00byte"],
 )
-def test_path_traversal_in_a_manifest_is_refused(start_sidecar, repo: RepoServer, home: Path, hostile_path):
+def test_path_traversal_in_a_manifest_is_refused(
+    start_sidecar, repo: RepoServer, home: Path, hostile_path
+):
     stored = repo.add("evil", "1.0", {"x.bin": b"x"})
-    stored.manifest_overrides = {"files": [{"path": hostile_path, "size_bytes": 1, "sha256": sha256(b"x")}]}
+    stored.manifest_overrides = {
+        "files": [{"path": hostile_path, "size_bytes": 1, "sha256": sha256(b"x")}]
+    }
     sidecar = start_sidecar()
     with pytest.raises(RpcError) as raised:
         sidecar.call("install", {"modelId": "evil"})
@@ -199,7 +222,9 @@ def test_identical_file_in_another_version_is_not_downloaded_again(start_sidecar
 
 def test_not_enough_disk_space_starts_nothing(start_sidecar, repo: RepoServer, home: Path):
     stored = repo.add("huge", "1.0", {"w.bin": b"w"})
-    stored.manifest_overrides = {"files": [{"path": "w.bin", "size_bytes": 1 << 39, "sha256": sha256(b"w")}]}
+    stored.manifest_overrides = {
+        "files": [{"path": "w.bin", "size_bytes": 1 << 39, "sha256": sha256(b"w")}]
+    }
     sidecar = start_sidecar()
     task = sidecar.install_and_wait("huge")
     assert task["state"] == "failed"
@@ -238,8 +263,12 @@ def test_slow_calls_do_not_delay_get_model_path(start_sidecar, repo: RepoServer)
     sidecar.install_and_wait("big")
     sidecar.install_and_wait("small")
     order: list[str] = []
-    sidecar.send({"jsonrpc": "2.0", "id": "verify", "method": "verify", "params": {"modelId": "big"}})
-    sidecar.send({"jsonrpc": "2.0", "id": "path", "method": "getModelPath", "params": {"modelId": "small"}})
+    sidecar.send(
+        {"jsonrpc": "2.0", "id": "verify", "method": "verify", "params": {"modelId": "big"}}
+    )
+    sidecar.send(
+        {"jsonrpc": "2.0", "id": "path", "method": "getModelPath", "params": {"modelId": "small"}}
+    )
     done = threading.Event()
 
     def watch() -> None:
@@ -249,5 +278,7 @@ def test_slow_calls_do_not_delay_get_model_path(start_sidecar, repo: RepoServer)
 
     threading.Thread(target=watch, daemon=True).start()
     assert done.wait(30)
-    order = [m["id"] for m in sidecar.lines if isinstance(m, dict) and m.get("id") in ("verify", "path")]
+    order = [
+        m["id"] for m in sidecar.lines if isinstance(m, dict) and m.get("id") in ("verify", "path")
+    ]
     assert order == ["path", "verify"]

@@ -102,9 +102,13 @@ class Sidecar:
         self.send_raw(json.dumps(message).encode() + b"\n")
 
     def wait_response(self, request_id: Any, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
-        return self.wait_for(lambda: self.responses.get(request_id), timeout, f"answer {request_id}")
+        return self.wait_for(
+            lambda: self.responses.get(request_id), timeout, f"answer {request_id}"
+        )
 
-    def call(self, method: str, params: dict[str, Any] | None = None, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> Any:
         request_id = next(self.ids)
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params is not None:
@@ -115,7 +119,9 @@ class Sidecar:
             raise RpcError(response["error"])
         return response["result"]
 
-    def wait_for(self, probe: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT, what: str = "") -> Any:
+    def wait_for(
+        self, probe: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT, what: str = ""
+    ) -> Any:
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
@@ -124,7 +130,9 @@ class Sidecar:
                     return value
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"timed out waiting for {what}\n--- stderr ---\n{self.stderr()[-4000:]}")
+                    raise TimeoutError(
+                        f"timed out waiting for {what}\n--- stderr ---\n{self.stderr()[-4000:]}"
+                    )
                 self.cond.wait(min(remaining, 0.2))
 
     def wait_task(self, task_id: str, states: set[str], timeout: float = 60.0) -> dict[str, Any]:
@@ -137,7 +145,9 @@ class Sidecar:
                 raise TimeoutError(f"task {task_id} still {task['state']}\n{self.stderr()[-4000:]}")
             time.sleep(0.05)
 
-    def install_and_wait(self, model_id: str, timeout: float = 60.0, **params: Any) -> dict[str, Any]:
+    def install_and_wait(
+        self, model_id: str, timeout: float = 60.0, **params: Any
+    ) -> dict[str, Any]:
         started = self.call("install", {"modelId": model_id, **params})
         if started["taskId"] is None:
             return started

@@ -1,0 +1,156 @@
+"""The installed models: where they are, whether they are intact, listing, verify
+and remove. ``model_path`` answers from memory only."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import anyio
+
+from sidecar.catalog import Catalog
+from sidecar.config import Settings
+from sidecar.errors import InvalidState, ModelNotAvailable
+from sidecar.hooks import Notify
+from sidecar.install import remove_version
+from sidecar.layout import HomeLayout
+from sidecar.listing import merge_models, version_key
+from sidecar.locks import OwnedLock
+from sidecar.maintenance import find_problems
+from sidecar.manifest import check_safe_name
+from sidecar.registry import Registry
+from sidecar.tasks import TaskRuntime
+from sidecar.wire import (
+    ListModelsResult,
+    ModelPathResult,
+    ModelsChanged,
+    RemoveResult,
+    VerifyResult,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Library:
+    def __init__(
+        self,
+        settings: Settings,
+        layout: HomeLayout,
+        registry: Registry,
+        catalog: Catalog,
+        notify: Notify,
+        active: dict[tuple[str, str], TaskRuntime],
+        failed: set[tuple[str, str]],
+    ) -> None:
+        self.settings = settings
+        self.layout = layout
+        self.registry = registry
+        self.catalog = catalog
+        self.notify = notify
+        self.active = active
+        self.failed = failed
+
+    def check_sizes(self) -> None:
+        """Every installed file present with its size, checked at once at start."""
+        for model_id, model in list(self.registry.document.models.items()):
+            for version, entry in list(model.versions.items()):
+                folder = self.layout.model_dir(model_id, version)
+                intact = all(
+                    _size_on_disk(folder.joinpath(*f.path.split("/"))) == f.size_bytes
+                    for f in entry.files
+                )
+                state = "ready" if intact else "incomplete"
+                if state != entry.state:
+                    log.warning("%s@%s is %s", model_id, version, state)
+                    self.registry.set_state(model_id, version, state)
+
+    def model_path(self, model_id: str, version: str | None) -> ModelPathResult:
+        """From memory only: never the network, never a task."""
+        if version is None:
+            ready = self._ready_versions(model_id)
+            if ready:
+                newest = max(ready, key=version_key)
+                path = self.layout.model_dir(model_id, newest)
+                return ModelPathResult(model_id=model_id, version=newest, path=str(path))
+        else:
+            entry = self.registry.installed(model_id, version)
+            if entry is not None and entry.state == "ready":
+                path = self.layout.model_dir(model_id, version)
+                return ModelPathResult(model_id=model_id, version=version, path=str(path))
+        raise ModelNotAvailable(model_id, version, self._unavailable_reason(model_id, version))
+
+    def _ready_versions(self, model_id: str) -> list[str]:
+        model = self.registry.document.models.get(model_id)
+        if not model:
+            return []
+        return [v for v, e in model.versions.items() if e.state == "ready"]
+
+    def _unavailable_reason(self, model_id: str, version: str | None) -> str:
+        keys = [k for k in self.active if k[0] == model_id and version in (None, k[1])]
+        if keys:
+            return str(self.active[keys[0]].state.value)
+        if any(k[0] == model_id and version in (None, k[1]) for k in self.failed):
+            return "failed"
+        model = self.registry.document.models.get(model_id)
+        if model and any(version in (None, v) for v in model.versions):
+            return "incomplete"
+        return "not_installed"
+
+    async def list_models(self, refresh: bool) -> ListModelsResult:
+        if refresh or not self.catalog.fresh():
+            with anyio.move_on_after(self.settings.stall_timeout):
+                await self.catalog.refresh(force=refresh)
+        models = merge_models(
+            self.catalog.models, self.registry.document.models, self.active, self.layout
+        )
+        return ListModelsResult(models=models, stale=not self.catalog.fresh())
+
+    def _installed_versions(self, model_id: str, version: str | None) -> list[str]:
+        check_safe_name(model_id, "modelId")
+        model = self.registry.document.models.get(model_id)
+        versions = sorted(model.versions, key=version_key) if model else []
+        if version is not None:
+            versions = [v for v in versions if v == version]
+        if not versions:
+            raise ModelNotAvailable(model_id, version, "not_installed")
+        return versions
+
+    async def verify(self, model_id: str, version: str | None) -> VerifyResult:
+        version = self._installed_versions(model_id, version)[-1]
+        entry = self.registry.installed(model_id, version)
+        assert entry is not None
+        problems = await anyio.to_thread.run_sync(find_problems, self.layout, model_id, entry)
+        state = "incomplete" if problems else "ready"
+        if state != entry.state:
+            await anyio.to_thread.run_sync(self.registry.set_state, model_id, version, state)
+            changed = ModelsChanged(model_id=model_id, version=version, state=state)
+            await self.notify("models.changed", changed.wire())
+        return VerifyResult(ok=not problems, model_id=model_id, version=version, problems=problems)
+
+    async def remove(self, model_id: str, version: str | None) -> RemoveResult:
+        removed = []
+        for installed in self._installed_versions(model_id, version):
+            if (model_id, installed) in self.active:
+                raise InvalidState(f"{model_id}@{installed} has a task; cancel it first")
+            lock = OwnedLock(
+                self.layout.task_lock(model_id, installed), model_id, installed,
+                self.settings.lock_timeout_ms,
+            )  # fmt: skip
+            if not await anyio.to_thread.run_sync(lock.try_acquire):
+                raise InvalidState(f"{model_id}@{installed} is being installed by another process")
+            try:
+                await anyio.to_thread.run_sync(remove_version, self.layout, model_id, installed)
+                await anyio.to_thread.run_sync(self.registry.forget, model_id, installed)
+            finally:
+                await anyio.to_thread.run_sync(lock.release)
+            removed.append(installed)
+            changed = ModelsChanged(model_id=model_id, version=installed, state="removed")
+            await self.notify("models.changed", changed.wire())
+        return RemoveResult(model_id=model_id, removed=removed)
+
+
+def _size_on_disk(path: Path) -> int:
+    try:
+        return int(path.stat().st_size)
+    except OSError:
+        return -1
