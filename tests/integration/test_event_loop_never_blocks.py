@@ -1,0 +1,56 @@
+"""The manager in-process under blockbuster: any blocking call made on the event loop
+(file I/O, sleep, socket) fails the test. That is the bug that froze the old server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from blockbuster import blockbuster_ctx
+
+from sidecar.config import Settings
+from sidecar.errors import ModelNotAvailable
+from sidecar.http import make_client
+from sidecar.manager import Manager
+from sidecar.wire import TaskState
+from tests.support.repo_server import RepoServer
+
+FILES = {"model.bin": os.urandom(3_000_000), "conf/config.json": b"{}"}
+
+
+def test_install_verify_remove_never_block_the_loop(repo: RepoServer, home: Path) -> None:
+    repo.add("whisper-small", "1.0.0", FILES, requires=[{"model_id": "align", "version": "1"}])
+    repo.add("align", "1", {"a.bin": b"a" * 1000})
+    settings = Settings(home=home, repositories=(repo.url,), stall_timeout=5)
+    notifications: list[tuple[str, dict[str, Any]]] = []
+
+    async def notify(method: str, params: dict[str, Any]) -> None:
+        notifications.append((method, params))
+
+    async def scenario() -> None:
+        client = make_client(settings)  # loads CA certificates: before the checks start
+        with blockbuster_ctx():
+            async with client, anyio.create_task_group() as group:
+                manager = Manager(settings, client, notify)
+                await group.start(manager.serve)
+                with pytest.raises(ModelNotAvailable):
+                    manager.library.model_path("whisper-small", None)
+                started = await manager.install("whisper-small", None, dependencies=True)
+                assert started.task_id is not None
+                task = manager.get_task(started.task_id)
+                with anyio.fail_after(30):
+                    await task.finished.wait()
+                    while manager.active:
+                        await anyio.sleep(0.05)
+                assert task.state == TaskState.READY, task.error
+                assert manager.library.model_path("align", None).version == "1"
+                assert (await manager.library.verify("whisper-small", None)).ok
+                assert (await manager.library.list_models(refresh=True)).models
+                await manager.library.remove("align", None)
+                group.cancel_scope.cancel()
+
+    anyio.run(scenario)
+    assert any(method == "task.progress" for method, _ in notifications)
