@@ -3,6 +3,7 @@ TTL, so the repository being down never stops the app from listing what it knows
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -92,16 +93,12 @@ class Catalog:
         for base in self.settings.repositories:
             url = base + path
             try:
-                with map_transport_errors():
-                    response = await self.client.get(url, headers=auth_headers(self.settings, url))
-                if response.status_code == 404:
+                body = await self._read_capped(url)
+                if body is None:
                     not_found = True
                     problems.append(f"{base}: 404")
                     continue
-                raise_for_status(response)
-                if len(response.content) > MAX_CATALOG_BYTES:
-                    raise TransientError("reply too large")
-                return response.json()
+                return json.loads(body)
             except (TransientError, SourceFailed, ValueError) as exc:
                 problems.append(f"{base}: {exc}")
         if not_found:
@@ -109,6 +106,21 @@ class Catalog:
         raise RepositoryUnavailable(
             "no repository answered: " + ("; ".join(problems) or "none configured"),
         )
+
+    async def _read_capped(self, url: str) -> bytes | None:
+        """The body, or None for 404; a hostile server cannot make us buffer gigabytes."""
+        with map_transport_errors():
+            headers = auth_headers(self.settings, url)
+            async with self.client.stream("GET", url, headers=headers) as response:
+                if response.status_code == 404:
+                    return None
+                raise_for_status(response)
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_CATALOG_BYTES:
+                        raise TransientError(f"reply larger than {MAX_CATALOG_BYTES} bytes")
+                return bytes(body)
 
     async def _save(self) -> None:
         document = {
