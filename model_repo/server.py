@@ -1,0 +1,225 @@
+"""The reference repository server: the published tree over HTTP, plus the usage API.
+
+Files are served by Starlette's ``StaticFiles`` (Range, ETag, Last-Modified, HEAD,
+conditional requests, and symlinks resolved and kept inside the tree); this module
+adds what a static server does not: refusing traversal syntax outright with a JSON
+error, the optional bearer token, and the SQLite-backed usage ranking.
+
+    GET|HEAD /api/models                      → <storage>/api/models.json
+    GET|HEAD /api/models/{id}                 → <storage>/api/models/{id}.json
+    GET|HEAD /storage/models/{id}/{v}/{path}  → <storage>/models/{id}/{v}/{path}
+    POST     /api/model-usage/events          {model_id, kind}
+    GET      /api/model-usage/ranking         [{model_id, request_count, rank}]
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import unquote
+
+import anyio
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from model_repo.layout import StorageLayout
+from model_repo.usage import UsageEvent, UsageStore
+from sidecar.errors import UnsafeManifest
+from sidecar.manifest import check_relative_path, check_safe_name
+
+# Versions are immutable, so their files may be cached forever by a CDN; the catalog
+# changes on every publish, so caches must revalidate it (cheap with ETag).
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+MAX_EVENT_BYTES = 16 * 1024
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def unsafe_path_reason(path: str, raw_path: bytes | None) -> str | None:
+    """Why a request path is refused before any filesystem lookup, or None.
+
+    Checked on the decoded path and once more decoded, so ``..``, ``%2e%2e`` and
+    ``%252e%252e`` are all refused whatever a proxy in front does with them."""
+    candidates = [path, unquote(path)]
+    if raw_path is not None:
+        candidates.append(unquote(raw_path.decode("latin-1")))
+    for candidate in candidates:
+        if "\\" in candidate or "\x00" in candidate:
+            return "backslash or NUL in path"
+        segments = candidate.split("/")[1:]
+        if any(s in {".", ".."} for s in segments):
+            return "dot segment in path"
+        if any(s == "" for s in segments[:-1]):
+            return "empty segment (absolute path) in path"
+    return None
+
+
+class Guard:
+    """Refuses traversal syntax (400) and, with a token, unauthenticated repository reads."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path: str = scope["path"]
+        reason = unsafe_path_reason(path, scope.get("raw_path"))
+        if reason is not None:
+            response = error_response(400, "UNSAFE_PATH", f"refused: {reason}")
+            return await response(scope, receive, send)
+        if self.token and not path.startswith("/api/model-usage/"):
+            # The usage API belongs to the scheduler side, which the sidecar calls
+            # without the repository token; only the repository itself is protected.
+            request = Request(scope)
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+                response = error_response(
+                    401, "UNAUTHORIZED", "a valid bearer token is required",
+                    {"WWW-Authenticate": 'Bearer realm="model-repository"'},
+                )  # fmt: skip
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+class Throttle:
+    """Slows file bodies to ``bytes_per_second`` per response (demos, progress tests)."""
+
+    def __init__(self, app: ASGIApp, bytes_per_second: float) -> None:
+        self.app = app
+        self.rate = bytes_per_second
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/storage/"):
+            return await self.app(scope, receive, send)
+
+        async def slow_send(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body":
+                await anyio.sleep(len(message.get("body", b"")) / self.rate)
+
+        await self.app(scope, receive, slow_send)
+
+
+def _status_code_name(status: int) -> str:
+    try:
+        return HTTPStatus(status).name
+    except ValueError:
+        return "HTTP_ERROR"
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = exc.detail or HTTPStatus(exc.status_code).phrase
+    return error_response(
+        exc.status_code, _status_code_name(exc.status_code), message, dict(exc.headers or {})
+    )
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(
+    storage: Path,
+    *,
+    token: str | None = None,
+    usage_db: Path | None = None,
+    bytes_per_second: float | None = None,
+) -> ASGIApp:
+    layout = StorageLayout(storage.resolve())
+    # check_dir=False: the tree may be published after the server starts.
+    api_files = StaticFiles(directory=layout.api, check_dir=False)
+    model_files = StaticFiles(directory=layout.models, check_dir=False)
+    usage = UsageStore(usage_db or layout.root / "usage.sqlite3")
+
+    async def catalog_list(request: Request) -> Response:
+        response = await api_files.get_response("models.json", request.scope)
+        response.headers["Cache-Control"] = REVALIDATE
+        return response
+
+    async def catalog_entry(request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        try:
+            check_safe_name(model_id, "model id")
+        except UnsafeManifest as exc:
+            return error_response(400, "UNSAFE_PATH", exc.message)
+        try:
+            response = await api_files.get_response(f"models/{model_id}.json", request.scope)
+        except HTTPException as exc:
+            if exc.status_code == 404:
+                return error_response(404, "MODEL_NOT_FOUND", f"no model {model_id!r}")
+            raise
+        response.headers["Cache-Control"] = REVALIDATE
+        return response
+
+    async def storage_file(request: Request) -> Response:
+        model_id, version, path = (request.path_params[k] for k in ("model_id", "version", "path"))
+        try:
+            check_safe_name(model_id, "model id")
+            check_safe_name(version, "version")
+            check_relative_path(path)
+        except UnsafeManifest as exc:
+            return error_response(400, "UNSAFE_PATH", exc.message)
+        # StaticFiles resolves symlinks and answers 404 for anything outside the tree.
+        response = await model_files.get_response(f"{model_id}/{version}/{path}", request.scope)
+        response.headers["Cache-Control"] = IMMUTABLE
+        return response
+
+    async def record_event(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_EVENT_BYTES:
+            return error_response(413, "TOO_LARGE", "event body too large")
+        try:
+            event = UsageEvent.model_validate_json(body)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
+            )
+            return error_response(400, "INVALID_EVENT", problems)
+        await anyio.to_thread.run_sync(usage.record, event)
+        return JSONResponse({"recorded": event.model_dump()}, status_code=201)
+
+    async def ranking(request: Request) -> Response:
+        try:
+            limit = int(request.query_params.get("limit", "100"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 1000:
+            return error_response(400, "INVALID_LIMIT", "limit must be an integer in 1..1000")
+        entries = await anyio.to_thread.run_sync(usage.ranking, limit)
+        return Response(
+            json.dumps([e.model_dump() for e in entries]), media_type="application/json"
+        )
+
+    read = ["GET", "HEAD"]
+    app = Starlette(
+        routes=[
+            Route("/api/models", catalog_list, methods=read),
+            Route("/api/models/{model_id}", catalog_entry, methods=read),
+            Route("/storage/models/{model_id}/{version}/{path:path}", storage_file, methods=read),
+            Route("/api/model-usage/events", record_event, methods=["POST"]),
+            Route("/api/model-usage/ranking", ranking, methods=read),
+        ],
+        exception_handlers={HTTPException: _http_error},
+    )
+    wrapped: ASGIApp = Guard(app, token)
+    if bytes_per_second:
+        wrapped = Throttle(wrapped, bytes_per_second)
+    return wrapped
