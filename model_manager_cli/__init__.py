@@ -1,1 +1,1 @@
-"""Placeholder: built under issue 3."""
+"""The human CLI ``model-manager``: a JSON-RPC client of a sidecar it launches itself."""

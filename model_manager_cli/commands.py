@@ -1,0 +1,201 @@
+"""The commands, each on a running sidecar; they return the process exit code."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from model_manager_cli.client import SidecarClient, SidecarError
+from model_manager_cli.progress import FINISHED, follow
+
+OK = 0
+FAILED = 1  # the operation failed: an error answer, a failed task, a bad verify
+
+
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """``ID`` or ``ID@VERSION``."""
+    model_id, _, version = ref.partition("@")
+    return model_id, version or None
+
+
+def _ref_params(ref: str) -> dict[str, Any]:
+    model_id, version = split_ref(ref)
+    params: dict[str, Any] = {"modelId": model_id}
+    if version:
+        params["version"] = version
+    return params
+
+
+def _print_json(console: Console, value: Any) -> None:
+    console.print_json(json.dumps(value))
+
+
+def _report_finished(client: SidecarClient, tasks: dict[str, dict[str, Any]], err: Console) -> int:
+    code = OK
+    for task in tasks.values():
+        if task["state"] == "ready":
+            continue
+        code = FAILED
+        error = task.get("error") or {}
+        what = f"{task['modelId']}@{task['version']}"
+        if task["state"] == "cancelled":
+            err.print(f"CANCELLED: {what}", markup=False, highlight=False)
+        else:
+            message = error.get("message", task["state"])
+            err.print(
+                f"{error.get('code', 'FAILED')}: {what} {message}", markup=False, highlight=False
+            )
+    return code
+
+
+def install(client: SidecarClient, ref: str, dependencies: bool, out: Console, err: Console) -> int:
+    started = client.call("install", {**_ref_params(ref), "dependencies": dependencies})
+    main_id = started["taskId"]
+    if started["state"] == "paused" and main_id:
+        client.call("resume", {"taskId": main_id})
+    # The dependency tasks are not in the answer; this sidecar is ours, so every task it
+    # runs belongs to this install (or resumes one from an earlier run, worth showing).
+    listed = client.call("listTasks")["tasks"]
+    ids = [t["taskId"] for t in listed if t["state"] not in FINISHED | {"paused"}]
+    if main_id and main_id not in ids:
+        ids.insert(0, main_id)
+    elif main_id:
+        ids.insert(0, ids.pop(ids.index(main_id)))
+    what = f"{started['modelId']}@{started['version']}"
+    if not ids:
+        path = client.call(
+            "getModelPath", {"modelId": started["modelId"], "version": started["version"]}
+        )
+        out.print(f"{what} is already installed: {path['path']}", markup=False, highlight=False)
+        return OK
+    tasks = follow(client, ids, out)
+    code = _report_finished(client, tasks, err)
+    if code == OK:
+        path = client.call(
+            "getModelPath", {"modelId": started["modelId"], "version": started["version"]}
+        )
+        out.print(f"installed {what}: {path['path']}", markup=False, highlight=False)
+    return code
+
+
+def list_models(client: SidecarClient, refresh: bool, as_json: bool, out: Console) -> int:
+    result = client.call("listModels", {"refresh": refresh})
+    if as_json:
+        _print_json(out, result)
+        return OK
+    table = Table("model", "name", "task", "default", "installed", "state", "update")
+    for model in result["models"]:
+        installed = ", ".join(v["version"] for v in model["installed"]) or "-"
+        table.add_row(
+            model["id"],
+            model["name"],
+            model["task"],
+            model["defaultVersion"] or "-",
+            installed,
+            model["state"],
+            "yes" if model["updateAvailable"] else "",
+        )
+    out.print(table)
+    if result.get("stale"):
+        out.print("(repository unreachable: showing the cached catalog and local models)")
+    return OK
+
+
+def path(client: SidecarClient, ref: str, out: Console) -> int:
+    answer = client.call("getModelPath", _ref_params(ref))
+    # Only the path, so scripts can use $(model-manager path ID).
+    out.print(answer["path"], markup=False, highlight=False, soft_wrap=True)
+    return OK
+
+
+def tasks(client: SidecarClient, as_json: bool, out: Console) -> int:
+    listed = client.call("listTasks")["tasks"]
+    if as_json:
+        _print_json(out, listed)
+        return OK
+    if not listed:
+        out.print("no unfinished tasks")
+        return OK
+    table = Table("task", "model", "state", "progress", "files", "error")
+    for task in listed:
+        total = task["bytesTotal"] or 0
+        share = f"{100 * task['bytesDone'] / total:.0f}%" if total else "-"
+        error = task.get("error") or {}
+        table.add_row(
+            task["taskId"],
+            f"{task['modelId']}@{task['version']}",
+            task["state"],
+            share,
+            f"{task['filesDone']}/{task['filesTotal']}",
+            error.get("code", ""),
+        )
+    out.print(table)
+    return OK
+
+
+def _find_task(client: SidecarClient, ref: str) -> dict[str, Any]:
+    """A task by its id, or by ``ID[@VERSION]`` of the model it installs."""
+    listed = client.call("listTasks")["tasks"]
+    model_id, version = split_ref(ref)
+    for task in listed:
+        if task["taskId"] == ref:
+            return dict(task)
+    matches = [t for t in listed if t["modelId"] == model_id and version in (None, t["version"])]
+    if not matches:
+        raise SidecarError(1007, f"no unfinished task for {ref}", {"code": "TASK_NOT_FOUND"})
+    return dict(matches[0])
+
+
+def control(client: SidecarClient, action: str, ref: str, out: Console, err: Console) -> int:
+    task = _find_task(client, ref)
+    result = client.call(action, {"taskId": task["taskId"]})
+    what = f"{result['modelId']}@{result['version']}"
+    if action == "resume":
+        # A resumed task runs in this process: follow it, or it stops when we exit.
+        return _report_finished(client, follow(client, [result["taskId"]], out), err)
+    out.print(f"{action}: {what} is {result['state']}", markup=False, highlight=False)
+    return OK
+
+
+def verify(client: SidecarClient, ref: str, out: Console, err: Console) -> int:
+    result = client.call("verify", _ref_params(ref), timeout=3600)
+    what = f"{result['modelId']}@{result['version']}"
+    if result["ok"]:
+        out.print(f"ok: {what} matches its checksums", markup=False, highlight=False)
+        return OK
+    for problem in result["problems"]:
+        err.print(
+            f"CHECKSUM_MISMATCH: {what} {problem['path']} {problem['problem']}",
+            markup=False,
+            highlight=False,
+        )
+    return FAILED
+
+
+def remove(client: SidecarClient, ref: str, out: Console) -> int:
+    result = client.call("remove", _ref_params(ref))
+    removed = ", ".join(result["removed"]) or "nothing"
+    out.print(f"removed {result['modelId']}: {removed}", markup=False, highlight=False)
+    return OK
+
+
+def ranking(client: SidecarClient, limit: int, refresh: bool, as_json: bool, out: Console) -> int:
+    result = client.call("ranking", {"limit": limit, "refresh": refresh})
+    if as_json:
+        _print_json(out, result)
+        return OK
+    table = Table("rank", "model", "requests", "installed")
+    for item in result["items"]:
+        table.add_row(
+            str(item["rank"]),
+            item["modelId"],
+            str(item["requestCount"]),
+            "yes" if item["installed"] else "",
+        )
+    out.print(table)
+    if result.get("stale"):
+        out.print(f"(scheduler unreachable: ranking from {result.get('fetchedAt')})")
+    return OK
