@@ -42,7 +42,7 @@ def _report_finished(client: SidecarClient, tasks: dict[str, dict[str, Any]], er
         error = task.get("error") or {}
         what = f"{task['modelId']}@{task['version']}"
         if task["state"] == "cancelled":
-            err.print(f"CANCELLED: {what}", markup=False, highlight=False)
+            err.print(f"CANCELLED: {what}", markup=False, highlight=False, soft_wrap=True)
         else:
             message = error.get("message", task["state"])
             err.print(
@@ -69,7 +69,12 @@ def install(client: SidecarClient, ref: str, dependencies: bool, out: Console, e
         path = client.call(
             "getModelPath", {"modelId": started["modelId"], "version": started["version"]}
         )
-        out.print(f"{what} is already installed: {path['path']}", markup=False, highlight=False)
+        out.print(
+            f"{what} is already installed: {path['path']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         return OK
     tasks = follow(client, ids, out)
     code = _report_finished(client, tasks, err)
@@ -77,7 +82,9 @@ def install(client: SidecarClient, ref: str, dependencies: bool, out: Console, e
         path = client.call(
             "getModelPath", {"modelId": started["modelId"], "version": started["version"]}
         )
-        out.print(f"installed {what}: {path['path']}", markup=False, highlight=False)
+        out.print(
+            f"installed {what}: {path['path']}", markup=False, highlight=False, soft_wrap=True
+        )
     return code
 
 
@@ -156,7 +163,9 @@ def control(client: SidecarClient, action: str, ref: str, out: Console, err: Con
     if action == "resume":
         # A resumed task runs in this process: follow it, or it stops when we exit.
         return _report_finished(client, follow(client, [result["taskId"]], out), err)
-    out.print(f"{action}: {what} is {result['state']}", markup=False, highlight=False)
+    out.print(
+        f"{action}: {what} is {result['state']}", markup=False, highlight=False, soft_wrap=True
+    )
     return OK
 
 
@@ -164,7 +173,9 @@ def verify(client: SidecarClient, ref: str, out: Console, err: Console) -> int:
     result = client.call("verify", _ref_params(ref), timeout=3600)
     what = f"{result['modelId']}@{result['version']}"
     if result["ok"]:
-        out.print(f"ok: {what} matches its checksums", markup=False, highlight=False)
+        out.print(
+            f"ok: {what} matches its checksums", markup=False, highlight=False, soft_wrap=True
+        )
         return OK
     for problem in result["problems"]:
         err.print(
@@ -178,7 +189,9 @@ def verify(client: SidecarClient, ref: str, out: Console, err: Console) -> int:
 def remove(client: SidecarClient, ref: str, out: Console) -> int:
     result = client.call("remove", _ref_params(ref))
     removed = ", ".join(result["removed"]) or "nothing"
-    out.print(f"removed {result['modelId']}: {removed}", markup=False, highlight=False)
+    out.print(
+        f"removed {result['modelId']}: {removed}", markup=False, highlight=False, soft_wrap=True
+    )
     return OK
 
 

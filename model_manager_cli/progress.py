@@ -18,6 +18,7 @@ from rich.progress import (
     TextColumn,
 )
 from rich.progress import Task as BarTask
+from rich.table import Column
 from rich.text import Text
 
 from model_manager_cli.client import SidecarClient
@@ -57,14 +58,16 @@ class InstallView:
     """One bar per task, and a total bar when there is more than one."""
 
     def __init__(self, console: Console) -> None:
+        # Numbers never wrap; names and states are cut first on a narrow terminal.
+        fixed, squeezable = Column(no_wrap=True), Column(no_wrap=True, overflow="ellipsis")
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            SpeedColumn(),
-            EtaColumn(),
-            TextColumn("{task.fields[files]}"),
-            TextColumn("{task.fields[state]}"),
+            TextColumn("[bold]{task.description}", table_column=squeezable),
+            BarColumn(bar_width=24),
+            DownloadColumn(table_column=fixed),
+            SpeedColumn(table_column=fixed),
+            EtaColumn(table_column=fixed),
+            TextColumn("{task.fields[files]}", table_column=fixed),
+            TextColumn("{task.fields[state]}", table_column=squeezable),
             console=console,
             refresh_per_second=10,
         )

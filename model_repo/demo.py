@@ -1,0 +1,160 @@
+"""``make demo``: a sample repository on loopback, installed through the CLI with progress.
+
+Everything happens in a temporary folder and on 127.0.0.1: sample models made of
+random bytes are published with ``model-manager-repo``, served by the reference
+server (throttled so the progress bars are worth watching), installed with
+``model-manager``, and everything is removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from model_repo.background import BackgroundServer
+
+MB = 1024 * 1024
+THROTTLE = 2 * MB  # bytes per second per file: a few seconds of progress
+
+# id → (version, name, task, languages, requires, {path: size or text})
+SAMPLES: dict[str, tuple[str, str, str, str, list[str], dict[str, int | str]]] = {
+    "align-zh": (
+        "1.0.0", "Forced alignment (zh, demo)", "alignment", "zh", [],
+        {"align.bin": 3 * MB, "config.json": '{"sample_rate": 16000}'},
+    ),
+    "whisper-small-zh": (
+        "1.0.0", "Whisper Small (zh, demo)", "asr", "zh,en", ["align-zh@1.0.0"],
+        {
+            "model.bin": 6 * MB,
+            "config.json": '{"d_model": 768, "layers": 12}',
+            "tokenizer.json": '{"vocab_size": 51865}',
+        },
+    ),
+    "marian-zh-en": (
+        "2.1.0", "Marian zh→en (demo)", "translation", "zh,en", [],
+        {
+            "encoder.bin": 2 * MB,
+            "decoder.bin": 2 * MB,
+            "vocab/source.spm": 256 * 1024,
+            "vocab/target.spm": 256 * 1024,
+            "config.json": '{"beam": 4}',
+        },
+    ),
+}  # fmt: skip
+USAGE = {"marian-zh-en": 7, "whisper-small-zh": 4, "align-zh": 1}
+
+
+class Demo:
+    def __init__(self, workdir: Path, console: Console) -> None:
+        self.workdir = workdir
+        self.console = console
+        self.storage = workdir / "repository"
+        self.home = workdir / "home"
+        self.failures: list[str] = []
+
+    def step(self, title: str) -> None:
+        self.console.rule(f"[bold cyan]{title}")
+
+    def run(self, shown: str, args: list[str], expect: int = 0) -> None:
+        """Run a command as a user would, output straight to the terminal."""
+        self.console.print(f"[bold green]$[/] {shown}", highlight=False)
+        code = subprocess.call([sys.executable, "-m", *args], cwd=self.workdir)
+        if code != expect:
+            self.failures.append(f"{shown} exited {code}, expected {expect}")
+
+    def make_samples(self) -> None:
+        self.step("1. Sample models (random bytes, made locally)")
+        for model_id, (version, *_, files) in SAMPLES.items():
+            folder = self.workdir / "sources" / model_id
+            for path, content in files.items():
+                target = folder / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                data = os.urandom(content) if isinstance(content, int) else content.encode()
+                target.write_bytes(data)
+            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+            self.console.print(f"  {model_id}@{version}: {len(files)} files, {size / MB:.1f} MB")
+
+    def publish(self) -> None:
+        self.step("2. Publish them into a repository tree")
+        for model_id, (version, name, task, languages, requires, _) in SAMPLES.items():
+            args = [
+                "model_repo", "publish", f"sources/{model_id}", "--storage", "repository",
+                "--id", model_id, "--version", version, "--name", name, "--task", task,
+                "--languages", languages,
+                *(arg for requirement in requires for arg in ("--requires", requirement)),
+            ]  # fmt: skip
+            self.run("model-manager-repo " + shlex.join(args[1:]), args)
+        files = sorted(
+            p.relative_to(self.storage).as_posix()
+            for p in self.storage.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+        self.console.print("  tree: " + ", ".join(f for f in files if f.startswith("api/")))
+
+    def cli(self, url: str, *command: str, expect: int = 0) -> None:
+        args = [
+            "model_manager_cli", "--home", str(self.home), "--repository", url,
+            "--scheduler", url, *command,
+        ]  # fmt: skip
+        self.run("model-manager " + shlex.join(command), args, expect)
+
+    def record_usage(self, url: str) -> None:
+        self.step("4. Demand reported by node agents → ranking")
+        with httpx.Client(base_url=url, trust_env=False) as client:
+            for model_id, count in USAGE.items():
+                for n in range(count):
+                    kind = "MODEL_NOT_AVAILABLE" if n % 2 else "request"
+                    response = client.post(
+                        "/api/model-usage/events", json={"model_id": model_id, "kind": kind}
+                    )
+                    response.raise_for_status()
+                self.console.print(
+                    f"  POST /api/model-usage/events x{count} for {model_id}", highlight=False
+                )
+            ranking = client.get("/api/model-usage/ranking").json()
+        self.console.print(
+            "  GET /api/model-usage/ranking → " + json.dumps(ranking), highlight=False
+        )
+
+    def main(self) -> int:
+        self.make_samples()
+        self.publish()
+        with BackgroundServer(self.storage, bytes_per_second=THROTTLE) as server:
+            self.step(f"3. Serve on {server.url}; install through the CLI")
+            self.cli(server.url, "path", "whisper-small-zh", expect=1)
+            self.cli(server.url, "install", "whisper-small-zh")
+            self.cli(server.url, "install", "marian-zh-en")
+            self.cli(server.url, "path", "whisper-small-zh")
+            self.cli(server.url, "list")
+            self.record_usage(server.url)
+            self.cli(server.url, "ranking")
+        self.step("Done")
+        if self.failures:
+            for failure in self.failures:
+                self.console.print(f"[bold red]unexpected:[/] {failure}", highlight=False)
+            return 1
+        self.console.print("Everything ran on 127.0.0.1 in a temporary folder, now removed.")
+        return 0
+
+
+def main() -> None:
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="model-manager-demo-") as workdir:
+        try:
+            code = Demo(Path(workdir), console).main()
+        except KeyboardInterrupt:
+            console.print("interrupted; cleaning up")
+            code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
