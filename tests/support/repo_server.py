@@ -170,6 +170,7 @@ class RepoHandler(BaseHTTPRequestHandler):
     def send_file(self, path: str, data: bytes, head: bool = False) -> None:
         etag = f'"{sha256(data)[:16]}"'
         start = _range_start(self.headers.get("Range"))
+        end = _range_end(self.headers.get("Range"), len(data))
         if_range = self.headers.get("If-Range")
         if start is not None and if_range is not None and if_range != etag:
             start = None  # the file changed: send it whole
@@ -179,10 +180,10 @@ class RepoHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        body = data[start:] if start is not None else data
+        body = data[start:end] if start is not None else data
         self.send_response(206 if start is not None else 200)
         if start is not None:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Range", f"bytes {start}-{start + len(body) - 1}/{len(data)}")
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("ETag", etag)
@@ -207,5 +208,11 @@ class RepoHandler(BaseHTTPRequestHandler):
 
 
 def _range_start(header: str | None) -> int | None:
-    match = re.fullmatch(r"bytes=(\d+)-", header or "")
+    match = re.fullmatch(r"bytes=(\d+)-(\d*)", header or "")
     return int(match.group(1)) if match else None
+
+
+def _range_end(header: str | None, size: int) -> int:
+    """Exclusive end of a ``bytes=a-b`` range (``bytes=a-`` runs to the end)."""
+    match = re.fullmatch(r"bytes=(\d+)-(\d+)", header or "")
+    return min(size, int(match.group(2)) + 1) if match else size
