@@ -20,6 +20,9 @@ class Settings:
     token: str | None = field(default=None, repr=False)  # never logged
     max_concurrent_tasks: int = 2
     max_files_per_task: int = 3
+    max_connections_per_file: int = 16
+    max_connections_total: int = 48
+    max_bytes_per_second: int | None = None
     retries_per_file: int = 3
     stall_timeout: float = 30.0
     network_patience: float = 300.0
@@ -68,6 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-files-per-task", type=int, default=3, help="files of one model in parallel"
+    )
+    parser.add_argument(
+        "--max-connections-per-file",
+        type=int,
+        default=16,
+        help="ranged connections for one large file (1: never split a file)",
+    )
+    parser.add_argument(
+        "--max-connections", type=int, default=48, help="connections for all downloads together"
+    )
+    parser.add_argument(
+        "--max-bytes-per-second",
+        type=int,
+        default=None,
+        help="bandwidth cap for all downloads together (default: none)",
     )
     parser.add_argument(
         "--retries", type=int, default=3, help="attempts per file and mirror before moving on"
@@ -122,6 +140,9 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         token=os.environ.get("MODEL_MANAGER_TOKEN") or None,
         max_concurrent_tasks=max(1, args.max_concurrent_tasks),
         max_files_per_task=max(1, args.max_files_per_task),
+        max_connections_per_file=max(1, args.max_connections_per_file),
+        max_connections_total=max(1, args.max_connections),
+        max_bytes_per_second=args.max_bytes_per_second or None,
         retries_per_file=max(1, args.retries),
         stall_timeout=args.stall_timeout,
         network_patience=args.network_patience,

@@ -14,10 +14,13 @@ from sidecar.config import Settings
 from sidecar.errors import ChecksumMismatch, NetworkError, RepositoryUnavailable
 from sidecar.fetch import FileTarget, Progress, discard_part, fetch_once
 from sidecar.http import ConnectionFailed, SourceFailed, TransientError, auth_headers
+from sidecar.segmented import Limits, RangesUnsupported, SegmentedFetch
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
+SEGMENTED_MIN_SIZE = 32 * 1024 * 1024  # below this one connection is as fast
+_no_ranges: set[str] = set()  # URLs whose server ignored Range this run
 
 
 def backoff_delay(attempt: int, retry_after: float | None) -> float:
@@ -26,12 +29,39 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
     return float(min(MAX_BACKOFF, 0.5 * 2**attempt) * (0.5 + random.random() / 2))
 
 
+async def fetch_from(
+    client: httpx.AsyncClient,
+    url: str,
+    target: FileTarget,
+    headers: dict[str, str],
+    progress: Progress,
+    limits: Limits,
+) -> str:
+    """Several ranged connections for a large file, one stream otherwise."""
+    size = target.expected_size
+    if (
+        size is not None
+        and size >= SEGMENTED_MIN_SIZE
+        and limits.max_connections > 1
+        and url not in _no_ranges
+    ):
+        try:
+            return await SegmentedFetch(client, url, target, headers, progress, limits).run()
+        except RangesUnsupported as exc:
+            log.info("%s: %s; using one connection", url, exc)
+            if len(_no_ranges) > 1000:
+                _no_ranges.clear()
+            _no_ranges.add(url)
+    return await fetch_once(client, url, target, headers, progress, limits.rate)
+
+
 async def download_file(
     client: httpx.AsyncClient,
     urls: Sequence[str],
     target: FileTarget,
     settings: Settings,
     progress: Progress,
+    limits: Limits,
 ) -> str:
     """Fill ``target.part`` from the first URL that can; return its SHA-256."""
     checksum_retried = False
@@ -44,8 +74,8 @@ async def download_file(
             attempt = 0
             while attempt < settings.retries_per_file:
                 try:
-                    return await fetch_once(
-                        client, url, target, auth_headers(settings, url), progress
+                    return await fetch_from(
+                        client, url, target, auth_headers(settings, url), progress, limits
                     )
                 except ChecksumMismatch:
                     await anyio.to_thread.run_sync(discard_part, target)

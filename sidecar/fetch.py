@@ -23,13 +23,14 @@ from sidecar.errors import ChecksumMismatch
 from sidecar.fsutil import atomic_write_bytes
 from sidecar.hashing import hash_into
 from sidecar.http import SourceFailed, TransientError, map_transport_errors, raise_for_status
+from sidecar.ratelimit import RateLimiter
 from sidecar.wire import PartRecord
 
 log = logging.getLogger(__name__)
 
 WRITE_BATCH = 1024 * 1024  # bytes handed to the worker threads per write+hash
 PIPELINE_DEPTH = 4  # batches received ahead of the disk: memory stays flat (~5 MiB a file)
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 # Called with how many bytes of the file are on disk now (it drops when a part restarts).
 Progress = Callable[[int], None]
@@ -117,21 +118,24 @@ def _save_record(target: FileTarget, url: str, response: httpx.Response) -> None
     atomic_write_bytes(target.record_path, record.model_dump_json(by_alias=True).encode())
 
 
+def validator_of(record: PartRecord) -> str | None:
+    """What If-Range may carry: a strong ETag, else Last-Modified."""
+    strong_etag = record.etag if record.etag and not record.etag.startswith("W/") else None
+    return strong_etag or record.last_modified
+
+
 def _resume_headers(record: PartRecord | None, url: str, offset: int) -> dict[str, str]:
     headers = {"Accept-Encoding": "identity"}
     if offset <= 0:
         return headers
     headers["Range"] = f"bytes={offset}-"
-    if record is not None and record.url == url:
-        validator = record.etag if record.etag and not record.etag.startswith("W/") else None
-        validator = validator or record.last_modified
-        if validator:
-            headers["If-Range"] = validator
+    if record is not None and record.url == url and (validator := validator_of(record)):
+        headers["If-Range"] = validator
     return headers
 
 
 def _continues_at(response: httpx.Response, offset: int) -> bool:
-    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+    match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
     encoding = response.headers.get("Content-Encoding", "identity").lower()
     return match is not None and int(match.group(1)) == offset and encoding == "identity"
 
@@ -142,9 +146,11 @@ async def fetch_once(
     target: FileTarget,
     headers: dict[str, str],
     progress: Progress,
+    rate: RateLimiter,
 ) -> str:
-    """One attempt from one URL. Returns the SHA-256 of the complete part."""
+    """One attempt from one URL over one connection. Returns the part's SHA-256."""
     writer = _PartWriter(target)
+    await anyio.to_thread.run_sync(_keep_prefix_of_segmented_part, target)
     try:
         offset = await anyio.to_thread.run_sync(writer.open_for_resume)
         if target.expected_size is not None and offset > target.expected_size:
@@ -154,7 +160,7 @@ async def fetch_once(
         if target.expected_size is None or offset < target.expected_size:
             record = await anyio.to_thread.run_sync(read_record, target)
             request_headers = headers | _resume_headers(record, url, offset)
-            await _stream_into(client, url, target, request_headers, writer, progress)
+            await _stream_into(client, url, target, request_headers, writer, progress, rate)
         await anyio.to_thread.run_sync(writer.finish)
         return _check_complete(target, writer)
     finally:
@@ -169,6 +175,7 @@ async def _stream_into(
     headers: dict[str, str],
     writer: _PartWriter,
     progress: Progress,
+    rate: RateLimiter,
 ) -> None:
     with map_transport_errors():
         async with client.stream("GET", url, headers=headers) as response:
@@ -188,11 +195,15 @@ async def _stream_into(
             # Raw bytes unless the server insisted on compressing a whole-body reply.
             encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
             chunks = response.aiter_bytes() if encoded else response.aiter_raw()
-            await _pump(chunks, writer, target, progress)
+            await _pump(chunks, writer, target, progress, rate)
 
 
 async def _pump(
-    chunks: AsyncIterator[bytes], writer: _PartWriter, target: FileTarget, progress: Progress
+    chunks: AsyncIterator[bytes],
+    writer: _PartWriter,
+    target: FileTarget,
+    progress: Progress,
+    rate: RateLimiter,
 ) -> None:
     """Receive on the event loop while worker threads write and hash the previous
     batches: the three overlap, so a download costs about the slowest of them."""
@@ -212,6 +223,7 @@ async def _pump(
                 pending_size = 0
                 received = writer.size
                 async for chunk in chunks:
+                    await rate.consume(len(chunk))
                     pending.append(chunk)
                     pending_size += len(chunk)
                     received += len(chunk)
@@ -223,15 +235,28 @@ async def _pump(
                 if pending:
                     await send.send(b"".join(pending))
     except BaseExceptionGroup as group:
-        raise _first_error(group) from None
+        raise first_error(group) from None
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     for error in group.exceptions:
         if isinstance(error, BaseExceptionGroup):
-            return _first_error(error)
+            return first_error(error)
         return error
     return group
+
+
+def _keep_prefix_of_segmented_part(target: FileTarget) -> None:
+    """A part written in segments has holes: one stream may only continue its prefix."""
+    record = read_record(target)
+    if record is None or record.done is None:
+        return
+    done = sorted(record.done)
+    prefix = done[0][1] if done and done[0][0] == 0 else 0
+    with open(target.part, "r+b") as handle:
+        handle.truncate(prefix)
+    plain = record.model_copy(update={"done": None})
+    atomic_write_bytes(target.record_path, plain.model_dump_json(by_alias=True).encode())
 
 
 def _check_length(response: httpx.Response, target: FileTarget) -> None:

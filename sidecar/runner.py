@@ -22,7 +22,9 @@ from sidecar.install import link_or_copy, move_into_place, part_sizes, recover_s
 from sidecar.layout import HomeLayout
 from sidecar.locks import OwnedLock
 from sidecar.manifest import CatalogFile
+from sidecar.ratelimit import RateLimiter
 from sidecar.registry import Registry, write_metadata
+from sidecar.segmented import Limits
 from sidecar.tasks import TaskRuntime
 from sidecar.wire import InstalledVersion, RegistryFile, TaskState
 
@@ -52,7 +54,13 @@ class TaskRunner:
         self.registry = registry
         self.client = client
         self.set_state = set_state
-        self.slots = anyio.Semaphore(settings.max_concurrent_tasks)
+        # CapacityLimiters, not semaphores: setLimits changes their size at run time.
+        self.slots = anyio.CapacityLimiter(settings.max_concurrent_tasks)
+        self.limits = Limits(
+            max_connections=settings.max_connections_per_file,
+            connections=anyio.CapacityLimiter(settings.max_connections_total),
+            rate=RateLimiter(settings.max_bytes_per_second),
+        )
 
     async def run(self, task: TaskRuntime) -> None:
         """Install ``task``'s version; raises ModelManagerError on failure."""
@@ -196,8 +204,9 @@ class TaskRunner:
                 await anyio.sleep(LOCK_POLL)
             with map_disk_full(self.layout.root):
                 return await download_file(
-                    self.client, self._urls(task, file), target, self.settings, progress
-                )
+                    self.client, self._urls(task, file), target, self.settings, progress,
+                    self.limits,
+                )  # fmt: skip
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lock.release)

@@ -272,6 +272,11 @@ class PartRecord(LenientWireModel):
     last_modified: str | None = None
     expected_size: int | None = None
     sha256: str | None = None
+    done: list[tuple[int, int]] | None = Field(
+        default=None,
+        description="Byte ranges [start, end) on disk (segmented parts; absent: the part "
+        "is a prefix of the file).",
+    )
 
 
 class PersistedTask(LenientWireModel):

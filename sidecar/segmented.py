@@ -1,0 +1,312 @@
+"""Fetch one large file over several ranged connections into a preallocated part,
+written at offsets. The connection count adapts to the throughput, a slow tail is
+split, and a hasher follows the contiguous prefix so no second pass is needed.
+
+Durability: data is fsynced before the ranges it covers are recorded in the part's
+record, so after a kill -9 or power loss a restart fetches only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import anyio
+import httpx
+
+from sidecar.errors import ChecksumMismatch
+from sidecar.fetch import (
+    CONTENT_RANGE,
+    FileTarget,
+    Progress,
+    first_error,
+    read_record,
+    validator_of,
+)
+from sidecar.fsutil import atomic_write_bytes
+from sidecar.hashing import READ_SIZE
+from sidecar.http import TransientError, map_transport_errors, raise_for_status
+from sidecar.ratelimit import RateLimiter
+from sidecar.segments import SegmentPlan, Unit
+from sidecar.wire import PartRecord
+
+log = logging.getLogger(__name__)
+
+BATCH = 1024 * 1024
+MIN_SPLIT = 4 * 1024 * 1024  # never split a tail into pieces smaller than this
+SAVE_EVERY = 1.0  # seconds between durable records of the ranges on disk
+ADAPT_EVERY = 0.2
+INITIAL_CONNECTIONS = 4
+UNIT_ATTEMPTS = 4
+
+
+class RangesUnsupported(Exception):
+    """The server answered a ranged request with the whole body: use one stream."""
+
+
+@dataclass
+class Limits:
+    max_connections: int = 16
+    connections: anyio.CapacityLimiter = field(
+        default_factory=lambda: anyio.CapacityLimiter(64)
+    )  # shared by every file
+    rate: RateLimiter = field(default_factory=RateLimiter)
+
+
+class _PartFile:
+    """Positional writes into a preallocated file; blocking methods run in threads."""
+
+    def __init__(self, target: FileTarget, total: int) -> None:
+        self.target = target
+        self.total = total
+        self.handle: BinaryIO | None = None
+        self._seek_lock = threading.Lock()  # for platforms without os.pwrite
+
+    def open(self) -> None:
+        self.target.part.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.target.part, "r+b" if self.target.part.exists() else "w+b")  # noqa: SIM115
+        if os.fstat(self.handle.fileno()).st_size != self.total:
+            self.handle.truncate(self.total)
+
+    def write_at(self, data: bytes, offset: int) -> None:
+        assert self.handle is not None
+        if hasattr(os, "pwrite"):
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(self.handle.fileno(), view, offset)
+                view, offset = view[written:], offset + written
+        else:
+            with self._seek_lock:
+                self.handle.seek(offset)
+                self.handle.write(data)
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        assert self.handle is not None
+        if hasattr(os, "pread"):
+            return os.pread(self.handle.fileno(), size, offset)
+        with self._seek_lock:
+            self.handle.seek(offset)
+            return self.handle.read(size)
+
+    def sync(self) -> None:
+        assert self.handle is not None
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+class SegmentedFetch:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        target: FileTarget,
+        headers: dict[str, str],
+        progress: Progress,
+        limits: Limits,
+    ) -> None:
+        assert target.expected_size is not None
+        self.client = client
+        self.url = url
+        self.target = target
+        self.headers = headers
+        self.progress = progress
+        self.limits = limits
+        self.total = target.expected_size
+        self.file = _PartFile(target, self.total)
+        self.plan = SegmentPlan(self.total, [], unit_size=max(MIN_SPLIT, self.total // 64))
+        self.record: PartRecord | None = None
+        self.validator: str | None = None
+        self.confirmed = anyio.Event()  # the server did a ranged reply
+        self.progressed = anyio.Event()
+        self.hasher = hashlib.sha256()
+        self.hashed = 0
+        self.workers = 0
+        self.received = 0
+
+    async def run(self) -> str:
+        record = await anyio.to_thread.run_sync(read_record, self.target)
+        if record is not None and record.url == self.url and record.done is not None:
+            self.plan = SegmentPlan(self.total, record.done, self.plan.unit_size)
+            self.validator = validator_of(record)
+        elif record is not None and record.done is None and self.target.part.exists():
+            # A part from the single-stream path: its bytes are a prefix.
+            size = (await anyio.to_thread.run_sync(self.target.part.stat)).st_size
+            self.plan = SegmentPlan(self.total, [(0, min(size, self.total))], self.plan.unit_size)
+            self.validator = validator_of(record) if record.url == self.url else None
+        self.record = record
+        await anyio.to_thread.run_sync(self.file.open)
+        try:
+            self.progress(self.plan.done_bytes)
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._hash_prefix)
+                if not self.plan.complete:
+                    group.start_soon(self._save_periodically)
+                    self._add_worker(group)  # the first connection probes for Range support
+                    await self._adapt(group)
+        except BaseExceptionGroup as errors:
+            raise first_error(errors) from None
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._save()
+                finally:
+                    await anyio.to_thread.run_sync(self.file.close)
+        digest = self.hasher.hexdigest()
+        if self.target.sha256 is not None and digest != self.target.sha256:
+            raise ChecksumMismatch(
+                f"{self.target.part.name}: SHA-256 {digest} does not match the manifest",
+                expected=self.target.sha256,
+                actual=digest,
+            )
+        return digest
+
+    # --- connections -------------------------------------------------------------------
+
+    def _add_worker(self, group: anyio.abc.TaskGroup) -> None:
+        self.workers += 1
+        group.start_soon(self._work)
+
+    async def _adapt(self, group: anyio.abc.TaskGroup) -> None:
+        """Double the connections while the last doubling raised the throughput by a
+        tenth or more; a line that is already full keeps the connections it has."""
+        await self.confirmed.wait()
+        for _ in range(min(INITIAL_CONNECTIONS, self.limits.max_connections) - self.workers):
+            self._add_worker(group)
+        before_adding = 0.0
+        while self.workers > 0 and not self.plan.complete:
+            start = self.received
+            await anyio.sleep(ADAPT_EVERY)
+            rate = (self.received - start) / ADAPT_EVERY
+            room = self.limits.max_connections - self.workers
+            if room <= 0 or rate < before_adding * 1.1:
+                continue
+            before_adding = rate
+            for _ in range(min(self.workers, room)):
+                self._add_worker(group)
+            log.debug(
+                "%s: %d connections at %.0f MB/s", self.target.part.name, self.workers, rate / 1e6
+            )
+
+    async def _work(self) -> None:
+        try:
+            while (unit := self.plan.next_unit(MIN_SPLIT)) is not None:
+                try:
+                    await self._fetch_unit_with_retries(unit)
+                finally:
+                    self.plan.release(unit)
+        finally:
+            self.workers -= 1
+
+    async def _fetch_unit_with_retries(self, unit: Unit) -> None:
+        for attempt in range(UNIT_ATTEMPTS):
+            try:
+                async with self.limits.connections:
+                    await self._fetch_unit(unit)
+                return
+            except TransientError as exc:
+                if attempt + 1 == UNIT_ATTEMPTS:
+                    raise
+                log.info("segment %d-%d: %s; retrying", unit.position, unit.end, exc)
+                await anyio.sleep(0.2 * 2**attempt)
+
+    async def _fetch_unit(self, unit: Unit) -> None:
+        headers = self.headers | {
+            "Accept-Encoding": "identity",
+            "Range": f"bytes={unit.position}-{unit.end - 1}",
+        }
+        if self.validator:
+            headers["If-Range"] = self.validator
+        with map_transport_errors():
+            async with self.client.stream("GET", self.url, headers=headers) as response:
+                raise_for_status(response)
+                if response.status_code != 206:
+                    raise RangesUnsupported(f"HTTP {response.status_code} to a ranged request")
+                match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+                if not match or int(match.group(1)) != unit.position:
+                    raise TransientError("Content-Range does not start where asked")
+                if match.group(3) != "*" and int(match.group(3)) != self.total:
+                    raise TransientError("the file on the server has another size")
+                if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+                    raise TransientError("a compressed ranged reply")
+                await self._remember_validator(response)
+                pending: list[bytes] = []
+                pending_size = 0
+                async for chunk in response.aiter_raw():
+                    await self.limits.rate.consume(len(chunk))
+                    pending.append(chunk)
+                    pending_size += len(chunk)
+                    if pending_size >= BATCH or unit.position + pending_size >= unit.end:
+                        if not await self._write(unit, b"".join(pending)):
+                            return  # our tail was given to another connection
+                        pending, pending_size = [], 0
+                if pending:
+                    await self._write(unit, b"".join(pending))
+                if unit.position < unit.end:
+                    raise TransientError("the reply ended early")
+
+    async def _write(self, unit: Unit, data: bytes) -> bool:
+        data = data[: max(0, unit.end - unit.position)]
+        if data:
+            await anyio.to_thread.run_sync(self.file.write_at, data, unit.position)
+            self.plan.mark_done(unit.position, unit.position + len(data))
+            unit.position += len(data)
+            self.received += len(data)
+            self.progress(self.plan.done_bytes)
+            self.progressed.set()
+        return unit.position < unit.end
+
+    async def _remember_validator(self, response: httpx.Response) -> None:
+        if not self.confirmed.is_set():
+            etag = response.headers.get("ETag")
+            fresh = etag if etag and not etag.startswith("W/") else None
+            self.validator = self.validator or fresh or response.headers.get("Last-Modified")
+            self.record = PartRecord(
+                url=self.url,
+                etag=response.headers.get("ETag"),
+                last_modified=response.headers.get("Last-Modified"),
+                expected_size=self.total,
+                sha256=self.target.sha256,
+                done=[],
+            )
+            self.confirmed.set()
+
+    # --- hashing and durability --------------------------------------------------------
+
+    async def _hash_prefix(self) -> None:
+        """Hash bytes in file order as soon as they are on disk (from the page cache)."""
+        while self.hashed < self.total:
+            end = self.plan.contiguous_end()
+            if end <= self.hashed:
+                self.progressed = anyio.Event()
+                await self.progressed.wait()
+                continue
+            while self.hashed < end:
+                size = min(READ_SIZE, end - self.hashed)
+                data = await anyio.to_thread.run_sync(self.file.read_at, self.hashed, size)
+                if len(data) != size:
+                    raise TransientError("part shorter than its recorded ranges")
+                await anyio.to_thread.run_sync(self.hasher.update, data)
+                self.hashed += size
+
+    async def _save_periodically(self) -> None:
+        while not self.plan.complete:
+            await anyio.sleep(SAVE_EVERY)
+            await self._save()
+
+    async def _save(self) -> None:
+        if self.record is None:
+            return
+        done = list(self.plan.done)
+        await anyio.to_thread.run_sync(self.file.sync)  # data first, then the record
+        record = self.record.model_copy(update={"done": done})
+        data = record.model_dump_json(by_alias=True).encode()
+        await anyio.to_thread.run_sync(atomic_write_bytes, self.target.record_path, data)
