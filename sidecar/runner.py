@@ -26,7 +26,13 @@ from sidecar.ratelimit import RateLimiter
 from sidecar.registry import Registry, write_metadata
 from sidecar.segmented import Limits
 from sidecar.tasks import TaskRuntime
-from sidecar.wire import InstalledVersion, RegistryFile, TaskState
+from sidecar.wire import (
+    InstalledVersion,
+    LimitsResult,
+    RegistryFile,
+    SetLimitsParams,
+    TaskState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +95,20 @@ class TaskRunner:
             finally:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(lock.release)
+
+    def set_limits(self, params: SetLimitsParams) -> LimitsResult:
+        """Applies to connections and tasks started from now on; running ones go on."""
+        if params.max_bytes_per_second is not None:
+            self.limits.rate.set_rate(params.max_bytes_per_second or None)
+        if params.max_concurrent_tasks is not None:
+            self.slots.total_tokens = params.max_concurrent_tasks
+        if params.max_connections_per_file is not None:
+            self.limits.max_connections = params.max_connections_per_file
+        return LimitsResult(
+            max_bytes_per_second=self.limits.rate.bytes_per_second or 0,
+            max_concurrent_tasks=int(self.slots.total_tokens),
+            max_connections_per_file=self.limits.max_connections,
+        )
 
     def is_installed(self, task: TaskRuntime) -> bool:
         entry = self.registry.installed(task.model_id, task.version)

@@ -29,6 +29,7 @@ METHODS: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     "verify": (wire.ModelRefParams, wire.VerifyResult),
     "ranking": (wire.RankingParams, wire.RankingResult),
     "installUrl": (wire.InstallUrlParams, wire.InstallResult),
+    "setLimits": (wire.SetLimitsParams, wire.LimitsResult),
     "shutdown": (wire.NoParams, wire.ShutdownResult),
 }
 NOTIFICATIONS: dict[str, type[BaseModel]] = {

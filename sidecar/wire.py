@@ -114,6 +114,14 @@ class InstallUrlParams(WireModel):
     model_id: Name | None = None
 
 
+class SetLimitsParams(WireModel):
+    """Absent fields stay as they are; ``maxBytesPerSecond: 0`` removes the cap."""
+
+    max_bytes_per_second: Annotated[int, Field(ge=0)] | None = None
+    max_concurrent_tasks: Annotated[int, Field(ge=1, le=16)] | None = None
+    max_connections_per_file: Annotated[int, Field(ge=1, le=64)] | None = None
+
+
 # --- results --------------------------------------------------------------------------
 
 
@@ -195,6 +203,12 @@ class RankingResult(WireModel):
     items: list[RankingItem]
     stale: bool
     fetched_at: str | None
+
+
+class LimitsResult(WireModel):
+    max_bytes_per_second: int = Field(description="0: no cap")
+    max_concurrent_tasks: int
+    max_connections_per_file: int
 
 
 class ShutdownResult(WireModel):

@@ -30,6 +30,7 @@ from sidecar.wire import (
     RankingItem,
     RankingParams,
     RankingResult,
+    SetLimitsParams,
     ShutdownResult,
     TaskIdParams,
     WireModel,
@@ -140,6 +141,10 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
         source = UrlSource(url=p.url, filename=filename, mode=p.mode, sha256=sha)
         return await manager.install_url(source, model_id, version)
 
+    @handler(SetLimitsParams)
+    async def set_limits(p: SetLimitsParams) -> WireModel:
+        return manager.runner.set_limits(p)
+
     @handler(NoParams)
     async def shutdown(_: NoParams) -> WireModel:
         request_stop()
@@ -159,6 +164,7 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
         "verify": verify,
         "ranking": ranking,
         "installUrl": install_url,
+        "setLimits": set_limits,
         "shutdown": shutdown,
     }
 

@@ -121,3 +121,31 @@ def test_a_stalled_segment_does_not_stall_the_file(start_sidecar, repo: RepoServ
     assert stalled
     path = Path(sidecar.call("getModelPath", {"modelId": "big"})["path"])
     assert (path / "w.bin").read_bytes() == DATA
+
+
+def test_set_limits_caps_the_bandwidth_at_run_time(start_sidecar, repo: RepoServer):
+    small = os.urandom(3_000_000)
+    repo.add("capped", "1", {"w.bin": small})
+    sidecar = start_sidecar()
+    limits = sidecar.call("setLimits", {"maxBytesPerSecond": 1_000_000, "maxConcurrentTasks": 1})
+    assert limits == {
+        "maxBytesPerSecond": 1_000_000,
+        "maxConcurrentTasks": 1,
+        "maxConnectionsPerFile": 16,
+    }
+    started = time.monotonic()
+    assert sidecar.install_and_wait("capped")["state"] == "ready"
+    assert time.monotonic() - started >= 2.0  # a lower bound: the cap held (3 MB at 1 MB/s)
+    assert sidecar.call("setLimits", {"maxBytesPerSecond": 0})["maxBytesPerSecond"] == 0
+    assert (
+        sidecar.send(
+            {
+                "jsonrpc": "2.0",
+                "id": "bad",
+                "method": "setLimits",
+                "params": {"maxConcurrentTasks": 0},
+            }
+        )
+        is None
+    )
+    assert sidecar.wait_response("bad")["error"]["code"] == -32602
