@@ -242,6 +242,10 @@ export class ModelManagerClient implements ModelManagerApi {
   ranking(params?: T.RankingParams, options?: CallOptions) {
     return this.call('ranking', params, options);
   }
+  /** Change the bandwidth cap, concurrent tasks or connections per file at run time. */
+  setLimits(params?: T.SetLimitsParams, options?: CallOptions) {
+    return this.call('setLimits', params, options);
+  }
   /** Asks the sidecar to stop. It is then restarted like after a crash; to end it, use dispose(). */
   shutdown(params?: T.ShutdownParams, options?: CallOptions) {
     return this.call('shutdown', params, options);

@@ -25,6 +25,8 @@ export interface WireSchemas {
   RankingParams: RankingParams;
   RankingResult: RankingResult;
   RemoveResult: RemoveResult;
+  SetLimitsParams: SetLimitsParams;
+  SetLimitsResult: SetLimitsResult;
   ShutdownResult: ShutdownResult;
   VerifyResult: VerifyResult;
   ErrorData: ErrorData;
@@ -223,6 +225,25 @@ export interface RemoveResult {
   removed: string[];
 }
 /**
+ * Absent fields stay as they are; ``maxBytesPerSecond: 0`` removes the cap.
+ */
+export interface SetLimitsParams {
+  maxBytesPerSecond?: number | null;
+  maxConcurrentTasks?: number | null;
+  maxConnectionsPerFile?: number | null;
+}
+/**
+ * schemas/methods/setLimits.result.json
+ */
+export interface SetLimitsResult {
+  /**
+   * 0: no cap
+   */
+  maxBytesPerSecond: number;
+  maxConcurrentTasks: number;
+  maxConnectionsPerFile: number;
+}
+/**
  * schemas/methods/shutdown.result.json
  */
 export interface ShutdownResult {
@@ -406,13 +427,14 @@ export interface Methods {
   ranking: { params: RankingParams; result: RankingResult };
   remove: { params: RemoveParams; result: RemoveResult };
   resume: { params: ResumeParams; result: ResumeResult };
+  setLimits: { params: SetLimitsParams; result: SetLimitsResult };
   shutdown: { params: ShutdownParams; result: ShutdownResult };
   verify: { params: VerifyParams; result: VerifyResult };
 }
 
 export type MethodName = keyof Methods;
 
-export const METHOD_NAMES = ['cancel', 'getInfo', 'getModelPath', 'getTask', 'install', 'installUrl', 'listModels', 'listTasks', 'pause', 'ranking', 'remove', 'resume', 'shutdown', 'verify'] as const satisfies readonly MethodName[];
+export const METHOD_NAMES = ['cancel', 'getInfo', 'getModelPath', 'getTask', 'install', 'installUrl', 'listModels', 'listTasks', 'pause', 'ranking', 'remove', 'resume', 'setLimits', 'shutdown', 'verify'] as const satisfies readonly MethodName[];
 
 /** Every notification the sidecar sends: its params. */
 export interface Notifications {
