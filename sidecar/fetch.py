@@ -20,6 +20,7 @@ import anyio
 import httpx
 
 from sidecar.errors import ChecksumMismatch
+from sidecar.fileio import write_chunks_at
 from sidecar.fsutil import atomic_write_bytes
 from sidecar.hashing import hash_into
 from sidecar.http import SourceFailed, TransientError, map_transport_errors, raise_for_status
@@ -70,7 +71,9 @@ class _PartWriter:
 
     def open_for_resume(self) -> int:
         self.target.part.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.target.part, "a+b")  # noqa: SIM115 - closed in close()
+        # Unbuffered, not O_APPEND: every write is a positional pwritev on the descriptor.
+        fd = os.open(self.target.part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        self.handle = os.fdopen(fd, "r+b", buffering=0)
         self.handle.seek(0)
         self.hasher = hashlib.sha256()
         self.size = hash_into(self.hasher, self.target.part)
@@ -85,16 +88,16 @@ class _PartWriter:
         self.hasher = hashlib.sha256()
         self.size = 0
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, chunks: list[bytes]) -> None:
         """Write and hash in two worker threads at once (both release the GIL)."""
         async with anyio.create_task_group() as group:
-            group.start_soon(anyio.to_thread.run_sync, self._write_blocking, data)
-            group.start_soon(anyio.to_thread.run_sync, self.hasher.update, data)
-        self.size += len(data)
+            group.start_soon(anyio.to_thread.run_sync, self._write_blocking, chunks)
+            group.start_soon(anyio.to_thread.run_sync, _hash_chunks, self.hasher, chunks)
+        self.size += sum(len(c) for c in chunks)
 
-    def _write_blocking(self, data: bytes) -> None:
+    def _write_blocking(self, chunks: list[bytes]) -> None:
         assert self.handle is not None
-        self.handle.write(data)
+        write_chunks_at(self.handle.fileno(), chunks, self.size)
 
     def finish(self) -> None:
         assert self.handle is not None
@@ -105,6 +108,11 @@ class _PartWriter:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
+
+
+def _hash_chunks(hasher: hashlib._Hash, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        hasher.update(chunk)
 
 
 def _save_record(target: FileTarget, url: str, response: httpx.Response) -> None:
@@ -207,7 +215,7 @@ async def _pump(
 ) -> None:
     """Receive on the event loop while worker threads write and hash the previous
     batches: the three overlap, so a download costs about the slowest of them."""
-    send, receive = anyio.create_memory_object_stream[bytes](PIPELINE_DEPTH)
+    send, receive = anyio.create_memory_object_stream[list[bytes]](PIPELINE_DEPTH)
 
     async def write_batches() -> None:
         async with receive:
@@ -230,10 +238,10 @@ async def _pump(
                     if target.expected_size is not None and received > target.expected_size:
                         raise TransientError("server sent more bytes than the manifest says")
                     if pending_size >= WRITE_BATCH:
-                        await send.send(b"".join(pending))
+                        await send.send(pending)
                         pending, pending_size = [], 0
                 if pending:
-                    await send.send(b"".join(pending))
+                    await send.send(pending)
     except BaseExceptionGroup as group:
         raise first_error(group) from None
 

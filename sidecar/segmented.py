@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -27,6 +26,7 @@ from sidecar.fetch import (
     read_record,
     validator_of,
 )
+from sidecar.fileio import read_into, write_chunks_at
 from sidecar.fsutil import atomic_write_bytes
 from sidecar.hashing import READ_SIZE
 from sidecar.http import TransientError, map_transport_errors, raise_for_status
@@ -64,7 +64,6 @@ class _PartFile:
         self.target = target
         self.total = total
         self.handle: BinaryIO | None = None
-        self._seek_lock = threading.Lock()  # for platforms without os.pwrite
 
     def open(self) -> None:
         self.target.part.parent.mkdir(parents=True, exist_ok=True)
@@ -72,25 +71,13 @@ class _PartFile:
         if os.fstat(self.handle.fileno()).st_size != self.total:
             self.handle.truncate(self.total)
 
-    def write_at(self, data: bytes, offset: int) -> None:
+    def write_at(self, chunks: list[bytes], offset: int) -> None:
         assert self.handle is not None
-        if hasattr(os, "pwrite"):
-            view = memoryview(data)
-            while view:
-                written = os.pwrite(self.handle.fileno(), view, offset)
-                view, offset = view[written:], offset + written
-        else:
-            with self._seek_lock:
-                self.handle.seek(offset)
-                self.handle.write(data)
+        write_chunks_at(self.handle.fileno(), chunks, offset)
 
-    def read_at(self, offset: int, size: int) -> bytes:
+    def read_into(self, buffer: bytearray | memoryview, offset: int) -> int:
         assert self.handle is not None
-        if hasattr(os, "pread"):
-            return os.pread(self.handle.fileno(), size, offset)
-        with self._seek_lock:
-            self.handle.seek(offset)
-            return self.handle.read(size)
+        return read_into(self.handle.fileno(), buffer, offset)
 
     def sync(self) -> None:
         assert self.handle is not None
@@ -245,21 +232,28 @@ class SegmentedFetch:
                     pending.append(chunk)
                     pending_size += len(chunk)
                     if pending_size >= BATCH or unit.position + pending_size >= unit.end:
-                        if not await self._write(unit, b"".join(pending)):
+                        if not await self._write(unit, pending):
                             return  # our tail was given to another connection
                         pending, pending_size = [], 0
                 if pending:
-                    await self._write(unit, b"".join(pending))
+                    await self._write(unit, pending)
                 if unit.position < unit.end:
                     raise TransientError("the reply ended early")
 
-    async def _write(self, unit: Unit, data: bytes) -> bool:
-        data = data[: max(0, unit.end - unit.position)]
-        if data:
-            await anyio.to_thread.run_sync(self.file.write_at, data, unit.position)
-            self.plan.mark_done(unit.position, unit.position + len(data))
-            unit.position += len(data)
-            self.received += len(data)
+    async def _write(self, unit: Unit, chunks: list[bytes]) -> bool:
+        room = unit.end - unit.position  # the tail may have been given away meanwhile
+        kept, size = [], 0
+        for chunk in chunks:
+            if size + len(chunk) > room:
+                chunk = chunk[: room - size]
+            if chunk:
+                kept.append(chunk)
+                size += len(chunk)
+        if size:
+            await anyio.to_thread.run_sync(self.file.write_at, kept, unit.position)
+            self.plan.mark_done(unit.position, unit.position + size)
+            unit.position += size
+            self.received += size
             self.progress(self.plan.done_bytes)
             self.progressed.set()
         return unit.position < unit.end
@@ -283,6 +277,7 @@ class SegmentedFetch:
 
     async def _hash_prefix(self) -> None:
         """Hash bytes in file order as soon as they are on disk (from the page cache)."""
+        buffer = bytearray(READ_SIZE)  # one buffer for the whole file: memory stays flat
         while self.hashed < self.total:
             end = self.plan.contiguous_end()
             if end <= self.hashed:
@@ -290,11 +285,12 @@ class SegmentedFetch:
                 await self.progressed.wait()
                 continue
             while self.hashed < end:
-                size = min(READ_SIZE, end - self.hashed)
-                data = await anyio.to_thread.run_sync(self.file.read_at, self.hashed, size)
-                if len(data) != size:
+                size = min(len(buffer), end - self.hashed)
+                view = memoryview(buffer)[:size]
+                count = await anyio.to_thread.run_sync(self.file.read_into, view, self.hashed)
+                if count != size:
                     raise TransientError("part shorter than its recorded ranges")
-                await anyio.to_thread.run_sync(self.hasher.update, data)
+                await anyio.to_thread.run_sync(self.hasher.update, view)
                 self.hashed += size
 
     async def _save_periodically(self) -> None:

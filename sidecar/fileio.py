@@ -1,0 +1,49 @@
+"""Positional, gather-style file I/O (blocking: run in worker threads).
+
+Writing a list of received chunks with one ``pwritev`` avoids joining them into a
+fresh megabyte buffer per batch: such buffers cost a page-faulting allocation each
+and, spread over worker-thread malloc arenas, kept peak RSS near 200 MiB.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+
+_fallback_lock = threading.Lock()
+
+
+def write_chunks_at(fd: int, chunks: Sequence[bytes], offset: int) -> int:
+    """Write ``chunks`` back to back starting at ``offset``; returns the byte count."""
+    total = sum(len(c) for c in chunks)
+    if hasattr(os, "pwritev"):
+        views = [memoryview(c) for c in chunks]
+        written = 0
+        while views:
+            count = os.pwritev(fd, views, offset + written)
+            written += count
+            while views and count >= len(views[0]):
+                count -= len(views[0])
+                views.pop(0)
+            if views and count:
+                views[0] = views[0][count:]
+        return total
+    with _fallback_lock:  # platforms without pwritev (Windows): seek + write
+        os.lseek(fd, offset, os.SEEK_SET)
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+    return total
+
+
+def read_into(fd: int, buffer: bytearray | memoryview, offset: int) -> int:
+    """Fill ``buffer`` from ``offset`` (fewer bytes at the end of the file)."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [buffer], offset)
+    with _fallback_lock:
+        os.lseek(fd, offset, os.SEEK_SET)
+        data = os.read(fd, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
