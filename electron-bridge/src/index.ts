@@ -16,3 +16,28 @@ export {
 } from './client.js';
 export { DEFAULT_RESTART_POLICY, restartDelay, type RestartPolicy } from './supervisor.js';
 export type { ExitInfo, StopTimings } from './sidecar-process.js';
+export { ModelStore, createModelStore, type StoreSnapshot, type StoreSource, type StoreEvents, type StoreOptions } from './store.js';
+export { envelope, unwrap, type Envelope } from './envelope.js';
+export {
+  registerIpcHandlers,
+  originTrust,
+  type IpcOptions,
+  type IpcClient,
+  type IpcMainLike,
+  type IpcMainInvokeEventLike,
+  type FrameLike,
+  type WebContentsLike,
+  type WebContentsModuleLike,
+} from './electron/ipc.js';
+export * from './electron/channels.js';
+export {
+  requireModelForJob,
+  createSchedulerReporter,
+  JobRejectedError,
+  type ModelJob,
+  type UnavailableReport,
+  type UnavailableReporter,
+  type RequireModelOptions,
+  type SchedulerReporterOptions,
+  type PathSource,
+} from './agent.js';

@@ -1,0 +1,124 @@
+// The node-agent's question before each job: "where is this model?" — answered from
+// the sidecar's memory. When the model is not there the agent does not wait or fall
+// back: it reports MODEL_NOT_AVAILABLE to the scheduler, which gives the job to another
+// node, and rejects the job. The whole flow has one time budget (300 ms by default).
+import { ModelNotAvailableError } from './errors.js';
+import type { CallOptions } from './client.js';
+import type { GetModelPathParams, GetModelPathResult, UnavailableReason } from './types.js';
+
+export interface ModelJob {
+  jobId: string;
+  modelId: string;
+  /** Omitted or null: the newest installed version. */
+  modelVersion?: string | null;
+}
+
+export interface UnavailableReport {
+  jobId: string;
+  modelId: string;
+  version: string | null;
+  reason: UnavailableReason;
+  message: string;
+}
+
+/** Sends one report; must honour the signal (the budget's remainder). */
+export type UnavailableReporter = (report: UnavailableReport, signal: AbortSignal) => Promise<void>;
+
+export interface PathSource {
+  getModelPath(params: GetModelPathParams, options?: CallOptions): Promise<GetModelPathResult>;
+}
+
+/** The job was handed back: the model is not available here. Still a ModelNotAvailableError. */
+export class JobRejectedError extends ModelNotAvailableError {
+  readonly jobId: string;
+  /** Whether the scheduler acknowledged the report in time. */
+  readonly reported: boolean;
+  readonly reportError: unknown;
+  /** From the getModelPath call to the end of the report. */
+  readonly elapsedMs: number;
+
+  constructor(cause: ModelNotAvailableError, job: ModelJob, reported: boolean, reportError: unknown, elapsedMs: number) {
+    super(`job ${job.jobId} rejected: ${cause.message}`, cause.data);
+    this.jobId = job.jobId;
+    this.reported = reported;
+    this.reportError = reportError;
+    this.elapsedMs = elapsedMs;
+  }
+}
+
+export interface RequireModelOptions {
+  /** Budget for the path lookup plus the report (default 300 ms). */
+  budgetMs?: number;
+}
+
+/**
+ * The installed model's path for `job`; or, when the sidecar says MODEL_NOT_AVAILABLE,
+ * report it and reject with JobRejectedError. Other errors (timeout, a broken sidecar)
+ * propagate unchanged: they are this node's problem, not the model's absence.
+ */
+export async function requireModelForJob(
+  job: ModelJob,
+  client: PathSource,
+  reporter: UnavailableReporter,
+  options: RequireModelOptions = {},
+): Promise<GetModelPathResult> {
+  const budgetMs = options.budgetMs ?? 300;
+  const started = performance.now();
+  try {
+    return await client.getModelPath({ modelId: job.modelId, version: job.modelVersion ?? null }, { timeoutMs: budgetMs });
+  } catch (error) {
+    if (!(error instanceof ModelNotAvailableError)) throw error;
+    const report: UnavailableReport = {
+      jobId: job.jobId,
+      modelId: error.modelId || job.modelId,
+      version: error.version ?? job.modelVersion ?? null,
+      reason: error.reason,
+      message: error.message,
+    };
+    const left = Math.max(1, budgetMs - (performance.now() - started));
+    let reported = false;
+    let reportError: unknown = null;
+    try {
+      await reporter(report, AbortSignal.timeout(left));
+      reported = true;
+    } catch (failure) {
+      reportError = failure; // the job is rejected either way; the caller may log or retry the report
+    }
+    throw new JobRejectedError(error, job, reported, reportError, performance.now() - started);
+  }
+}
+
+export interface SchedulerReporterOptions {
+  /** The scheduling server's base URL. */
+  schedulerUrl: string;
+  /** This node's id, sent along so the scheduler can skip it for the job. */
+  nodeId?: string;
+  token?: string;
+  fetch?: typeof fetch;
+}
+
+/** POSTs `{model_id, kind: "MODEL_NOT_AVAILABLE", ...}` to `{scheduler}/api/model-usage/events`. */
+export function createSchedulerReporter(options: SchedulerReporterOptions): UnavailableReporter {
+  const url = new URL('api/model-usage/events', options.schedulerUrl.replace(/\/?$/, '/')).href;
+  const doFetch = options.fetch ?? fetch;
+  return async (report, signal) => {
+    const response = await doFetch(url, {
+      method: 'POST',
+      signal,
+      headers: {
+        'content-type': 'application/json',
+        ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+      },
+      body: JSON.stringify({
+        model_id: report.modelId,
+        kind: 'MODEL_NOT_AVAILABLE',
+        version: report.version,
+        reason: report.reason,
+        job_id: report.jobId,
+        node_id: options.nodeId ?? null,
+      }),
+    });
+    await response.arrayBuffer(); // drain, so the connection is reused
+    if (!response.ok) throw new Error(`the scheduler answered ${response.status} to the report`);
+  };
+}

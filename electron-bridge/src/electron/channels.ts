@@ -1,0 +1,20 @@
+// The IPC contract between main and preload: channel names and what the renderer may
+// call. Pure constants, shared by both sides so they cannot disagree.
+import { METHOD_NAMES, NOTIFICATION_NAMES, type MethodName } from '../types.js';
+
+export const CHANNEL_PREFIX = 'model-manager:';
+/** ipcMain.handle channel for a method: `model-manager:<method>`. */
+export const invokeChannel = (method: string): string => `${CHANNEL_PREFIX}${method}`;
+/** webContents.send channel for every event: payload `{ event, payload }`. */
+export const EVENT_CHANNEL = `${CHANNEL_PREFIX}event`;
+/** The store's snapshot (when registerIpcHandlers got a store). */
+export const SNAPSHOT_METHOD = 'snapshot';
+
+/** The renderer may not stop the app's sidecar; everything else is a page feature. */
+export type RendererMethod = Exclude<MethodName, 'shutdown'>;
+export const RENDERER_METHODS: readonly RendererMethod[] = METHOD_NAMES.filter(
+  (m): m is RendererMethod => m !== 'shutdown',
+);
+
+export const BRIDGE_EVENTS = [...NOTIFICATION_NAMES, 'status'] as const;
+export type BridgeEventName = (typeof BRIDGE_EVENTS)[number];
