@@ -75,7 +75,7 @@ export async function requireModelForJob(
       reason: error.reason,
       message: error.message,
     };
-    const left = Math.max(1, budgetMs - (performance.now() - started));
+    const left = Math.max(1, Math.ceil(budgetMs - (performance.now() - started))); // AbortSignal.timeout wants an integer
     let reported = false;
     let reportError: unknown = null;
     try {

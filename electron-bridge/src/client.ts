@@ -199,7 +199,7 @@ export class ModelManagerClient implements ModelManagerApi {
       30_000;
     const started = performance.now();
     await this.whenRunning(method, timeoutMs);
-    const left = Math.max(1, timeoutMs - (performance.now() - started));
+    const left = Math.max(1, Math.ceil(timeoutMs - (performance.now() - started)));
     return this.rpc.request(method, params, left);
   }
 
