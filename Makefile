@@ -43,6 +43,7 @@ demo:
 	$(PY) -m model_repo.demo
 
 bench:
+	command -v nginx >/dev/null && command -v aria2c >/dev/null || apt-get install -y nginx aria2
 	$(PY) bench/run.py
 
 stress:

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 BATCH = 1024 * 1024
 MIN_SPLIT = 4 * 1024 * 1024  # never split a tail into pieces smaller than this
 SAVE_EVERY = 1.0  # seconds between durable records of the ranges on disk
-ADAPT_EVERY = 0.2
+ADAPT_EVERY = 0.1
 INITIAL_CONNECTIONS = 4
 UNIT_ATTEMPTS = 4
 

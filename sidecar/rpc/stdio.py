@@ -49,6 +49,7 @@ class LineWriter:
     def __init__(self, output: IO[bytes]) -> None:
         self._output = output
         self._lock = anyio.Lock()
+        self._limiter = anyio.CapacityLimiter(1)  # never queued behind download threads
         self.broken = False
 
     async def send_raw(self, line: bytes) -> None:
@@ -56,7 +57,7 @@ class LineWriter:
             if self.broken:
                 return
             try:
-                await anyio.to_thread.run_sync(self._write, line)
+                await anyio.to_thread.run_sync(self._write, line, limiter=self._limiter)
             except (BrokenPipeError, OSError):
                 self.broken = True  # the reader is gone; the stdin EOF ends us soon
 

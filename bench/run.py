@@ -1,0 +1,210 @@
+"""make bench: the sidecar against curl, curl + sha256sum and aria2c, in one run.
+
+Starts nginx on loopback (one plain server, one capped at 25 MB/s per connection),
+then alternates the tools over the same files and prints medians, ratios, CPU
+seconds and peak RSS. Linux only (reads /proc). Needs nginx, curl and aria2c.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.sidecar_proc import RpcError, Sidecar
+
+MiB = 1024 * 1024
+ARIA2C = [
+    "aria2c",
+    "-q",
+    "-x16",
+    "-s16",
+    "-k1M",
+    "--file-allocation=none",
+    "--allow-overwrite=true",
+]
+PLAIN_PORT, CAPPED_PORT = 18480, 18481
+NGINX_CONF = """
+worker_processes 2;
+error_log {root}/error.log;
+pid {root}/nginx.pid;
+{user}
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  default_type application/octet-stream;
+  server {{ listen 127.0.0.1:{plain}; root {root}/www;
+           location /api/models/ {{ default_type application/json; }} }}
+  server {{ listen 127.0.0.1:{capped}; root {root}/www; limit_rate 25m;
+           location /api/models/ {{ default_type application/json; }} }}
+}}
+"""
+
+
+def publish(www: Path, model_id: str, size: int) -> None:
+    folder = www / "storage/models" / model_id / "1"
+    folder.mkdir(parents=True)
+    digest = hashlib.sha256()
+    with open(folder / "w.bin", "wb") as handle:
+        block = os.urandom(4 * MiB)
+        for offset in range(0, size, len(block)):
+            piece = block[: min(len(block), size - offset)]
+            piece = offset.to_bytes(8, "little") + piece[8:]  # no two blocks alike
+            digest.update(piece)
+            handle.write(piece)
+    files = [{"path": "w.bin", "size_bytes": size, "sha256": digest.hexdigest()}]
+    version = {"version": "1", "size_bytes": size, "files": files, "requires": [], "extra": {}}
+    entry = {"id": model_id, "name": model_id, "task": "bench", "languages": [],
+             "default_version": "1", "versions": [version]}  # fmt: skip
+    (www / "api/models").mkdir(parents=True, exist_ok=True)
+    (www / "api/models" / model_id).write_text(json.dumps(entry))
+
+
+def proc_usage(pid: int) -> tuple[float, int]:
+    """(CPU seconds, peak RSS bytes) of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    status = Path(f"/proc/{pid}/status").read_text()
+    peak = next(
+        int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM")
+    )
+    return cpu, peak
+
+
+def timed(command: list[str]) -> tuple[float, float, int]:
+    started = time.monotonic()
+    before = os.times()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    after = os.times()
+    wall = time.monotonic() - started
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+    return wall, cpu, 0
+
+
+def sidecar_install(work: Path, port: int, model_ids: list[str], extra: list[str] | None = None,
+                    probe_paths: bool = False) -> dict[str, float]:  # fmt: skip
+    home = work / "home"
+    shutil.rmtree(home, ignore_errors=True)
+    sidecar = Sidecar(home, f"http://127.0.0.1:{port}", args=extra or []).start()
+    try:
+        sidecar.call("getInfo")
+        started = time.monotonic()
+        tasks = [sidecar.call("install", {"modelId": m})["taskId"] for m in model_ids]
+        latencies = []
+        if probe_paths:
+            while any(sidecar.call("getTask", {"taskId": t})["state"] != "ready" for t in tasks):
+                for _ in range(20):
+                    sent = time.perf_counter()
+                    with contextlib.suppress(RpcError):  # not installed yet: still an answer
+                        sidecar.call("getModelPath", {"modelId": model_ids[0]})
+                    latencies.append(time.perf_counter() - sent)
+        for task in tasks:
+            state = sidecar.wait_task(task, {"ready", "failed"}, timeout=600)["state"]
+            assert state == "ready", state
+        wall = time.monotonic() - started
+        cpu, peak = proc_usage(sidecar.process.pid)
+    finally:
+        sidecar.stop()
+        sidecar.cleanup()
+    result = {"wall": wall, "cpu": cpu, "rss": peak}
+    if latencies:
+        latencies.sort()
+        result["p50_ms"] = latencies[len(latencies) // 2] * 1000
+        result["p99_ms"] = latencies[int(len(latencies) * 0.99)] * 1000
+        result["samples"] = len(latencies)
+    return result
+
+
+def median(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--big-gib", type=float, default=1.0)
+    parser.add_argument("--rss-gib", type=float, default=4.0, help="file size for the peak-RSS run")
+    args = parser.parse_args()
+    for tool in ("nginx", "curl", "aria2c", "sha256sum"):
+        if shutil.which(tool) is None:
+            sys.exit(f"bench needs {tool}: apt-get install -y nginx curl aria2 coreutils")
+    work = Path(tempfile.mkdtemp(prefix="mm-bench-"))
+    www = work / "www"
+    big, capped, huge = int(args.big_gib * 1024) * MiB, 256 * MiB, int(args.rss_gib * 1024) * MiB
+    print(f"generating files in {work} ...", flush=True)
+    publish(www, "big", big)
+    publish(www, "capped", capped)
+    publish(www, "huge", huge)
+    for n in (1, 2, 3):
+        publish(www, f"load{n}", big)
+    user = "user root;" if os.geteuid() == 0 else ""
+    (work / "nginx.conf").write_text(
+        NGINX_CONF.format(root=work, user=user, plain=PLAIN_PORT, capped=CAPPED_PORT)
+    )
+    nginx = subprocess.Popen(
+        ["nginx", "-c", str(work / "nginx.conf"), "-p", str(work), "-g", "daemon off;"]
+    )
+    time.sleep(0.5)
+    out = work / "out.bin"
+    plain_url = f"http://127.0.0.1:{PLAIN_PORT}/storage/models/big/1/w.bin"
+    capped_url = f"http://127.0.0.1:{CAPPED_PORT}/storage/models/capped/1/w.bin"
+    results: dict[str, list[dict[str, float]]] = {k: [] for k in
+        ("sidecar", "curl", "curl+sha256sum", "sidecar-capped", "aria2c-capped")}  # fmt: skip
+    try:
+        for run in range(args.runs):
+            print(f"run {run + 1}/{args.runs}", flush=True)
+            results["sidecar"].append(sidecar_install(work, PLAIN_PORT, ["big"]))
+            wall, cpu, _ = timed(["curl", "-s", "-o", str(out), plain_url])
+            results["curl"].append({"wall": wall, "cpu": cpu})
+            hash_wall, hash_cpu, _ = timed(["sha256sum", str(out)])
+            results["curl+sha256sum"].append({"wall": wall + hash_wall, "cpu": cpu + hash_cpu})
+            out.unlink()
+            results["sidecar-capped"].append(sidecar_install(work, CAPPED_PORT, ["capped"]))
+            wall, cpu, _ = timed([*ARIA2C, "-d", str(work), "-o", "aria.bin", capped_url])
+            results["aria2c-capped"].append({"wall": wall, "cpu": cpu})
+            (work / "aria.bin").unlink(missing_ok=True)
+        rss = sidecar_install(work, PLAIN_PORT, ["huge"]) if args.rss_gib else {"rss": 0}
+        loaded = sidecar_install(work, PLAIN_PORT, ["load1", "load2", "load3"], probe_paths=True)
+    finally:
+        nginx.terminate()
+        nginx.wait()
+    side, curl, both = results["sidecar"], results["curl"], results["curl+sha256sum"]
+    side_c, aria = results["sidecar-capped"], results["aria2c-capped"]
+    print(f"\n{'':34}{'wall s':>9}{'cpu s':>9}{'peak RSS MiB':>14}")
+    for name, runs in results.items():
+        rss_text = f"{median(runs, 'rss') / MiB:14.0f}" if "rss" in runs[0] else f"{'-':>14}"
+        print(f"{name:34}{median(runs, 'wall'):9.2f}{median(runs, 'cpu'):9.2f}{rss_text}")
+    ratios = [
+        (f"plain {args.big_gib:g} GiB: sidecar wall / curl wall",
+         median(side, "wall") / median(curl, "wall"), "<= 1.3"),
+        (f"plain {args.big_gib:g} GiB: sidecar cpu / (curl + sha256sum)",
+         median(side, "cpu") / median(both, "cpu"), "<= 1.5"),
+        ("capped 256 MiB: sidecar wall / aria2c -x16 wall",
+         median(side_c, "wall") / median(aria, "wall"), "<= 1.0"),
+        (f"peak RSS installing {args.rss_gib:g} GiB (MiB)", rss["rss"] / MiB, "<= 100"),
+        ("getModelPath p99 during 3 downloads (ms)", loaded["p99_ms"], "< 5"),
+    ]  # fmt: skip
+    print()
+    for label, value, target in ratios:
+        print(f"{label:48} = {value:7.2f}  (target {target})")
+    print(f"getModelPath p50 {loaded['p50_ms']:.2f} ms over {loaded['samples']:.0f} calls")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
