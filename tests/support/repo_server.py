@@ -70,18 +70,26 @@ Fault = Callable[["RepoHandler", str, int | None], bool]
 
 
 class RepoServer:
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.models: dict[str, StoredModel] = {}
         self.bytes_sent: Counter[str] = Counter()
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.bytes_per_second: float | None = None  # per connection
         self.fault: Fault | None = None
         self.raw_entries: dict[str, Any] = {}  # id → hostile manifest served verbatim
+        self.request_times: list[float] = []  # time.monotonic() of each entry in requests
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), RepoHandler)
-        self.httpd.daemon_threads = True
-        self.httpd.repo = self  # type: ignore[attr-defined]
+        self.httpd = self._listen(0)
+        self.port: int = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.is_down = False
+
+    def _listen(self, port: int) -> ThreadingHTTPServer:
+        httpd = ThreadingHTTPServer((self.host, port), RepoHandler)
+        httpd.daemon_threads = True
+        httpd.repo = self  # type: ignore[attr-defined]
+        return httpd
 
     @property
     def url(self) -> str:
@@ -93,8 +101,29 @@ class RepoServer:
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        if not self.is_down:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.is_down = True
+
+    def go_down(self) -> None:
+        """Stop listening: new connections are refused (answers in flight go on)."""
+        self.stop()
+
+    def come_up(self) -> None:
+        """Listen again on the same address and port."""
+        if self.is_down:
+            self.httpd = self._listen(self.port)
+            self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+            self.thread.start()
+            self.is_down = False
+
+    def file_data(self, path: str) -> bytes | None:
+        """The bytes a /storage/models/<id>/<version>/<file> path serves, if any."""
+        match = re.fullmatch(r"/storage/models/([^/]+)/([^/]+)/(.+)", path)
+        model = self.models.get(match.group(1)) if match else None
+        stored = model.versions.get(match.group(2)) if model and match else None
+        return stored.files.get(match.group(3)) if stored and match else None
 
     def add(
         self,
@@ -137,6 +166,7 @@ class RepoHandler(BaseHTTPRequestHandler):
         path = unquote(urlsplit(self.path).path)
         with self.repo.lock:
             self.repo.requests.append(("HEAD" if head else "GET", path, dict(self.headers)))
+            self.repo.request_times.append(time.monotonic())
         range_start = _range_start(self.headers.get("Range"))
         if self.repo.fault and self.repo.fault(self, path, range_start):
             return
