@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -21,7 +22,6 @@ from sidecar.fetch import FileTarget
 from sidecar.install import link_or_copy, move_into_place, part_sizes, recover_staging
 from sidecar.layout import HomeLayout
 from sidecar.locks import OwnedLock
-from sidecar.manifest import CatalogFile
 from sidecar.ratelimit import RateLimiter
 from sidecar.registry import Registry, write_metadata
 from sidecar.segmented import Limits
@@ -40,6 +40,15 @@ DISK_MARGIN = 16 * 1024 * 1024
 LOCK_POLL = 0.25
 
 SetState = Callable[[TaskRuntime, TaskState], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file to fetch; size and hash are None for a plain URL that did not say."""
+
+    path: str
+    size: int | None
+    sha256: str | None
 
 
 class AlreadyInstalled(Exception):
@@ -135,12 +144,11 @@ class TaskRunner:
             await anyio.sleep(self.settings.lock_refresh)
             await anyio.to_thread.run_sync(lock.refresh)
 
-    def _files(self, task: TaskRuntime) -> list[CatalogFile]:
+    def _files(self, task: TaskRuntime) -> list[FileSpec]:
         if task.manifest is not None:
-            return list(task.manifest.files)
-        assert task.url_source is not None
-        source = task.url_source
-        return [CatalogFile(path=source.filename, size_bytes=task.bytes_total, sha256="0" * 64)]
+            return [FileSpec(f.path, f.size_bytes, f.sha256) for f in task.manifest.files]
+        assert task.url_source is not None  # a plain URL: size learned from the reply
+        return [FileSpec(task.url_source.filename, None, task.url_source.sha256)]
 
     async def _install_locked(self, task: TaskRuntime) -> None:
         files = self._files(task)
@@ -153,8 +161,8 @@ class TaskRunner:
         await self._check_disk_space(files, sizes)
         task.files_total = len(files)
         task.files_done = 0
-        task.bytes_total = sum(f.size_bytes for f in files)
-        on_disk = {path: min(size, _size_of(files, path)) for path, size in sizes.items()}
+        task.bytes_total = sum(f.size or 0 for f in files)
+        on_disk = {f.path: min(sizes[f.path], f.size or sizes[f.path]) for f in files}
         task.raw_bytes = sum(on_disk.values())
         task.add_bytes(0)
         task.reset_speed()
@@ -163,7 +171,7 @@ class TaskRunner:
         digests: dict[str, str] = {}
         limiter = anyio.CapacityLimiter(self.settings.max_files_per_task)
 
-        async def fetch(file: CatalogFile) -> None:
+        async def fetch(file: FileSpec) -> None:
             async with limiter:
                 digests[file.path] = await self._fetch_file(task, file, parts[file.path], on_disk)
                 task.files_done += 1
@@ -201,14 +209,9 @@ class TaskRunner:
             )
 
     async def _fetch_file(
-        self, task: TaskRuntime, file: CatalogFile, part: Path, on_disk: dict[str, int]
+        self, task: TaskRuntime, file: FileSpec, part: Path, on_disk: dict[str, int]
     ) -> str:
-        known_size = task.manifest is not None
-        target = FileTarget(
-            part=part,
-            expected_size=file.size_bytes if known_size else None,
-            sha256=file.sha256 if known_size else _url_sha(task),
-        )
+        target = FileTarget(part=part, expected_size=file.size, sha256=file.sha256)
 
         def progress(size: int) -> None:
             task.add_bytes(size - on_disk[file.path])
@@ -231,7 +234,7 @@ class TaskRunner:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lock.release)
 
-    def _urls(self, task: TaskRuntime, file: CatalogFile) -> list[str]:
+    def _urls(self, task: TaskRuntime, file: FileSpec) -> list[str]:
         if task.url_source is not None:
             return [task.url_source.url]
         quoted = "/".join(quote(segment, safe="") for segment in file.path.split("/"))
@@ -241,23 +244,21 @@ class TaskRunner:
         ]
 
     async def _reuse_identical(
-        self, task: TaskRuntime, files: list[CatalogFile], parts: dict[str, Path],
+        self, task: TaskRuntime, files: list[FileSpec], parts: dict[str, Path],
         sizes: dict[str, int],
     ) -> None:  # fmt: skip
         """A file already installed in another version is linked or copied, not fetched."""
-        if task.manifest is None:
-            return
         known = self._installed_files_by_hash(exclude=task.key)
         for file in files:
-            source = known.get(file.sha256)
-            if source is None or sizes[file.path] >= file.size_bytes:
+            source = known.get(file.sha256) if file.sha256 else None
+            if source is None or file.size is None or sizes[file.path] >= file.size:
                 continue
             try:
                 await anyio.to_thread.run_sync(link_or_copy, source, parts[file.path])
             except OSError as exc:
                 log.warning("cannot reuse %s: %s", source, exc)
                 continue
-            sizes[file.path] = file.size_bytes
+            sizes[file.path] = file.size
             log.info("reusing %s for %s@%s", source, task.model_id, task.version)
 
     def _installed_files_by_hash(self, exclude: tuple[str, str]) -> dict[str, Path]:
@@ -271,8 +272,8 @@ class TaskRunner:
                     found.setdefault(file.sha256, folder.joinpath(*file.path.split("/")))
         return found
 
-    async def _check_disk_space(self, files: list[CatalogFile], sizes: dict[str, int]) -> None:
-        needed = sum(max(0, f.size_bytes - sizes[f.path]) for f in files)
+    async def _check_disk_space(self, files: list[FileSpec], sizes: dict[str, int]) -> None:
+        needed = sum(max(0, (f.size or 0) - sizes[f.path]) for f in files)
         free = await anyio.to_thread.run_sync(free_bytes, self.layout.temp)
         if needed + DISK_MARGIN > free:
             raise InsufficientDiskSpace(
@@ -280,15 +281,6 @@ class TaskRunner:
                 neededBytes=needed,
                 freeBytes=free,
             )
-
-
-def _size_of(files: list[CatalogFile], path: str) -> int:
-    size = next(f.size_bytes for f in files if f.path == path)
-    return size if size > 0 else 1 << 62
-
-
-def _url_sha(task: TaskRuntime) -> str | None:
-    return task.url_source.sha256 if task.url_source else None
 
 
 def _extra(task: TaskRuntime) -> dict[str, object]:
