@@ -23,10 +23,16 @@ export const PYTHON =
   join(REPO_ROOT, '.venv', process.platform === 'win32' ? 'Scripts/python.exe' : 'bin/python');
 export const FIXTURES = join(PACKAGE_ROOT, 'test', 'fixtures');
 
-export async function tempHome(t: TestContext): Promise<string> {
+/** A temporary home, removed after the test. Cleanup never throws: a throwing after
+ * hook would skip the hooks after it (the client's dispose) and leave a sidecar running. */
+export async function tempHome(t: TestContext, cleanup = true): Promise<string> {
   const home = await mkdtemp(join(tmpdir(), 'mm-bridge-'));
-  t.after(() => rm(home, { recursive: true, force: true }));
+  if (cleanup) t.after(() => removeHome(home));
   return home;
+}
+
+function removeHome(home: string): Promise<void> {
+  return rm(home, { recursive: true, force: true, maxRetries: 5 }).catch(() => undefined);
 }
 
 export interface RecordingLogger extends Logger {
@@ -55,7 +61,7 @@ export async function realClient(
   t: TestContext,
   options: ModelManagerOptions & { repositoryUrl?: string } = {},
 ): Promise<{ client: ModelManagerClient; home: string; logger: RecordingLogger }> {
-  const home = options.home ?? (await tempHome(t));
+  const home = options.home ?? (await tempHome(t, false));
   const logger = recordingLogger();
   const { repositoryUrl, ...rest } = options;
   const client = createModelManager({
@@ -66,7 +72,11 @@ export async function realClient(
     logger,
     ...rest,
   });
-  t.after(() => client.dispose());
+  // One hook, in order: the sidecar must be gone before its home is removed.
+  t.after(async () => {
+    await client.dispose();
+    if (!options.home) await removeHome(home);
+  });
   return { client, home, logger };
 }
 
