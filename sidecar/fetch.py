@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import anyio
 import httpx
 
 from sidecar.errors import ChecksumMismatch
-from sidecar.fileio import write_chunks_at
+from sidecar.fileio import PartHandle
 from sidecar.fsutil import atomic_write_bytes
 from sidecar.hashing import hash_into
 from sidecar.http import SourceFailed, TransientError, map_transport_errors, raise_for_status
@@ -61,53 +59,33 @@ def discard_part(target: FileTarget) -> None:
 
 
 class _PartWriter:
-    """The open part file and its running hash; every method blocks (run in a thread)."""
+    """The part, appended to in order, and its running hash."""
 
     def __init__(self, target: FileTarget) -> None:
         self.target = target
+        self.part = PartHandle(target.part)
         self.hasher = hashlib.sha256()
         self.size = 0
-        self.handle: IO[bytes] | None = None
 
     def open_for_resume(self) -> int:
-        self.target.part.parent.mkdir(parents=True, exist_ok=True)
-        # Unbuffered, not O_APPEND: every write is a positional pwritev on the descriptor.
-        fd = os.open(self.target.part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
-        self.handle = os.fdopen(fd, "r+b", buffering=0)
-        self.handle.seek(0)
+        """Blocking: open the part and hash what it holds (a resume re-hashes it once)."""
+        self.part.open()
         self.hasher = hashlib.sha256()
         self.size = hash_into(self.hasher, self.target.part)
-        self.handle.seek(self.size)
-        self.handle.truncate()
+        self.part.truncate(self.size)
         return self.size
 
     def restart(self) -> None:
-        assert self.handle is not None
-        self.handle.seek(0)
-        self.handle.truncate()
+        self.part.truncate(0)
         self.hasher = hashlib.sha256()
         self.size = 0
 
     async def write(self, chunks: list[bytes]) -> None:
         """Write and hash in two worker threads at once (both release the GIL)."""
         async with anyio.create_task_group() as group:
-            group.start_soon(anyio.to_thread.run_sync, self._write_blocking, chunks)
+            group.start_soon(anyio.to_thread.run_sync, self.part.write_at, chunks, self.size)
             group.start_soon(anyio.to_thread.run_sync, _hash_chunks, self.hasher, chunks)
         self.size += sum(len(c) for c in chunks)
-
-    def _write_blocking(self, chunks: list[bytes]) -> None:
-        assert self.handle is not None
-        write_chunks_at(self.handle.fileno(), chunks, self.size)
-
-    def finish(self) -> None:
-        assert self.handle is not None
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-
-    def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
 
 
 def _hash_chunks(hasher: hashlib._Hash, chunks: list[bytes]) -> None:
@@ -169,11 +147,11 @@ async def fetch_once(
             record = await anyio.to_thread.run_sync(read_record, target)
             request_headers = headers | _resume_headers(record, url, offset)
             await _stream_into(client, url, target, request_headers, writer, progress, rate)
-        await anyio.to_thread.run_sync(writer.finish)
+        await anyio.to_thread.run_sync(writer.part.sync)
         return _check_complete(target, writer)
     finally:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(writer.close)
+            await anyio.to_thread.run_sync(writer.part.close)
 
 
 async def _stream_into(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 _fallback_lock = threading.Lock()
 
@@ -47,3 +48,39 @@ def read_into(fd: int, buffer: bytearray | memoryview, offset: int) -> int:
         data = os.read(fd, len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+
+class PartHandle:
+    """A part file open for positional I/O (unbuffered, never O_APPEND)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def fd(self) -> int:
+        assert self._fd is not None, "part is not open"
+        return self._fd
+
+    def open(self) -> int:
+        """Open (creating it if needed) and return the current size."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        return os.fstat(self._fd).st_size
+
+    def truncate(self, size: int) -> None:
+        os.ftruncate(self.fd, size)
+
+    def write_at(self, chunks: Sequence[bytes], offset: int) -> int:
+        return write_chunks_at(self.fd, chunks, offset)
+
+    def read_into(self, buffer: bytearray | memoryview, offset: int) -> int:
+        return read_into(self.fd, buffer, offset)
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)

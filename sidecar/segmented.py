@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 import anyio
 import httpx
@@ -26,7 +24,7 @@ from sidecar.fetch import (
     read_record,
     validator_of,
 )
-from sidecar.fileio import read_into, write_chunks_at
+from sidecar.fileio import PartHandle
 from sidecar.fsutil import atomic_write_bytes
 from sidecar.hashing import READ_SIZE
 from sidecar.http import TransientError, map_transport_errors, raise_for_status
@@ -57,39 +55,6 @@ class Limits:
     rate: RateLimiter = field(default_factory=RateLimiter)
 
 
-class _PartFile:
-    """Positional writes into a preallocated file; blocking methods run in threads."""
-
-    def __init__(self, target: FileTarget, total: int) -> None:
-        self.target = target
-        self.total = total
-        self.handle: BinaryIO | None = None
-
-    def open(self) -> None:
-        self.target.part.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.target.part, "r+b" if self.target.part.exists() else "w+b")  # noqa: SIM115
-        if os.fstat(self.handle.fileno()).st_size != self.total:
-            self.handle.truncate(self.total)
-
-    def write_at(self, chunks: list[bytes], offset: int) -> None:
-        assert self.handle is not None
-        write_chunks_at(self.handle.fileno(), chunks, offset)
-
-    def read_into(self, buffer: bytearray | memoryview, offset: int) -> int:
-        assert self.handle is not None
-        return read_into(self.handle.fileno(), buffer, offset)
-
-    def sync(self) -> None:
-        assert self.handle is not None
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-
-    def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
-
-
 class SegmentedFetch:
     def __init__(
         self,
@@ -108,7 +73,7 @@ class SegmentedFetch:
         self.progress = progress
         self.limits = limits
         self.total = target.expected_size
-        self.file = _PartFile(target, self.total)
+        self.file = PartHandle(target.part)
         self.plan = SegmentPlan(self.total, [], unit_size=max(MIN_SPLIT, self.total // 64))
         self.record: PartRecord | None = None
         self.validator: str | None = None
@@ -130,7 +95,8 @@ class SegmentedFetch:
             self.plan = SegmentPlan(self.total, [(0, min(size, self.total))], self.plan.unit_size)
             self.validator = validator_of(record) if record.url == self.url else None
         self.record = record
-        await anyio.to_thread.run_sync(self.file.open)
+        if await anyio.to_thread.run_sync(self.file.open) != self.total:
+            await anyio.to_thread.run_sync(self.file.truncate, self.total)  # preallocate
         try:
             self.progress(self.plan.done_bytes)
             async with anyio.create_task_group() as group:
