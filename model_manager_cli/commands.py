@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from rich.console import Console
@@ -163,10 +164,25 @@ def control(client: SidecarClient, action: str, ref: str, out: Console, err: Con
     if action == "resume":
         # A resumed task runs in this process: follow it, or it stops when we exit.
         return _report_finished(client, follow(client, [result["taskId"]], out), err)
+    if action == "pause":
+        # The answer comes as the pause is requested; wait until it has happened (and
+        # is saved), or our shutdown would race it.
+        result = _wait_state(client, result["taskId"], {"paused"} | FINISHED)
     out.print(
         f"{action}: {what} is {result['state']}", markup=False, highlight=False, soft_wrap=True
     )
     return OK
+
+
+def _wait_state(
+    client: SidecarClient, task_id: str, states: set[str], timeout: float = 30.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        task: dict[str, Any] = client.call("getTask", {"taskId": task_id})
+        if task["state"] in states or time.monotonic() > deadline:
+            return task
+        time.sleep(0.05)
 
 
 def verify(client: SidecarClient, ref: str, out: Console, err: Console) -> int:

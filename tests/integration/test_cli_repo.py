@@ -109,11 +109,11 @@ def test_ranking_through_the_sidecar(server: BackgroundServer, tmp_path: Path):
     assert no_scheduler.stderr.startswith("SCHEDULER_UNAVAILABLE: ")
 
 
-def test_ctrl_c_keeps_parts_and_the_same_command_resumes(tmp_path: Path):
-    home, big = tmp_path / "home", {"weights.bin": os.urandom(3_000_000)}
+def test_ctrl_c_keeps_parts_then_tasks_pause_resume(tmp_path: Path):
+    home, big = tmp_path / "home", {"weights.bin": os.urandom(6_000_000)}
     publish_files(tmp_path / "storage", "big-model", "1.0.0", big)
     # The sidecar writes parts in 1 MB batches: at 1 MB/s the first batch lands after
-    # about a second, and the whole file takes three.
+    # about a second, and the whole file takes six: time for the commands below.
     with BackgroundServer(tmp_path / "storage", bytes_per_second=1_000_000) as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_MANAGER_")}
         command = [
@@ -135,7 +135,18 @@ def test_ctrl_c_keeps_parts_and_the_same_command_resumes(tmp_path: Path):
         assert part.exists() and 0 < part.stat().st_size < len(big["weights.bin"])
         assert not (home / "models" / "big-model" / "1.0.0").exists()
 
-        resumed = run_cli("install", "big-model", home=home, repository=server.url)
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return run_cli(*args, home=home, repository=server.url)
+
+        # The interrupted task was saved: a new sidecar lists it (and carries on with it).
+        (task,) = json.loads(cli("tasks", "--json").stdout)
+        assert task["modelId"] == "big-model" and task["state"] in {"queued", "downloading"}
+        paused = cli("pause", "big-model")
+        assert paused.returncode == 0 and "big-model@1.0.0 is paused" in paused.stdout
+        (task,) = json.loads(cli("tasks", "--json").stdout)  # a paused task stays paused
+        assert task["state"] == "paused"
+
+        resumed = cli("resume", task["taskId"])
         assert resumed.returncode == 0, resumed.stderr
         assert files_under(home / "models" / "big-model" / "1.0.0") == big
         assert not part.exists()
