@@ -8,9 +8,17 @@ import os
 import sys
 from pathlib import Path
 
+import portalocker
+
 from model_repo import catalog
 from model_repo.layout import StorageLayout
-from model_repo.publish import PublishError, PublishRequest, parse_requirement, publish
+from model_repo.publish import (
+    LOCK_TIMEOUT,
+    PublishError,
+    PublishRequest,
+    parse_requirement,
+    publish,
+)
 
 
 def _storage_arg(parser: argparse.ArgumentParser) -> None:
@@ -116,7 +124,13 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    report = catalog.rebuild(StorageLayout(args.storage))
+    layout = StorageLayout(args.storage)
+    if not layout.models.is_dir():
+        print(f"error: no published models under {layout.models}", file=sys.stderr)
+        return 1
+    # The same lock as publish: a rebuild never interleaves with a publish's.
+    with portalocker.Lock(layout.lock_file, timeout=LOCK_TIMEOUT):
+        report = catalog.rebuild(layout)
     versions = sum(len(m.versions) for m in report.models)
     print(f"catalog: {len(report.models)} models, {versions} versions")
     for problem in report.problems:

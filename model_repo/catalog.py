@@ -7,7 +7,6 @@ which is what lets ``index`` rebuild ``/api/models`` from nothing but the files.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,6 @@ from model_repo.layout import MANIFEST_FILE, MODEL_FILE, StorageLayout
 from sidecar.errors import UnsafeManifest
 from sidecar.fsutil import atomic_write_bytes
 from sidecar.manifest import CatalogModel, CatalogVersion, check_safe_name, check_version_safe
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -8,10 +8,12 @@ no-op, different content is refused unless ``force``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +37,8 @@ from sidecar.manifest import (
 )
 
 LOCK_TIMEOUT = 300.0  # seconds to wait for another publisher before giving up
+# Staging folders of publishes that were killed; old enough that none is still copying.
+STALE_STAGING_SECONDS = 24 * 3600
 
 
 class PublishError(Exception):
@@ -180,9 +184,18 @@ def publish(storage: Path, request: PublishRequest, now: datetime | None = None)
             if request.make_default or catalog.read_default(layout, request.model_id) is None:
                 catalog.write_default(layout, request.model_id, request.version)
             report = catalog.rebuild(layout)
+            _sweep_staging(layout)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     return PublishResult(status, target, manifest, tuple(report.problems))
+
+
+def _sweep_staging(layout: StorageLayout) -> None:
+    cutoff = time.time() - STALE_STAGING_SECONDS
+    for leftover in layout.staging.iterdir():
+        with contextlib.suppress(OSError):
+            if leftover.stat().st_mtime < cutoff:
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _move_into_place(
