@@ -240,9 +240,16 @@ class Manager:
         manifest = model.find_version(version)
         if manifest is None:
             raise VersionNotFound(f"{model_id} has no version {version or '(default)'}")
-        task = self._ensure_task(model, manifest.version, after=None)
+        chain = [(model, manifest.version)]
         if dependencies:
-            await self._ensure_requirements(model, manifest.version, task)
+            chain += await self._resolve_requirements(model, manifest.version)
+        # Everything is resolved: from here on no await, so the tasks start together
+        # (or, when a requirement is missing above, none does).
+        task = previous = None
+        for index, (each, each_version) in enumerate(chain):
+            started = self._ensure_task(each, each_version, after=previous)
+            task = started if index == 0 else task
+            previous = started or previous
         if task is None:
             return InstallResult(
                 task_id=None, model_id=model_id, version=manifest.version, state=TaskState.READY
@@ -274,13 +281,13 @@ class Manager:
         self._start(task)
         return task
 
-    async def _ensure_requirements(
-        self, model: CatalogModel, version: str, first: TaskRuntime | None
-    ) -> None:
-        """Install what ``requires`` names, one after another behind the main task."""
+    async def _resolve_requirements(
+        self, model: CatalogModel, version: str
+    ) -> list[tuple[CatalogModel, str]]:
+        """What ``requires`` names, transitively, in install order; each once."""
         seen = {(model.id, version)}
         pending = [(model, version)]
-        previous = first
+        chain: list[tuple[CatalogModel, str]] = []
         while pending:
             current, current_version = pending.pop(0)
             manifest = current.find_version(current_version)
@@ -291,12 +298,12 @@ class Manager:
                     raise VersionNotFound(
                         f"required {requirement.model_id}@{requirement.version} does not exist"
                     )
-                if (dependency.id, dep_manifest.version) in seen:
-                    continue
-                seen.add((dependency.id, dep_manifest.version))
-                task = self._ensure_task(dependency, dep_manifest.version, after=previous)
-                previous = task or previous
-                pending.append((dependency, dep_manifest.version))
+                key = (dependency.id, dep_manifest.version)
+                if key not in seen:
+                    seen.add(key)
+                    chain.append((dependency, dep_manifest.version))
+                    pending.append((dependency, dep_manifest.version))
+        return chain
 
     def get_task(self, task_id: str) -> TaskRuntime:
         task = self.tasks.get(task_id)

@@ -282,3 +282,17 @@ def test_slow_calls_do_not_delay_get_model_path(start_sidecar, repo: RepoServer)
         m["id"] for m in sidecar.lines if isinstance(m, dict) and m.get("id") in ("verify", "path")
     ]
     assert order == ["path", "verify"]
+
+
+def test_a_missing_requirement_refuses_the_install_and_starts_nothing(
+    start_sidecar, repo: RepoServer
+):
+    repo.add(
+        "tiny", "1.0.0", {"t.bin": b"t"}, requires=[{"model_id": "missing-dep", "version": "1"}]
+    )
+    sidecar = start_sidecar()
+    with pytest.raises(RpcError) as raised:
+        sidecar.call("install", {"modelId": "tiny"})
+    assert raised.value.data["code"] == "MODEL_NOT_FOUND"
+    assert sidecar.call("listTasks")["tasks"] == []
+    assert repo.file_requests() == []
