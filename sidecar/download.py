@@ -63,37 +63,55 @@ async def download_file(
     progress: Progress,
     limits: Limits,
 ) -> str:
-    """Fill ``target.part`` from the first URL that can; return its SHA-256."""
+    """Fill ``target.part`` from the first URL that can; return its SHA-256.
+
+    Each URL gets ``retries_per_file`` attempts, counted afresh whenever an attempt
+    added bytes (a flaky link that makes progress is not failing). When every URL's
+    last attempt found nothing listening, the network is down: the task waits, its
+    part kept, for up to ``network_patience`` seconds before it fails.
+    """
     checksum_retried = False
     patience_deadline: float | None = None
+    high_water = -1
+
+    def tracking(size: int) -> None:
+        nonlocal high_water
+        high_water = max(high_water, size)
+        progress(size)
+
     while True:
-        only_connection_failures = True
+        network_down = bool(urls)
         only_source_failures = True
         last_problem = "no repository configured"
         for url in urls:
             attempt = 0
+            url_down = False
             while attempt < settings.retries_per_file:
+                before = high_water
                 try:
                     return await fetch_from(
-                        client, url, target, auth_headers(settings, url), progress, limits
+                        client, url, target, auth_headers(settings, url), tracking, limits
                     )
                 except ChecksumMismatch:
                     await anyio.to_thread.run_sync(discard_part, target)
                     if checksum_retried:
                         raise
                     checksum_retried = True
+                    high_water = -1
                     log.warning("%s: checksum mismatch, downloading once more", target.part.name)
                     continue
                 except SourceFailed as exc:
-                    only_connection_failures = False
                     last_problem = str(exc)
                     log.warning("%s", exc)
+                    url_down = False
                     break
                 except TransientError as exc:
                     only_source_failures = False
-                    if not isinstance(exc, ConnectionFailed):
-                        only_connection_failures = False
+                    url_down = isinstance(exc, ConnectionFailed)
                     last_problem = str(exc)
+                    if before >= 0 and high_water > before:
+                        attempt = 0  # it moved forward: a drop, not a dead source
+                        patience_deadline = None
                     delay = backoff_delay(attempt, exc.retry_after)
                     attempt += 1
                     log.warning(
@@ -102,13 +120,14 @@ async def download_file(
                     )  # fmt: skip
                     if attempt < settings.retries_per_file:
                         await anyio.sleep(delay)
+            network_down = network_down and url_down
         if not urls or only_source_failures:
             raise RepositoryUnavailable(f"no source serves {target.part.name}: {last_problem}")
-        if not only_connection_failures:
+        if not network_down:
             raise NetworkError(f"download failed from every source: {last_problem}")
-        # The network is down: keep the task waiting, the .part kept, until patience runs out.
         now = anyio.current_time()
         patience_deadline = patience_deadline or now + settings.network_patience
         if now >= patience_deadline:
             raise NetworkError(f"network unavailable: {last_problem}")
+        log.warning("%s: network down, waiting (part kept)", target.part.name)
         await anyio.sleep(min(5.0, max(0.1, patience_deadline - now)))

@@ -208,18 +208,24 @@ async def _pump(
                 pending: list[bytes] = []
                 pending_size = 0
                 received = writer.size
-                async for chunk in chunks:
-                    await rate.consume(len(chunk))
-                    pending.append(chunk)
-                    pending_size += len(chunk)
-                    received += len(chunk)
-                    if target.expected_size is not None and received > target.expected_size:
-                        raise TransientError("server sent more bytes than the manifest says")
-                    if pending_size >= WRITE_BATCH:
-                        await send.send(pending)
-                        pending, pending_size = [], 0
+                dropped: httpx.HTTPError | None = None
+                try:
+                    async for chunk in chunks:
+                        await rate.consume(len(chunk))
+                        received += len(chunk)
+                        if target.expected_size is not None and received > target.expected_size:
+                            raise TransientError("server sent more bytes than the manifest says")
+                        pending.append(chunk)
+                        pending_size += len(chunk)
+                        if pending_size >= WRITE_BATCH:
+                            await send.send(pending)
+                            pending, pending_size = [], 0
+                except httpx.HTTPError as exc:
+                    dropped = exc  # keep every byte that did arrive: the retry resumes after it
                 if pending:
                     await send.send(pending)
+        if dropped is not None:
+            raise dropped
     except BaseExceptionGroup as group:
         raise first_error(group) from None
 

@@ -79,5 +79,7 @@ def map_transport_errors() -> Iterator[None]:
         raise ConnectionFailed(f"cannot connect: {exc}") from exc
     except httpx.TimeoutException as exc:
         raise TransientError(f"stalled: {type(exc).__name__}") from exc
+    except (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.InvalidURL) as exc:
+        raise SourceFailed(f"unusable location: {type(exc).__name__}: {exc}") from exc
     except (httpx.TransportError, httpx.DecodingError) as exc:
         raise TransientError(f"transfer failed: {type(exc).__name__}: {exc}") from exc

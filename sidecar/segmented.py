@@ -193,16 +193,19 @@ class SegmentedFetch:
                 await self._remember_validator(response)
                 pending: list[bytes] = []
                 pending_size = 0
-                async for chunk in response.aiter_raw():
-                    await self.limits.rate.consume(len(chunk))
-                    pending.append(chunk)
-                    pending_size += len(chunk)
-                    if pending_size >= BATCH or unit.position + pending_size >= unit.end:
-                        if not await self._write(unit, pending):
-                            return  # our tail was given to another connection
-                        pending, pending_size = [], 0
-                if pending:
-                    await self._write(unit, pending)
+                try:
+                    async for chunk in response.aiter_raw():
+                        await self.limits.rate.consume(len(chunk))
+                        pending.append(chunk)
+                        pending_size += len(chunk)
+                        if pending_size >= BATCH or unit.position + pending_size >= unit.end:
+                            if not await self._write(unit, pending):
+                                return  # our tail was given to another connection
+                            pending, pending_size = [], 0
+                finally:
+                    if pending:  # a dropped connection keeps every byte that arrived
+                        with anyio.CancelScope(shield=True):
+                            await self._write(unit, pending)
                 if unit.position < unit.end:
                     raise TransientError("the reply ended early")
 
