@@ -1,0 +1,191 @@
+"""Several sidecar processes on one home: each file fetched once, all tasks end ready, no
+lock left behind; a lock of a dead or hung holder never blocks beyond a check; a waiting
+task says what it waits for."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+
+import portalocker
+import pytest
+
+from tests.support.faults import (
+    assert_installed_exactly,
+    parts_of,
+    registry_agrees_with_disk,
+)
+from tests.support.repo_server import RepoServer
+from tests.support.sidecar_proc import Sidecar
+
+MODELS = {
+    "alpha": {"w.bin": os.urandom(2_500_000), "tok.json": b'{"a": 1}'},
+    "beta": {"w.bin": os.urandom(2_000_000), "cfg/x.txt": b"x" * 5000},
+    "gamma": {"w.bin": os.urandom(1_500_000), "y.txt": b"y" * 700},
+}
+IN_FLIGHT = 1_500_000
+
+
+def size_of(model_id: str) -> int:
+    return sum(map(len, MODELS[model_id].values()))
+
+
+def lock_files(home: Path) -> list[str]:
+    found = [p.name for p in (home / "in-progress-downloads").glob("*")]
+    found += [p.name for p in (home / "temp").glob("*.lock")]
+    return found
+
+
+def task_of(sidecar: Sidecar, model_id: str) -> dict:
+    return next(t for t in sidecar.call("listTasks")["tasks"] if t["modelId"] == model_id)
+
+
+def part_bytes(home: Path, model_id: str) -> int:
+    total = 0
+    for part in parts_of(home, model_id).values():
+        with contextlib.suppress(FileNotFoundError):
+            total += part.stat().st_size
+    return total
+
+
+@pytest.fixture
+def models(repo: RepoServer) -> RepoServer:
+    for model_id, files in MODELS.items():
+        repo.add(model_id, "1", files)
+    return repo
+
+
+def test_processes_installing_overlapping_models_fetch_each_file_once(
+    start_sidecar, models: RepoServer, home: Path
+):
+    models.bytes_per_second = 3_000_000
+    plans = [["alpha", "beta"], ["beta", "gamma"], ["gamma", "alpha"], ["alpha", "beta", "gamma"]]
+    sidecars = [start_sidecar() for _ in plans]
+    started = []
+    for sidecar, plan in zip(sidecars, plans, strict=True):
+        for model_id in plan:
+            started.append((sidecar, sidecar.call("install", {"modelId": model_id})))
+    for sidecar, answer in started:
+        if answer["taskId"] is not None:
+            task = sidecar.wait_task(answer["taskId"], {"ready", "failed", "cancelled"}, 60)
+            assert task["state"] == "ready", task
+    for model_id in MODELS:
+        assert models.storage_bytes(model_id) == size_of(model_id), model_id
+        assert_installed_exactly(home, model_id, "1", MODELS[model_id])
+    for sidecar in sidecars:  # every process sees what the others installed
+        for model_id in MODELS:
+            sidecar.wait_for(
+                lambda s=sidecar, m=model_id: _path_or_none(s, m), timeout=5, what=model_id
+            )
+    registry_agrees_with_disk(home)
+    for sidecar in sidecars:
+        assert sidecar.stop() == 0
+    assert lock_files(home) == []
+    assert [p.name for p in (home / "temp").iterdir()] == []
+
+
+def _path_or_none(sidecar: Sidecar, model_id: str) -> str | None:
+    try:
+        return sidecar.call("getModelPath", {"modelId": model_id})["path"]
+    except Exception:
+        return None
+
+
+def test_a_waiting_task_says_what_it_waits_for(start_sidecar, models: RepoServer, home: Path):
+    models.bytes_per_second = 1_500_000
+    first, second = start_sidecar(), start_sidecar()
+    first_id = first.call("install", {"modelId": "alpha"})["taskId"]
+    first.wait_for(lambda: part_bytes(home, "alpha") > 0, what="the first download")
+    second_id = second.call("install", {"modelId": "alpha"})["taskId"]
+    pid = str(first.call("getInfo")["pid"])
+    waiting = second.wait_for(
+        lambda: [
+            n["params"]
+            for n in second.notifications
+            if n["method"] == "task.state"
+            and n["params"]["taskId"] == second_id
+            and pid in (n["params"].get("waitingFor") or "")
+        ],
+        what="a task.state naming the holder",
+    )[0]
+    assert waiting["state"] == "queued"
+    polled = second.call("getTask", {"taskId": second_id})
+    assert polled["state"] == "queued" and pid in polled["waitingFor"], polled
+    models.bytes_per_second = None
+    assert first.wait_task(first_id, {"ready", "failed"})["state"] == "ready"
+    done = second.wait_task(second_id, {"ready", "failed"}, timeout=10)
+    assert done["state"] == "ready" and done["waitingFor"] is None, done
+    assert models.storage_bytes("alpha") == size_of("alpha")
+
+
+def test_the_waiter_takes_over_and_resumes_when_the_holder_is_killed(
+    start_sidecar, models: RepoServer, home: Path
+):
+    models.bytes_per_second = 2_000_000
+    first, second = start_sidecar(), start_sidecar()
+    first.call("install", {"modelId": "alpha"})
+    first.wait_for(lambda: part_bytes(home, "alpha") > 1_100_000, what="a partial download")
+    second_id = second.call("install", {"modelId": "alpha"})["taskId"]
+    second.wait_for(lambda: task_of(second, "alpha")["waitingFor"], what="waiting")
+    first.kill()
+    began = time.monotonic()
+    second.wait_for(
+        lambda: task_of(second, "alpha")["state"] != "queued", timeout=3, what="the takeover"
+    )
+    assert time.monotonic() - began < 3
+    models.bytes_per_second = None
+    assert second.wait_task(second_id, {"ready", "failed"})["state"] == "ready"
+    assert_installed_exactly(home, "alpha", "1", MODELS["alpha"])
+    assert models.storage_bytes("alpha") <= size_of("alpha") + IN_FLIGHT
+
+
+def _write_lock(path: Path, pid: int, timestamp_ms: int, timeout_ms: int, model: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = {
+        "pid": pid,
+        "timestamp": timestamp_ms,
+        "modelId": model,
+        "version": "1",
+        "timeout": timeout_ms,
+    }
+    path.write_text(json.dumps(info))
+
+
+def test_lock_files_of_a_dead_process_met_after_start_do_not_block(
+    start_sidecar, models: RepoServer, home: Path
+):
+    sidecar = start_sidecar()
+    sidecar.call("getInfo")  # started: the start-up cleaning is over
+    dead = 2**22 + 12345
+    now = int(time.time() * 1000)
+    _write_lock(home / "in-progress-downloads" / "alpha-1.lock", dead, now, 3_600_000, "alpha")
+    _write_lock(home / "temp" / "alpha_1.w.bin.part.lock", dead, now, 3_600_000, "alpha")
+    began = time.monotonic()
+    assert sidecar.install_and_wait("alpha", timeout=10)["state"] == "ready"
+    assert time.monotonic() - began < 3
+    assert lock_files(home) == []
+
+
+def test_a_held_lock_not_refreshed_past_its_timeout_is_broken(
+    start_sidecar, models: RepoServer, home: Path
+):
+    """A live holder that hangs: its OS lock stays, its timestamp gets old. The task waits
+    (saying for whom) until the lock's timeout has passed, then takes over."""
+    path = home / "in-progress-downloads" / "alpha-1.lock"
+    _write_lock(path, os.getpid(), int(time.time() * 1000), 2_000, "alpha")
+    with open(path, "a+b") as handle:
+        portalocker.lock(handle, portalocker.LOCK_EX | portalocker.LOCK_NB)
+        sidecar = start_sidecar()
+        began = time.monotonic()
+        task_id = sidecar.call("install", {"modelId": "alpha"})["taskId"]
+        sidecar.wait_for(
+            lambda: str(os.getpid()) in (task_of(sidecar, "alpha")["waitingFor"] or ""),
+            what="waitingFor naming the hung holder",
+        )
+        task = sidecar.wait_task(task_id, {"ready", "failed"}, timeout=10)
+        assert task["state"] == "ready", task
+        assert time.monotonic() - began < 2.0 + 2.5
+    assert_installed_exactly(home, "alpha", "1", MODELS["alpha"])
