@@ -5,6 +5,7 @@ models/, the .part kept where a resume makes sense, and no hang."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,6 +108,26 @@ def test_reset_after_n_bytes_resumes_by_range(start_sidecar, model: RepoServer, 
     assert starts[1] is not None and 0 < starts[1] <= 1_500_000, starts
     assert w_requests(model)[1].get("If-Range") == etag_of(BIG)
     assert model.bytes_sent[W_PATH] == SIZE + 1_500_000 - starts[1]
+
+
+def test_every_byte_received_before_a_drop_is_kept(start_sidecar, model: RepoServer, home: Path):
+    """A connection that drops every 600 kB: each retry resumes exactly where the last
+    stream ended, so a flaky link still makes progress."""
+    model.fault = ResetAfter(600_000, times=2, match=W_PATH)
+    task = install(start_sidecar(args=ARGS))
+    assert_ready(task, home)
+    assert range_starts(model) == [None, 600_000, 1_200_000]
+    assert model.bytes_sent[W_PATH] == SIZE
+
+
+def test_drops_that_make_progress_do_not_use_up_the_retries(
+    start_sidecar, model: RepoServer, home: Path
+):
+    """Five drops in a row, each after 600 kB of new bytes: the download is progressing,
+    so three retries per file must not turn it into a failure."""
+    model.fault = ResetAfter(600_000, times=5, match=W_PATH)
+    task = install(start_sidecar(args=ARGS))
+    assert_ready(task, home)
 
 
 def test_reset_before_the_first_byte_is_retried(start_sidecar, model: RepoServer, home: Path):
@@ -386,6 +407,20 @@ def test_redirect_to_another_host_does_not_carry_the_token(
         other.stop()
 
 
+def test_redirect_loop_fails_cleanly(start_sidecar, model: RepoServer, home: Path):
+    model.fault = Redirect(lambda path: path, times=None, match=W_PATH)
+    task = install(start_sidecar(args=ARGS))
+    assert_failed(task, SOURCE_FAILURE, home)
+
+
+def test_redirect_loop_on_the_catalog_is_repository_unavailable(start_sidecar, model: RepoServer):
+    model.fault = Redirect(lambda path: path, times=None, match="/api/")
+    sidecar = start_sidecar(args=ARGS)
+    with pytest.raises(RpcError) as raised:
+        sidecar.call("install", {"modelId": "m"})
+    assert raised.value.code == 1004 and raised.value.data["code"] == "REPOSITORY_UNAVAILABLE"
+
+
 def test_redirect_to_a_non_http_scheme_fails_cleanly(start_sidecar, model: RepoServer, home: Path):
     model.fault = Redirect(lambda path: "file:///etc/passwd", times=None, match=W_PATH)
     task = install(start_sidecar(args=ARGS))
@@ -422,6 +457,19 @@ def test_outage_longer_than_patience_fails_keeps_the_part_and_resumes_later(
     assert_ready(install(sidecar), home)
     assert range_starts(model)[-1] == kept
     assert model.bytes_sent[W_PATH] - sent_before == SIZE - kept
+
+
+def test_outage_shorter_than_patience_is_waited_out(start_sidecar, model: RepoServer, home: Path):
+    def outage() -> None:
+        model.go_down()
+        threading.Timer(2.0, model.come_up).start()
+
+    model.fault = chain(Outage(model), ResetAfter(1_500_000, match=W_PATH, on_hit=outage))
+    sidecar = start_sidecar(args=["--network-patience", "20"])
+    task = install(sidecar)
+    assert_ready(task, home)
+    states = [n["params"]["state"] for n in sidecar.notifications if n["method"] == "task.state"]
+    assert "failed" not in states
 
 
 def test_fault_helpers_count_like_the_server(model: RepoServer):
