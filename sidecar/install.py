@@ -26,6 +26,15 @@ def link_or_copy(source: Path, destination: Path) -> None:
     os.replace(temp, destination)
 
 
+def detach_part(part: Path) -> None:
+    """Copy a part to a fresh inode in its place (after taking over a stalled holder)."""
+    if not part.exists():
+        return
+    fresh = part.with_name(part.name + f".{uuid.uuid4().hex[:8]}.tmp")
+    shutil.copyfile(part, fresh)
+    os.replace(fresh, part)
+
+
 def move_into_place(
     layout: HomeLayout, model_id: str, version: str, parts: dict[str, Path]
 ) -> Path:

@@ -62,6 +62,7 @@ class OwnedLock:
         self.version = version
         self.timeout_ms = timeout_ms
         self._handle: IO[bytes] | None = None
+        self.took_over = False  # we broke a hung or dead holder's lock to get this one
 
     @property
     def held(self) -> bool:
@@ -92,6 +93,10 @@ class OwnedLock:
 
     def holder(self) -> LockInfo | None:
         return read_lock_info(self.path)
+
+    def still_held(self) -> bool:
+        """False once another process broke our lock (we hung past its timeout)."""
+        return self._handle is not None and self._same_file(self._handle)
 
     def refresh(self) -> None:
         if self._handle is not None:
@@ -133,10 +138,20 @@ class OwnedLock:
 
     def _break_if_stale(self) -> bool:
         info = self.holder()
-        if not lock_is_stale(info):
+        if info is None:
+            # Unreadable (a holder cut between truncate and write, or another format):
+            # the file's age against our own timeout decides.
+            try:
+                age_ms = now_ms() - int(self.path.stat().st_mtime * 1000)
+            except FileNotFoundError:
+                return True
+            if age_ms <= self.timeout_ms:
+                return False
+        elif not lock_is_stale(info):
             return False
         log.warning("breaking stale lock %s held by %s", self.path.name, info)
         self.path.unlink(missing_ok=True)
+        self.took_over = True
         return True
 
 

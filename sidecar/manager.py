@@ -17,6 +17,7 @@ from sidecar.errors import (
     TaskNotFound,
     VersionNotFound,
 )
+from sidecar.fsutil import sweep_temp_files
 from sidecar.hooks import DownloadHooks, NoHooks, Notify
 from sidecar.install import remove_parts
 from sidecar.layout import HomeLayout
@@ -90,6 +91,15 @@ class Manager:
 
     def _prepare_home(self) -> None:
         self.layout.create()
+        # Never inside models/: a model may ship files of any name.
+        leftovers = [
+            *sweep_temp_files(self.layout.root, ".*.tmp"),
+            *sweep_temp_files(self.layout.metadata, ".*.tmp", recursive=True),
+            *sweep_temp_files(self.layout.cache, ".*.tmp"),
+            *sweep_temp_files(self.layout.temp, "*.tmp"),
+        ]
+        for path in leftovers:
+            log.info("removed a temp file a kill left behind: %s", path)
         for folder in (self.layout.task_locks, self.layout.temp):
             for path in clean_stale_lock_files(folder):
                 log.info("removed stale lock %s", path.name)

@@ -17,9 +17,9 @@ import httpx
 from sidecar.config import Settings
 from sidecar.diskspace import free_bytes, map_disk_full
 from sidecar.download import download_file
-from sidecar.errors import InsufficientDiskSpace
+from sidecar.errors import InsufficientDiskSpace, InvalidState
 from sidecar.fetch import FileTarget
-from sidecar.install import link_or_copy, move_into_place, part_sizes, recover_staging
+from sidecar.install import detach_part, link_or_copy, move_into_place, part_sizes, recover_staging
 from sidecar.layout import HomeLayout
 from sidecar.locks import OwnedLock
 from sidecar.ratelimit import RateLimiter
@@ -37,6 +37,7 @@ from sidecar.wire import (
 log = logging.getLogger(__name__)
 
 DISK_MARGIN = 16 * 1024 * 1024
+TAKEOVER_ROUNDS = 3
 LOCK_POLL = 0.25
 
 SetState = Callable[[TaskRuntime, TaskState], Awaitable[None]]
@@ -49,6 +50,10 @@ class FileSpec:
     path: str
     size: int | None
     sha256: str | None
+
+
+class LockLost(Exception):
+    """We stalled past our lock's timeout and another process broke it."""
 
 
 class AlreadyInstalled(Exception):
@@ -86,24 +91,35 @@ class TaskRunner:
         task.waiting_for = "a free download slot"
         await self.set_state(task, TaskState.QUEUED)
         async with self.slots:
-            lock = OwnedLock(
-                self.layout.task_lock(task.model_id, task.version),
-                task.model_id,
-                task.version,
-                self.settings.lock_timeout_ms,
-            )
-            try:
-                await self._acquire(task, lock)
-                task.waiting_for = None
-                async with anyio.create_task_group() as refreshers:
-                    refreshers.start_soon(self._keep_fresh, lock)
-                    await self._install_locked(task)
-                    refreshers.cancel_scope.cancel()
-            except AlreadyInstalled:
-                log.info("%s@%s was installed by another process", task.model_id, task.version)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(lock.release)
+            for _ in range(TAKEOVER_ROUNDS):
+                lock = OwnedLock(
+                    self.layout.task_lock(task.model_id, task.version),
+                    task.model_id,
+                    task.version,
+                    self.settings.lock_timeout_ms,
+                )
+                try:
+                    await self._acquire(task, lock)
+                    task.waiting_for = None
+                    async with anyio.create_task_group() as refreshers:
+                        refreshers.start_soon(self._keep_fresh, lock)
+                        await self._install_locked(task, lock)
+                        refreshers.cancel_scope.cancel()
+                    return
+                except AlreadyInstalled:
+                    log.info("%s@%s was installed by another process", task.model_id, task.version)
+                    return
+                except Exception as exc:
+                    if not _caused_by(exc, LockLost):
+                        raise
+                    log.warning(
+                        "%s@%s: we stalled past the lock timeout and another process took "
+                        "over; waiting for it", task.model_id, task.version,
+                    )  # fmt: skip
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(lock.release)
+            raise InvalidState(f"{task.model_id}@{task.version}: lost the task lock repeatedly")
 
     def set_limits(self, params: SetLimitsParams) -> LimitsResult:
         """Applies to connections and tasks started from now on; running ones go on."""
@@ -142,6 +158,8 @@ class TaskRunner:
     async def _keep_fresh(self, lock: OwnedLock) -> None:
         while True:
             await anyio.sleep(self.settings.lock_refresh)
+            if not await anyio.to_thread.run_sync(lock.still_held):
+                raise LockLost
             await anyio.to_thread.run_sync(lock.refresh)
 
     def _files(self, task: TaskRuntime) -> list[FileSpec]:
@@ -150,7 +168,7 @@ class TaskRunner:
         assert task.url_source is not None  # a plain URL: size learned from the reply
         return [FileSpec(task.url_source.filename, None, task.url_source.sha256)]
 
-    async def _install_locked(self, task: TaskRuntime) -> None:
+    async def _install_locked(self, task: TaskRuntime, lock: OwnedLock) -> None:
         files = self._files(task)
         parts = {f.path: self.layout.part(task.model_id, task.version, f.path) for f in files}
         await anyio.to_thread.run_sync(
@@ -195,6 +213,8 @@ class TaskRunner:
             source=task.url_source.url if task.url_source else None,
             extra=_extra(task),
         )
+        if not await anyio.to_thread.run_sync(lock.still_held):
+            raise LockLost  # never move files another process now owns
         # Metadata first, then the folder, then the registry: a crash between any two is
         # repaired at start (the registry is reconciled from folders plus metadata).
         with anyio.CancelScope(shield=True):
@@ -225,6 +245,10 @@ class TaskRunner:
             # Another process's OS lock has no event to wait on: poll it.
             while not await anyio.to_thread.run_sync(lock.try_acquire):  # noqa: ASYNC110
                 await anyio.sleep(LOCK_POLL)
+            if lock.took_over:
+                # The stalled holder may wake and write through its open descriptor:
+                # give the part a new inode so those writes land in an orphan.
+                await anyio.to_thread.run_sync(detach_part, part)
             with map_disk_full(self.layout.root):
                 return await download_file(
                     self.client, self._urls(task, file), target, self.settings, progress,
@@ -288,3 +312,11 @@ def _extra(task: TaskRuntime) -> dict[str, object]:
     if task.url_source is not None:
         extra.update({"url": task.url_source.url, "mode": task.url_source.mode})
     return extra
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    if isinstance(exc, kind):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_caused_by(inner, kind) for inner in exc.exceptions)
+    return False
