@@ -17,6 +17,13 @@ def free_bytes(folder: Path) -> int:
     return shutil.disk_usage(folder).free
 
 
+def as_disk_full(exc: BaseException) -> InsufficientDiskSpace | None:
+    """The domain error for a full disk (ENOSPC, EDQUOT), else None."""
+    if isinstance(exc, OSError) and exc.errno in _FULL:
+        return InsufficientDiskSpace(f"the disk is full: {exc}")
+    return None
+
+
 @contextmanager
 def map_disk_full(where: Path) -> Iterator[None]:
     try:

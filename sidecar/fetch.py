@@ -241,7 +241,7 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 def _keep_prefix_of_segmented_part(target: FileTarget) -> None:
     """A part written in segments has holes: one stream may only continue its prefix."""
     record = read_record(target)
-    if record is None or record.done is None:
+    if record is None or record.done is None or target.part.is_symlink():
         return
     done = sorted(record.done)
     prefix = done[0][1] if done and done[0][0] == 0 else 0

@@ -63,9 +63,14 @@ class PartHandle:
         return self._fd
 
     def open(self) -> int:
-        """Open (creating it if needed) and return the current size."""
+        """Open (creating it if needed) and return the current size. Whatever is not a
+        regular file at the path (a symlink out of the home, say) is replaced, never
+        followed."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
+            self.path.unlink()
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+        self._fd = os.open(self.path, flags, 0o644)
         return os.fstat(self._fd).st_size
 
     def truncate(self, size: int) -> None:

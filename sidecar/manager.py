@@ -4,6 +4,8 @@ answers to every method. Runs as a service in the app's task group."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import httpx
@@ -11,6 +13,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from sidecar.catalog import Catalog
 from sidecar.config import Settings
+from sidecar.diskspace import as_disk_full
 from sidecar.errors import (
     InvalidState,
     ModelManagerError,
@@ -134,12 +137,12 @@ class Manager:
         previous, task.state = task.state, state
         if state in ACTIVE:
             self.active[task.key] = task
-            await anyio.to_thread.run_sync(self.store.save, task.persisted())
+            await self._persist(self.store.save, task.persisted())
         else:
             if self.active.get(task.key) is task:
                 del self.active[task.key]
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self.store.drop, task.model_id, task.version)
+                await self._persist(self.store.drop, task.model_id, task.version)
             task.finished.set()
             await self.notify("task.progress", task.snapshot().wire())
         snapshot = task.snapshot()
@@ -150,6 +153,14 @@ class Manager:
         if model_state is not None and state != previous:
             changed = ModelsChanged(model_id=task.model_id, version=task.version, state=model_state)
             await self.notify("models.changed", changed.wire())
+
+    async def _persist(self, write: Callable[..., None], *args: Any) -> None:
+        """tasks.json only helps a restart resume: a full disk must not fail the task
+        (or its failure) here; the download reports the full disk itself."""
+        try:
+            await anyio.to_thread.run_sync(write, *args)
+        except OSError as exc:
+            log.warning("cannot save tasks.json: %s", exc)
 
     def _start(self, task: TaskRuntime) -> None:
         assert self._group is not None, "manager is not serving"
@@ -381,6 +392,8 @@ def _domain_error(exc: BaseException) -> ModelManagerError | None:
     """The sidecar error behind ``exc``, looking inside task-group exception groups."""
     if isinstance(exc, ModelManagerError):
         return exc
+    if (disk_full := as_disk_full(exc)) is not None:
+        return disk_full
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
             if (found := _domain_error(inner)) is not None:

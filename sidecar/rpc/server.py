@@ -3,7 +3,9 @@ another), and write answers and notifications through one writer."""
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from typing import Any
 
 import anyio
@@ -67,8 +69,18 @@ class RpcServer:
         try:
             try:
                 text = line.decode("utf-8")
-            except UnicodeDecodeError:
-                await self.writer.send(error_message(PARSE_ERROR, "Parse error", "not UTF-8"))
+                message = json.loads(
+                    text, parse_constant=_reject_constant, parse_float=_finite_float
+                )
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+                detail = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)[:200]
+                await self.writer.send(error_message(PARSE_ERROR, "Parse error", detail))
+                return
+            if isinstance(message, list) and message:
+                # Each element on its own: one bad element must not sink the good ones.
+                answers = await self._dispatch_each(message)
+                if answers:
+                    await self.writer.send_raw(("[" + ",".join(answers) + "]\n").encode("ascii"))
                 return
             response = await async_dispatch(text, methods=self.methods)
             if response:
@@ -77,3 +89,29 @@ class RpcServer:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
+
+    async def _dispatch_each(self, batch: list[Any]) -> list[str]:
+        answers: list[str] = [""] * len(batch)
+
+        async def one(index: int, request: Any) -> None:
+            if not isinstance(request, dict):  # a batch holds request objects, nothing else
+                invalid = error_message(INVALID_REQUEST, "Invalid Request", "not an object")
+                answers[index] = json.dumps(invalid)
+                return
+            answers[index] = await async_dispatch(json.dumps(request), methods=self.methods)
+
+        async with anyio.create_task_group() as group:
+            for index, request in enumerate(batch):
+                group.start_soon(one, index, request)
+        return [answer for answer in answers if answer]
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 would come back out as Infinity: not JSON
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

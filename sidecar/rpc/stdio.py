@@ -40,7 +40,12 @@ def claim_stdout() -> IO[bytes]:
 
 def encode_message(message: Any) -> bytes:
     # ensure_ascii: no raw U+2028/U+2029 (or any non-ASCII) that a line reader might split on.
-    return json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
+    return (
+        json.dumps(message, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode(
+            "ascii"
+        )
+        + b"\n"
+    )
 
 
 class LineWriter:
