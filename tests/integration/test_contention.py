@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -189,3 +190,57 @@ def test_a_held_lock_not_refreshed_past_its_timeout_is_broken(
         assert task["state"] == "ready", task
         assert time.monotonic() - began < 2.0 + 2.5
     assert_installed_exactly(home, "alpha", "1", MODELS["alpha"])
+
+
+def test_a_held_lock_with_unreadable_contents_does_not_block_forever(
+    start_sidecar, models: RepoServer, home: Path
+):
+    """A holder that hung between truncating its lock file and writing it (or a lock in a
+    format this version cannot read): nothing says who or until when, so the file's age
+    against our own --lock-timeout decides."""
+    path = home / "in-progress-downloads" / "alpha-1.lock"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    with open(path, "a+b") as handle:
+        portalocker.lock(handle, portalocker.LOCK_EX | portalocker.LOCK_NB)
+        sidecar = start_sidecar(args=["--lock-timeout", "2"])
+        task = sidecar.install_and_wait("alpha", timeout=10)
+        assert task["state"] == "ready", task
+
+
+def test_a_hung_holder_that_wakes_up_after_a_takeover_corrupts_nothing(
+    start_sidecar, models: RepoServer, home: Path
+):
+    """SIGSTOP the process downloading; another takes over once the lock is stale; then
+    the first wakes up mid-way through the second's download. Whatever each of them
+    does next, models/ ends with the exact bytes."""
+    models.bytes_per_second = 1_500_000
+    args = ["--lock-timeout", "2"]
+    first = start_sidecar(args=args)
+    first_id = first.call("install", {"modelId": "alpha"})["taskId"]
+    first.wait_for(lambda: part_bytes(home, "alpha") > 1_100_000, what="a partial download")
+    assert first.process is not None
+    first.process.send_signal(signal.SIGSTOP)
+    try:
+        second = start_sidecar(args=args)
+        second_id = second.call("install", {"modelId": "alpha"})["taskId"]
+        second.wait_for(
+            lambda: task_of(second, "alpha")["state"] == "downloading",
+            timeout=10,
+            what="the takeover of a stale lock",
+        )
+        time.sleep(0.3)
+    finally:
+        first.process.send_signal(signal.SIGCONT)
+    models.bytes_per_second = None
+    results = [
+        first.wait_task(first_id, {"ready", "failed"}, 30),
+        second.wait_task(second_id, {"ready", "failed"}, 30),
+    ]
+    # The model is installed: neither client may be told its install failed.
+    assert [(r["state"], r["error"]) for r in results] == [("ready", None), ("ready", None)]
+    assert_installed_exactly(home, "alpha", "1", MODELS["alpha"])
+    assert second.call("verify", {"modelId": "alpha"})["ok"] is True
+    registry_agrees_with_disk(home)

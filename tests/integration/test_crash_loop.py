@@ -13,6 +13,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.support.faults import (
     assert_installed_exactly,
     model_dir,
@@ -215,6 +217,16 @@ def test_crash_loop_short(tmp_path: Path, repo: RepoServer):
     run_crash_loop(tmp_path, repo, kills=10, seed=seed, budget=25, temp_files=False)
 
 
+@pytest.mark.stress
+@pytest.mark.timeout(3000)
+def test_crash_loop_long(tmp_path: Path, repo: RepoServer):
+    seed = int(os.environ.get("CRASH_LOOP_SEED", random.randrange(1 << 30)))
+    print(f"CRASH_LOOP_SEED={seed}")
+    loop = run_crash_loop(tmp_path, repo, kills=300, seed=seed, budget=2400, temp_files=True)
+    assert sum(loop.kills.values()) >= 300
+    assert all(loop.moments[m] > 0 for m in set(MOMENTS)), loop.moments
+
+
 def test_kill_between_verify_and_registry_leaves_a_consistent_home(
     tmp_path: Path, repo: RepoServer
 ):
@@ -260,5 +272,35 @@ def test_kill_between_verify_and_registry_leaves_a_consistent_home(
             ]["files"]
         }
         sidecar.stop()
+    finally:
+        sidecar.cleanup()
+
+
+def test_temp_files_of_writes_cut_by_a_kill_are_cleaned_at_start(tmp_path: Path, repo: RepoServer):
+    """A kill between writing a temp file and renaming it over registry.json, tasks.json,
+    a metadata record or a part record leaves the temp file; the long crash loop piles
+    them up. The next start removes them."""
+    home = tmp_path / "home"
+    repo.add("tiny", "1", {"a.bin": b"a" * 1000})
+    sidecar = Sidecar(home, [repo.url]).start()
+    try:
+        assert sidecar.install_and_wait("tiny")["state"] == "ready"
+        sidecar.stop()
+    finally:
+        sidecar.cleanup()
+    leftovers = [
+        home / ".registry.json.k1ll3d.tmp",
+        home / ".tasks.json.k1ll3d.tmp",
+        home / "metadata" / "tiny" / ".1.json.k1ll3d.tmp",
+        home / "temp" / ".tiny_1.a.bin.part.json.k1ll3d.tmp",
+    ]
+    for path in leftovers:
+        path.write_bytes(b'{"half": ')
+    sidecar = Sidecar(home, [repo.url]).start()
+    try:
+        sidecar.call("getInfo")
+        sidecar.wait_for(
+            lambda: not any(p.exists() for p in leftovers), timeout=5, what="temp files cleaned"
+        )
     finally:
         sidecar.cleanup()

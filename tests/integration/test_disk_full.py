@@ -130,3 +130,28 @@ def test_disk_filling_up_mid_download_fails_cleanly(
     assert task["state"] == "ready", task
     assert_installed_exactly(small_home, "big", "1", {"w.bin": data, "small.txt": b"s" * 100})
     assert_home_undamaged(sidecar, small_home)
+
+
+def test_full_disk_at_the_start_of_a_registry_write_keeps_the_registry(
+    small_home: Path, start_sidecar, repo: RepoServer
+):
+    """Completely full: installing a tiny model cannot write its part or the registry; the
+    old registry stays whole and the daemon answers."""
+    sidecar = install_kept_model(start_sidecar, repo, small_home)
+    before = (small_home / "registry.json").read_bytes()
+    repo.add("tiny", "1", {"t.bin": b"t" * 10})
+    filler = small_home / "filler.bin"
+    with open(filler, "wb") as handle, contextlib.suppress(OSError):
+        while True:
+            handle.write(b"\0" * (1 << 16))
+            handle.flush()
+    try:
+        task = sidecar.install_and_wait("tiny", timeout=20)
+        assert task["state"] == "failed", task
+        assert task["error"]["code"] == "INSUFFICIENT_DISK_SPACE", task["error"]
+    except RpcError as exc:
+        assert exc.data["code"] == "INSUFFICIENT_DISK_SPACE"
+    assert (small_home / "registry.json").read_bytes() == before
+    assert sidecar.call("getModelPath", {"modelId": "keep"})["version"] == "1"
+    filler.unlink()
+    assert_home_undamaged(sidecar, small_home)

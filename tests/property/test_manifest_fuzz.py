@@ -171,3 +171,29 @@ def test_hostile_manifests_never_write_outside_the_home(tmp_path: Path) -> None:
     finally:
         sidecar.cleanup()
         repo.stop()
+
+
+def test_a_part_that_is_a_symlink_is_not_followed_out_of_the_home(tmp_path: Path) -> None:
+    """Someone (or something) left a symlink where a .part will go: the download must not
+    write through it, truncate its target, or install the link instead of a file."""
+    home = tmp_path / "home"
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"precious" * 1000)
+    repo = RepoServer().start()
+    data = os.urandom(50_000)
+    repo.add("sym", "1", {"w.bin": data})
+    (home / "temp").mkdir(parents=True)
+    (home / "temp" / "sym_1.w.bin.part").symlink_to(outside)
+    sidecar = Sidecar(home, [repo.url]).start()
+    try:
+        task = sidecar.install_and_wait("sym", timeout=20)
+        assert outside.read_bytes() == b"precious" * 1000, "the symlink's target was written"
+        if task["state"] == "ready":
+            installed = home / "models" / "sym" / "1" / "w.bin"
+            assert not installed.is_symlink(), "a symlink was installed as the model file"
+            assert installed.read_bytes() == data
+        else:
+            assert task["error"]["code"] in REFUSED, task
+    finally:
+        sidecar.cleanup()
+        repo.stop()
