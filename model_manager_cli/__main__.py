@@ -4,7 +4,6 @@ JSON-RPC as the desktop app, so every command exercises the real protocol."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 
@@ -12,6 +11,7 @@ from rich.console import Console
 
 from model_manager_cli import commands
 from model_manager_cli.client import LaunchOptions, SidecarClient, SidecarError, SidecarGone
+from sidecar.config import add_location_arguments
 
 EXIT_SIDECAR = 3  # the sidecar could not start, or died
 EXIT_INTERRUPTED = 130
@@ -25,26 +25,13 @@ install again to resume).
 
 
 def build_parser() -> argparse.ArgumentParser:
-    env = os.environ.get
     parser = argparse.ArgumentParser(
         prog="model-manager",
         description="Install, inspect and manage local models through the ModelManager sidecar.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--home", default=env("MODEL_MANAGER_HOME"), help="data folder (env MODEL_MANAGER_HOME)"
-    )
-    parser.add_argument(
-        "--repository",
-        default=env("MODEL_MANAGER_REPOSITORY"),
-        help="repository base URLs, comma-separated, mirrors first (env MODEL_MANAGER_REPOSITORY)",
-    )
-    parser.add_argument(
-        "--scheduler",
-        default=env("MODEL_MANAGER_SCHEDULER"),
-        help="scheduling server base URL, for ranking (env MODEL_MANAGER_SCHEDULER)",
-    )
+    add_location_arguments(parser)
     parser.add_argument(
         "--sidecar-arg",
         action="append",

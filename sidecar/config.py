@@ -41,15 +41,9 @@ def _split_urls(value: str | None) -> tuple[str, ...]:
     return tuple(url.strip().rstrip("/") for url in value.split(",") if url.strip())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m sidecar",
-        description=(
-            "ModelManager sidecar: speaks line-delimited JSON-RPC 2.0 on stdin/stdout "
-            "(one message per line; logs go to stderr and <home>/logs). Exits at EOF on "
-            "stdin, on the 'shutdown' method, on SIGTERM, or when its parent process dies."
-        ),
-    )
+def add_location_arguments(parser: argparse.ArgumentParser) -> None:
+    """--home, --repository, --scheduler with the app's fixed environment names; shared
+    with the human CLI, which hands them on to the sidecar it launches."""
     env = os.environ.get
     parser.add_argument(
         "--home",
@@ -66,6 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("MODEL_MANAGER_SCHEDULER"),
         help="scheduling server base URL, for the ranking (env MODEL_MANAGER_SCHEDULER)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sidecar",
+        description=(
+            "ModelManager sidecar: speaks line-delimited JSON-RPC 2.0 on stdin/stdout "
+            "(one message per line; logs go to stderr and <home>/logs). Exits at EOF on "
+            "stdin, on the 'shutdown' method, on SIGTERM, or when its parent process dies."
+        ),
+    )
+    env = os.environ.get
+    add_location_arguments(parser)
     parser.add_argument(
         "--max-concurrent-tasks", type=int, default=2, help="models downloading at once"
     )

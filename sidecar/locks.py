@@ -64,10 +64,6 @@ class OwnedLock:
         self._handle: IO[bytes] | None = None
         self.took_over = False  # we broke a hung or dead holder's lock to get this one
 
-    @property
-    def held(self) -> bool:
-        return self._handle is not None
-
     def try_acquire(self) -> bool:
         """True if we now hold it; False if a live holder does (see ``holder()``)."""
         if self._handle is not None:

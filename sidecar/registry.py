@@ -38,12 +38,6 @@ class Registry:
         model = self.document.models.get(model_id)
         return model.versions.get(version) if model else None
 
-    def newest_version(self, model_id: str) -> InstalledVersion | None:
-        model = self.document.models.get(model_id)
-        if not model or not model.versions:
-            return None
-        return max(model.versions.values(), key=lambda v: (v.installed_at, v.version))
-
     # --- blocking operations -------------------------------------------------------
 
     def load(self) -> None:
