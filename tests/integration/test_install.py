@@ -253,6 +253,10 @@ def test_the_token_goes_to_the_repository_only(start_sidecar, repo: RepoServer):
     sidecar.install_and_wait("whisper-small")
     assert all(r[2].get("Authorization") == "Bearer s3cret-token" for r in repo.requests)
     assert "s3cret-token" not in sidecar.stderr()
+    sidecar.stop()
+    log_file = sidecar.home / "logs" / "sidecar.log"  # the rotating log under the home
+    assert "starting" in log_file.read_text()
+    assert "s3cret-token" not in log_file.read_text()
 
 
 def test_slow_calls_do_not_delay_get_model_path(start_sidecar, repo: RepoServer):
@@ -262,7 +266,6 @@ def test_slow_calls_do_not_delay_get_model_path(start_sidecar, repo: RepoServer)
     sidecar = start_sidecar()
     sidecar.install_and_wait("big")
     sidecar.install_and_wait("small")
-    order: list[str] = []
     sidecar.send(
         {"jsonrpc": "2.0", "id": "verify", "method": "verify", "params": {"modelId": "big"}}
     )

@@ -121,7 +121,9 @@ def test_output_is_ascii_escaped(start_sidecar):
     sidecar = start_sidecar()
     sidecar.send({"jsonrpc": "2.0", "id": "\u2028\u2029\u6a21\u578b", "method": "getInfo"})
     sidecar.wait_for(lambda: sidecar.responses.get("\u2028\u2029\u6a21\u578b"))
-    assert all(b.isascii() for b in sidecar.bad_lines)  # and nothing split the line
+    answer = next(line for line in sidecar.raw_lines if b"\\u2028" in line)
+    assert answer.isascii()  # escaped, so no line reader can split it
+    assert b"\\u2028\\u2029\\u6a21\\u578b" in answer
 
 
 def test_shutdown_stops_gracefully_and_keeps_parts(start_sidecar, repo: RepoServer, home: Path):

@@ -31,9 +31,7 @@ def test_a_large_file_is_fetched_over_several_connections(
     repo.add("big", "1", {"w.bin": DATA})
     repo.bytes_per_second = 8_000_000  # per connection, like a capped CDN
     sidecar = start_sidecar()
-    started = time.monotonic()
     task = sidecar.install_and_wait("big")
-    elapsed = time.monotonic() - started
     assert task["state"] == "ready", task
     path = Path(sidecar.call("getModelPath", {"modelId": "big"})["path"])
     assert (path / "w.bin").read_bytes() == DATA
@@ -41,7 +39,7 @@ def test_a_large_file_is_fetched_over_several_connections(
     assert len(bounded) >= 4
     # Tail splits may cut a reply short; nothing else is fetched twice.
     assert repo.storage_bytes("big") < SIZE + 8 * 1024 * 1024
-    assert elapsed < SIZE / 8_000_000  # faster than one capped connection could be
+    assert repo.max_in_flight >= 4  # connections at once, not one after another
 
 
 def test_segmented_resume_after_kill_9_fetches_only_missing_ranges(

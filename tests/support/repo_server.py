@@ -76,6 +76,8 @@ class RepoServer:
         self.bytes_sent: Counter[str] = Counter()
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.bytes_per_second: float | None = None  # per connection
+        self.in_flight = 0  # file bodies being sent right now
+        self.max_in_flight = 0
         self.fault: Fault | None = None
         self.raw_entries: dict[str, Any] = {}  # id → hostile manifest served verbatim
         self.request_times: list[float] = []  # time.monotonic() of each entry in requests
@@ -225,6 +227,9 @@ class RepoHandler(BaseHTTPRequestHandler):
     def write_body(self, path: str, body: bytes) -> None:
         rate = self.repo.bytes_per_second
         step = 64 * 1024 if rate is None else max(1024, int(rate / 20))
+        with self.repo.lock:
+            self.repo.in_flight += 1
+            self.repo.max_in_flight = max(self.repo.max_in_flight, self.repo.in_flight)
         try:
             for offset in range(0, len(body), step):
                 chunk = body[offset : offset + step]
@@ -235,6 +240,9 @@ class RepoHandler(BaseHTTPRequestHandler):
                     time.sleep(len(chunk) / rate)
         except (BrokenPipeError, ConnectionResetError):
             pass
+        finally:
+            with self.repo.lock:
+                self.repo.in_flight -= 1
 
 
 def _range_start(header: str | None) -> int | None:

@@ -46,6 +46,7 @@ class Sidecar:
         }
         self.args = args or []
         self.lines: list[Any] = []
+        self.raw_lines: list[bytes] = []  # stdout exactly as written
         self.bad_lines: list[bytes] = []
         self.notifications: list[dict[str, Any]] = []
         self.responses: dict[Any, dict[str, Any]] = {}
@@ -71,6 +72,7 @@ class Sidecar:
     def _read(self) -> None:
         assert self.process and self.process.stdout
         for raw in self.process.stdout:
+            self.raw_lines.append(raw)
             try:
                 message = json.loads(raw)
             except ValueError:
