@@ -28,6 +28,7 @@ from sidecar.wire import PartRecord
 log = logging.getLogger(__name__)
 
 WRITE_BATCH = 1024 * 1024  # bytes handed to the worker threads per write+hash
+SYNC_EVERY = 64 * 1024 * 1024
 PIPELINE_DEPTH = 4  # batches received ahead of the disk: memory stays flat (~5 MiB a file)
 CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
@@ -66,6 +67,7 @@ class _PartWriter:
         self.part = PartHandle(target.part)
         self.hasher = hashlib.sha256()
         self.size = 0
+        self.synced = 0
 
     def open_for_resume(self) -> int:
         """Blocking: open the part and hash what it holds (a resume re-hashes it once)."""
@@ -73,16 +75,22 @@ class _PartWriter:
         self.hasher = hashlib.sha256()
         self.size = hash_into(self.hasher, self.target.part)
         self.part.truncate(self.size)
+        self.synced = self.size
         return self.size
 
     def restart(self) -> None:
         self.part.truncate(0)
         self.hasher = hashlib.sha256()
-        self.size = 0
+        self.size = self.synced = 0
 
     async def write(self, chunks: list[bytes]) -> None:
-        """Write and hash in two worker threads at once (both release the GIL)."""
+        """Write and hash in two worker threads at once (both release the GIL); every
+        ``SYNC_EVERY`` bytes a third flushes what is written so far, so the disk keeps
+        up behind the download instead of all of it being flushed at the end."""
         async with anyio.create_task_group() as group:
+            if self.size - self.synced >= SYNC_EVERY:
+                self.synced = self.size
+                group.start_soon(anyio.to_thread.run_sync, self.part.sync)
             group.start_soon(anyio.to_thread.run_sync, self.part.write_at, chunks, self.size)
             group.start_soon(anyio.to_thread.run_sync, _hash_chunks, self.hasher, chunks)
         self.size += sum(len(c) for c in chunks)

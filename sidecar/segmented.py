@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 BATCH = 1024 * 1024
 MIN_SPLIT = 4 * 1024 * 1024  # never split a tail into pieces smaller than this
 SAVE_EVERY = 1.0  # seconds between durable records of the ranges on disk
-ADAPT_EVERY = 0.1
+SAVE_BYTES = 64 * 1024 * 1024  # ...or this many bytes, whichever comes first
+ADAPT_EVERY = 0.05
+DOUBLING_GAIN = 1.25  # a doubling that adds less than this is not worth its CPU
 INITIAL_CONNECTIONS = 4
 UNIT_ATTEMPTS = 4
 
@@ -53,6 +55,7 @@ class Limits:
         default_factory=lambda: anyio.CapacityLimiter(64)
     )  # shared by every file
     rate: RateLimiter = field(default_factory=RateLimiter)
+    received: int = 0  # bytes received by every file, for the connection count
 
 
 class SegmentedFetch:
@@ -82,7 +85,8 @@ class SegmentedFetch:
         self.hasher = hashlib.sha256()
         self.hashed = 0
         self.workers = 0
-        self.received = 0
+        self.unsaved = 0  # bytes written since the last save
+        self.save_wanted = anyio.Event()
 
     async def run(self) -> str:
         record = await anyio.to_thread.run_sync(read_record, self.target)
@@ -102,9 +106,12 @@ class SegmentedFetch:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._hash_prefix)
                 if not self.plan.complete:
-                    group.start_soon(self._save_periodically)
-                    self._add_worker(group)  # the first connection probes for Range support
-                    await self._adapt(group)
+                    async with anyio.create_task_group() as saver:
+                        saver.start_soon(self._save_periodically)
+                        async with anyio.create_task_group() as fetchers:
+                            self._add_worker(fetchers)  # the first probes for Range support
+                            await self._adapt(fetchers)
+                        saver.cancel_scope.cancel()  # the last record is saved below
         except BaseExceptionGroup as errors:
             raise first_error(errors) from None
         finally:
@@ -130,23 +137,31 @@ class SegmentedFetch:
 
     async def _adapt(self, group: anyio.abc.TaskGroup) -> None:
         """Double the connections while the last doubling raised the throughput by a
-        tenth or more; a line that is already full keeps the connections it has."""
+        quarter or more, and the event loop keeps up. The throughput is that of every
+        download together: when the line is full, more connections for one file only
+        take from the others. When the loop wakes late, the CPU is full: more
+        connections would only add parsing work and slow the protocol's answers."""
         await self.confirmed.wait()
         for _ in range(min(INITIAL_CONNECTIONS, self.limits.max_connections) - self.workers):
             self._add_worker(group)
         before_adding = 0.0
         while self.workers > 0 and not self.plan.complete:
-            start = self.received
+            start, started_at = self.limits.received, anyio.current_time()
             await anyio.sleep(ADAPT_EVERY)
-            rate = (self.received - start) / ADAPT_EVERY
+            elapsed = anyio.current_time() - started_at
+            rate = (self.limits.received - start) / elapsed
             room = self.limits.max_connections - self.workers
-            if room <= 0 or rate < before_adding * 1.1:
+            loop_busy = elapsed > ADAPT_EVERY * 1.2
+            if room <= 0 or loop_busy or rate < before_adding * DOUBLING_GAIN:
                 continue
             before_adding = rate
             for _ in range(min(self.workers, room)):
                 self._add_worker(group)
             log.debug(
-                "%s: %d connections at %.0f MB/s", self.target.part.name, self.workers, rate / 1e6
+                "%s: %d connections after %.0f MB/s",
+                self.target.part.name,
+                self.workers,
+                rate / 1e6,
             )
 
     async def _work(self) -> None:
@@ -222,7 +237,10 @@ class SegmentedFetch:
             await anyio.to_thread.run_sync(self.file.write_at, kept, unit.position)
             self.plan.mark_done(unit.position, unit.position + size)
             unit.position += size
-            self.received += size
+            self.limits.received += size
+            self.unsaved += size
+            if self.unsaved >= SAVE_BYTES:
+                self.save_wanted.set()
             self.progress(self.plan.done_bytes)
             self.progressed.set()
         return unit.position < unit.end
@@ -263,8 +281,13 @@ class SegmentedFetch:
                 self.hashed += size
 
     async def _save_periodically(self) -> None:
-        while not self.plan.complete:
-            await anyio.sleep(SAVE_EVERY)
+        """Record the ranges every second, and fsync every ``SAVE_BYTES`` so the disk
+        writes behind the download rather than all at the end."""
+        while True:
+            with anyio.move_on_after(SAVE_EVERY):
+                await self.save_wanted.wait()
+            self.save_wanted = anyio.Event()
+            self.unsaved = 0
             await self._save()
 
     async def _save(self) -> None:
