@@ -11,6 +11,7 @@ import httpx
 
 from sidecar import __version__
 from sidecar.config import Settings
+from sidecar.transport import large_read_transport
 
 
 class TransientError(Exception):
@@ -30,9 +31,12 @@ class SourceFailed(Exception):
 
 
 def make_client(settings: Settings) -> httpx.AsyncClient:
+    transport, _ = large_read_transport(
+        httpx.Limits(max_connections=64, max_keepalive_connections=16)
+    )
     return httpx.AsyncClient(
+        transport=transport,
         timeout=httpx.Timeout(connect=10.0, read=settings.stall_timeout, write=30.0, pool=None),
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
         follow_redirects=True,  # httpx drops Authorization on a redirect to another origin
         headers={"User-Agent": f"ModelManager/{__version__}"},
         trust_env=False,
