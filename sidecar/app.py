@@ -14,9 +14,10 @@ from sidecar.http import make_client
 from sidecar.layout import HomeLayout
 from sidecar.logs import setup_logging
 from sidecar.manager import Manager
-from sidecar.rpc.methods import build_methods
-from sidecar.rpc.server import RpcServer
-from sidecar.rpc.stdio import FdReceiveStream, LineWriter, claim_stdout
+from sidecar.priority import favour_the_protocol
+from sidecar.rpc.methods import build_fast_methods, build_methods
+from sidecar.rpc.server import FastLane, RpcServer
+from sidecar.rpc.stdio import LineWriter, StdinReader, claim_stdout
 from sidecar.watchdog import watch_parent
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,16 @@ async def run(settings: Settings) -> None:
     async with make_client(settings) as client, anyio.create_task_group() as group:
         server: RpcServer
         manager = Manager(settings, client, notify=lambda m, p: server.notify(m, p))
-        server = RpcServer(writer, build_methods(manager, stop.set), settings.max_line_bytes)
+        server = RpcServer(writer, build_methods(manager, stop.set))
+        fast_lane = FastLane(build_fast_methods(manager))
+        reader = StdinReader(sys.stdin.fileno(), settings.max_line_bytes, fast_lane, writer)
 
         async def serve_stdin() -> None:
-            await server.serve(FdReceiveStream(sys.stdin.fileno()))
+            async with anyio.create_task_group() as stdin:
+                await stdin.start(reader.run)
+                favour_the_protocol()  # from the loop thread, now that the reader has its own
+                await server.serve(reader.lines())
+                stdin.cancel_scope.cancel()
             log.info("stdin closed: shutting down")
             stop.set()
 

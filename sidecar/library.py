@@ -65,7 +65,11 @@ class Library:
                     self.registry.set_state(model_id, version, state)
 
     def model_path(self, model_id: str, version: str | None) -> ModelPathResult:
-        """From memory only: never the network, never a task."""
+        """From memory only: never the network, never a task.
+
+        Called on the stdin thread (the fast lane) while the loop runs: it reads the
+        registry's published document, which is replaced whole and never changed, and
+        copies of the task maps taken by single C-level calls, atomic under the GIL."""
         if version is None:
             ready = self._ready_versions(model_id)
             if ready:
@@ -86,10 +90,11 @@ class Library:
         return [v for v, e in model.versions.items() if e.state == "ready"]
 
     def _unavailable_reason(self, model_id: str, version: str | None) -> str:
-        keys = [k for k in self.active if k[0] == model_id and version in (None, k[1])]
-        if keys:
-            return str(self.active[keys[0]].state.value)
-        if any(k[0] == model_id and version in (None, k[1]) for k in self.failed):
+        active, failed = list(self.active.items()), list(self.failed)
+        states = [t.state for k, t in active if k[0] == model_id and version in (None, k[1])]
+        if states:
+            return str(states[0].value)
+        if any(k[0] == model_id and version in (None, k[1]) for k in failed):
             return "failed"
         model = self.registry.document.models.get(model_id)
         if model and any(version in (None, v) for v in model.versions):

@@ -1,14 +1,11 @@
 """Split a byte stream into lines of at most ``max_bytes``; an overlong line is
-reported once and skipped, and the stream carries on after its newline."""
+reported once and skipped, and the stream carries on after its newline.
+
+Incremental and blocking-free, so the stdin thread frames lines itself."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-
-import anyio
-from anyio.abc import ByteReceiveStream
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 
 @dataclass(frozen=True)
@@ -16,35 +13,45 @@ class TooLong:
     limit: int
 
 
-async def read_lines(stream: ByteReceiveStream, max_bytes: int) -> AsyncIterator[bytes | TooLong]:
-    buffered = BufferedByteReceiveStream(stream)
-    while True:
-        try:
-            line = await buffered.receive_until(b"\n", max_bytes)
-        except anyio.IncompleteRead:
-            rest = buffered.buffer
-            if rest.strip():
-                yield bytes(rest) if len(rest) <= max_bytes else TooLong(max_bytes)
-            return
-        except anyio.DelimiterNotFound:
-            yield TooLong(max_bytes)
-            if not await _skip_past_newline(buffered, max_bytes):
-                return
-            continue
+class LineSplitter:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._buffer = bytearray()
+        self._skipping = False  # inside an overlong line, until its newline
+
+    def feed(self, data: bytes) -> list[bytes | TooLong]:
+        """The lines ``data`` completes (without newline or CR; blank ones dropped)."""
+        self._buffer += data
+        lines: list[bytes | TooLong] = []
+        start = 0
+        while (newline := self._buffer.find(b"\n", start)) >= 0:
+            line = bytes(self._buffer[start:newline])
+            start = newline + 1
+            if self._skipping:
+                self._skipping = False
+            else:
+                self._keep(line, lines)
+        del self._buffer[:start]
+        if len(self._buffer) > self.max_bytes + 1:  # + 1: a CR may still be stripped
+            # Memory stays bounded: the rest of an overlong line is dropped as it comes.
+            if not self._skipping:
+                lines.append(TooLong(self.max_bytes))
+                self._skipping = True
+            self._buffer.clear()
+        return lines
+
+    def finish(self) -> list[bytes | TooLong]:
+        """At end of stream: the last line, if it had no newline."""
+        rest, self._buffer = bytes(self._buffer), bytearray()
+        lines: list[bytes | TooLong] = []
+        if not self._skipping:
+            self._keep(rest, lines)
+        return lines
+
+    def _keep(self, line: bytes, lines: list[bytes | TooLong]) -> None:
         if line.endswith(b"\r"):
             line = line[:-1]
-        if line.strip():
-            yield line
-
-
-async def _skip_past_newline(buffered: BufferedByteReceiveStream, max_bytes: int) -> bool:
-    """Drop bytes up to and including the next newline; False at end of stream."""
-    await buffered.receive(len(buffered.buffer))  # the overlong prefix, held in the buffer
-    while True:
-        try:
-            await buffered.receive_until(b"\n", max_bytes)
-            return True
-        except anyio.DelimiterNotFound:
-            await buffered.receive(len(buffered.buffer))
-        except anyio.IncompleteRead:
-            return False
+        if len(line) > self.max_bytes:
+            lines.append(TooLong(self.max_bytes))
+        elif line.strip():
+            lines.append(line)

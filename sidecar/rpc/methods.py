@@ -38,32 +38,72 @@ from sidecar.wire import (
 
 P = TypeVar("P", bound=BaseModel)
 Handler = Callable[..., Awaitable[Result]]
+SyncHandler = Callable[..., Result]
+
+
+def _validate(params_model: type[P], raw: dict[str, Any]) -> P | Result:
+    try:
+        return params_model.model_validate(raw)
+    except ValidationError as exc:
+        return InvalidParams(
+            [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()]
+        )
+
+
+def _wire_error(exc: ModelManagerError) -> JsonRpcError:
+    return JsonRpcError(exc.code, exc.message, exc.to_data())
+
+
+# No functools.wraps below: jsonrpcserver binds params against the wrapper's own
+# signature (**raw), and our pydantic models do the checking.
+
+
+def sync_handler(params_model: type[P]) -> Callable[[Callable[[P], WireModel]], SyncHandler]:
+    """For the fast lane: a method that only reads memory, answered on the stdin thread."""
+
+    def decorate(function: Callable[[P], WireModel]) -> SyncHandler:
+        def wrapper(**raw: Any) -> Result:
+            params = _validate(params_model, raw)
+            if not isinstance(params, params_model):
+                return params
+            try:
+                return Success(function(params).wire())
+            except ModelManagerError as exc:
+                raise _wire_error(exc) from exc
+
+        wrapper.__name__ = function.__name__
+        return wrapper
+
+    return decorate
 
 
 def handler(params_model: type[P]) -> Callable[[Callable[[P], Awaitable[WireModel]]], Handler]:
     def decorate(function: Callable[[P], Awaitable[WireModel]]) -> Handler:
-        # No functools.wraps: jsonrpcserver binds params against the wrapper's own
-        # signature (**raw), and our pydantic models do the checking.
         async def wrapper(**raw: Any) -> Result:
-            try:
-                params = params_model.model_validate(raw)
-            except ValidationError as exc:
-                return InvalidParams(
-                    [
-                        {"field": ".".join(map(str, e["loc"])), "problem": e["msg"]}
-                        for e in exc.errors()
-                    ]
-                )
+            params = _validate(params_model, raw)
+            if not isinstance(params, params_model):
+                return params
             try:
                 result = await function(params)
             except ModelManagerError as exc:
-                raise JsonRpcError(exc.code, exc.message, exc.to_data()) from exc
+                raise _wire_error(exc) from exc
             return Success(result.wire())
 
         wrapper.__name__ = function.__name__
         return wrapper
 
     return decorate
+
+
+def build_fast_methods(manager: Manager) -> dict[str, SyncHandler]:
+    """Methods the stdin thread answers itself. They must only read state that the
+    loop publishes whole (see ``Library.model_path``)."""
+
+    @sync_handler(GetModelPathParams)
+    def get_model_path(p: GetModelPathParams) -> WireModel:
+        return manager.library.model_path(p.model_id, p.version)
+
+    return {"getModelPath": get_model_path}
 
 
 def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[str, Handler]:
@@ -76,9 +116,10 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
             home=str(settings.home), repositories=list(settings.repositories),
         )  # fmt: skip
 
-    @handler(GetModelPathParams)
-    async def get_model_path(p: GetModelPathParams) -> WireModel:
-        return manager.library.model_path(p.model_id, p.version)
+    fast = build_fast_methods(manager)
+
+    async def get_model_path(**raw: Any) -> Result:  # inside a batch, the loop answers it
+        return fast["getModelPath"](**raw)
 
     @handler(InstallParams)
     async def install(p: InstallParams) -> WireModel:

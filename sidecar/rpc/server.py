@@ -1,19 +1,20 @@
-"""Read requests line by line, serve each in its own task (a slow call never delays
-another), and write answers and notifications through one writer."""
+"""Serve requests line by line, each in its own task (a slow call never delays
+another), and write answers and notifications through one writer. The fast lane
+answers the memory-only methods on the stdin thread, off the event loop."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from anyio.abc import ByteReceiveStream
-from jsonrpcserver import async_dispatch
+from jsonrpcserver import async_dispatch, dispatch
 
-from sidecar.rpc.framing import TooLong, read_lines
-from sidecar.rpc.methods import Handler
+from sidecar.rpc.framing import TooLong
+from sidecar.rpc.methods import Handler, SyncHandler
 from sidecar.rpc.stdio import LineWriter
 
 log = logging.getLogger(__name__)
@@ -28,12 +29,9 @@ def error_message(code: int, message: str, data: Any) -> dict[str, Any]:
 
 
 class RpcServer:
-    def __init__(
-        self, writer: LineWriter, methods: dict[str, Handler], max_line_bytes: int
-    ) -> None:
+    def __init__(self, writer: LineWriter, methods: dict[str, Handler]) -> None:
         self.writer = writer
         self.methods = methods
-        self.max_line_bytes = max_line_bytes
         self._in_flight = 0
         self._idle = anyio.Event()
         self._idle.set()
@@ -41,10 +39,10 @@ class RpcServer:
     async def notify(self, method: str, params: dict[str, Any]) -> None:
         await self.writer.send({"jsonrpc": "2.0", "method": method, "params": params})
 
-    async def serve(self, stream: ByteReceiveStream) -> None:
-        """Serve until the stream ends, then let answers in flight go out."""
+    async def serve(self, lines: AsyncIterator[bytes | TooLong]) -> None:
+        """Serve until the lines end, then let answers in flight go out."""
         async with anyio.create_task_group() as group:
-            async for line in read_lines(stream, self.max_line_bytes):
+            async for line in lines:
                 if isinstance(line, TooLong):
                     await self.writer.send(
                         error_message(
@@ -69,9 +67,7 @@ class RpcServer:
         try:
             try:
                 text = line.decode("utf-8")
-                message = json.loads(
-                    text, parse_constant=_reject_constant, parse_float=_finite_float
-                )
+                message = parse_json(text)
             except (UnicodeDecodeError, ValueError, RecursionError) as exc:
                 detail = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)[:200]
                 await self.writer.send(error_message(PARSE_ERROR, "Parse error", detail))
@@ -104,6 +100,36 @@ class RpcServer:
             for index, request in enumerate(batch):
                 group.start_soon(one, index, request)
         return [answer for answer in answers if answer]
+
+
+class FastLane:
+    """Answers single requests for ``methods`` (sync, memory-only) on the calling
+    thread; anything else (batches, notifications, bad JSON) is left to the loop."""
+
+    def __init__(self, methods: dict[str, SyncHandler]) -> None:
+        self.methods = methods
+        self._markers = [json.dumps(name).encode() for name in methods]
+
+    def __call__(self, line: bytes) -> bytes | None:
+        if not any(marker in line for marker in self._markers):  # most lines: no parse
+            return None
+        try:
+            text = line.decode("utf-8")
+            message = parse_json(text)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return None
+        if not (
+            isinstance(message, dict)
+            and message.get("method") in self.methods
+            and message.get("id") is not None
+        ):
+            return None
+        response = dispatch(text, methods=self.methods)
+        return response.encode("ascii") + b"\n" if response else None
+
+
+def parse_json(text: str) -> Any:
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def _finite_float(text: str) -> float:

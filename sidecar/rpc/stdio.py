@@ -1,32 +1,97 @@
 """The protocol's byte streams. stdin is read by a worker thread (works on Windows,
-where pipes cannot be polled); stdout is taken for the protocol alone, and fd 1 is
-pointed at stderr so a stray print or a C library cannot corrupt the stream."""
+where pipes cannot be polled), which frames the lines and answers the fast lane's
+requests itself: ``getModelPath`` never waits behind an event loop that is busy with
+downloads. stdout is taken for the protocol alone, and fd 1 is pointed at stderr so
+a stray print or a C library cannot corrupt the stream."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import queue
 import sys
+import threading
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import IO, Any
 
 import anyio
-from anyio.abc import ByteReceiveStream
+from anyio.abc import TaskStatus
+
+from sidecar.rpc.framing import LineSplitter, TooLong
+
+log = logging.getLogger(__name__)
 
 READ_SIZE = 1 << 16
+QUEUED_LINES = 256  # lines waiting for the loop before the reader stops reading (backpressure)
+
+# A line's answer when it can be given on the reader thread, else None (the loop serves it).
+FastLane = Callable[[bytes], bytes | None]
 
 
-class FdReceiveStream(ByteReceiveStream):
-    def __init__(self, fd: int) -> None:
+class _EndOfInput:
+    pass
+
+
+class StdinReader:
+    def __init__(self, fd: int, max_line_bytes: int, fast_lane: FastLane, writer: LineWriter):
         self._fd = fd
+        self._splitter = LineSplitter(max_line_bytes)
+        self._fast_lane = fast_lane
+        self._writer = writer
+        self._queue: queue.Queue[bytes | TooLong | _EndOfInput] = queue.Queue(QUEUED_LINES)
+        # Own threads: the pump and the loop's waiter never queue behind download threads.
+        self._pump_limiter = anyio.CapacityLimiter(1)
+        self._waiter_limiter = anyio.CapacityLimiter(1)
 
-    async def receive(self, max_bytes: int = READ_SIZE) -> bytes:
-        data = await anyio.to_thread.run_sync(os.read, self._fd, max_bytes, abandon_on_cancel=True)
-        if not data:
-            raise anyio.EndOfStream
-        return data
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Read until end of input; started once the reading thread runs. Cancelling
+        abandons the thread blocked in read(); the process leaves with os._exit."""
+        running = anyio.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(
+                partial(
+                    anyio.to_thread.run_sync,
+                    self._pump,
+                    running.set,
+                    abandon_on_cancel=True,
+                    limiter=self._pump_limiter,
+                )
+            )
+            await running.wait()
+            task_status.started()
 
-    async def aclose(self) -> None:
-        pass
+    def _pump(self, started: Callable[[], None]) -> None:
+        anyio.from_thread.run_sync(started)
+        while True:
+            data = os.read(self._fd, READ_SIZE)
+            for line in self._splitter.feed(data) if data else self._splitter.finish():
+                answer = self._answer_here(line) if isinstance(line, bytes) else None
+                if answer is None:
+                    self._queue.put(line)
+                else:
+                    self._writer.write_now(answer)
+            if not data:
+                self._queue.put(_EndOfInput())
+                return
+
+    def _answer_here(self, line: bytes) -> bytes | None:
+        try:
+            return self._fast_lane(line)
+        except Exception:  # the loop answers it instead, with the usual error handling
+            log.exception("fast lane failed; the event loop answers instead")
+            return None
+
+    async def lines(self) -> AsyncIterator[bytes | TooLong]:
+        """The lines the fast lane did not answer, for the event loop."""
+        while True:
+            line = await anyio.to_thread.run_sync(
+                self._queue.get, abandon_on_cancel=True, limiter=self._waiter_limiter
+            )
+            if isinstance(line, _EndOfInput):
+                return
+            yield line
 
 
 def claim_stdout() -> IO[bytes]:
@@ -49,28 +114,33 @@ def encode_message(message: Any) -> bytes:
 
 
 class LineWriter:
-    """One writer lock: each message is one whole line, never interleaved."""
+    """One writer: each message is one whole line, never interleaved. The event loop
+    writes through ``send`` (in order, in a worker thread); the stdin thread through
+    ``write_now``."""
 
     def __init__(self, output: IO[bytes]) -> None:
         self._output = output
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock()  # the loop's messages go out in the order they were sent
+        self._write_lock = threading.Lock()  # between the loop's writes and the fast lane's
         self._limiter = anyio.CapacityLimiter(1)  # never queued behind download threads
         self.broken = False
 
     async def send_raw(self, line: bytes) -> None:
         async with self._lock:
-            if self.broken:
-                return
-            try:
-                await anyio.to_thread.run_sync(self._write, line, limiter=self._limiter)
-            except (BrokenPipeError, OSError):
-                self.broken = True  # the reader is gone; the stdin EOF ends us soon
+            await anyio.to_thread.run_sync(self.write_now, line, limiter=self._limiter)
 
     async def send(self, message: Any) -> None:
         await self.send_raw(encode_message(message))
 
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = self._output.write(view)
-            view = view[written or 0 :]
+    def write_now(self, data: bytes) -> None:
+        """Blocking: write one line."""
+        with self._write_lock:
+            if self.broken:
+                return
+            try:
+                view = memoryview(data)
+                while view:
+                    written = self._output.write(view)
+                    view = view[written or 0 :]
+            except OSError:  # BrokenPipeError among them: the reader is gone, EOF ends us
+                self.broken = True

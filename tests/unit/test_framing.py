@@ -2,31 +2,16 @@ from __future__ import annotations
 
 import itertools
 
-import anyio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.rpc.framing import TooLong, read_lines
-
-
-class ChunkStream(anyio.abc.ByteReceiveStream):
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = list(chunks)
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        if not self.chunks:
-            raise anyio.EndOfStream
-        return self.chunks.pop(0)
-
-    async def aclose(self) -> None:
-        pass
+from sidecar.rpc.framing import LineSplitter, TooLong
 
 
 def collect(chunks: list[bytes], limit: int) -> list[bytes | TooLong]:
-    async def run() -> list[bytes | TooLong]:
-        return [line async for line in read_lines(ChunkStream(chunks), limit)]
-
-    return anyio.run(run)
+    splitter = LineSplitter(limit)
+    lines = [line for chunk in chunks for line in splitter.feed(chunk)]
+    return lines + splitter.finish()
 
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -43,6 +28,26 @@ def test_lines_survive_any_chunking(lines: list[bytes], cuts: list[int]) -> None
     data = b"".join(line + b"\n" for line in lines)
     got = collect(split(data, cuts), limit=64)
     assert got == [line.removesuffix(b"\r") for line in lines if line.removesuffix(b"\r").strip()]
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.binary(max_size=90).map(lambda b: b.replace(b"\n", b"")), max_size=8),
+    st.lists(st.integers(min_value=0), max_size=8),
+    st.booleans(),
+)
+def test_overlong_lines_give_one_error_each_however_chunked(
+    lines: list[bytes], cuts: list[int], final_newline: bool
+) -> None:
+    data = b"\n".join(lines) + (b"\n" if final_newline else b"")
+    expected: list[bytes | TooLong] = []
+    for line in lines:
+        line = line.removesuffix(b"\r")
+        if len(line) > 64:
+            expected.append(TooLong(64))
+        elif line.strip():
+            expected.append(line)
+    assert collect(split(data, cuts), limit=64) == expected
 
 
 def test_an_overlong_line_is_reported_once_and_skipped() -> None:
