@@ -54,7 +54,7 @@ async def run(settings: Settings) -> None:
         async def serve_stdin() -> None:
             async with anyio.create_task_group() as stdin:
                 await stdin.start(reader.run)
-                favour_the_protocol()  # from the loop thread, now that the reader has its own
+                favour_the_protocol(reader.thread_id)
                 await server.serve(reader.lines())
                 stdin.cancel_scope.cancel()
             log.info("stdin closed: shutting down")

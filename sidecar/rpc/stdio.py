@@ -44,6 +44,7 @@ class StdinReader:
         # Own threads: the pump and the loop's waiter never queue behind download threads.
         self._pump_limiter = anyio.CapacityLimiter(1)
         self._waiter_limiter = anyio.CapacityLimiter(1)
+        self.thread_id = 0  # the reading thread's native id, once it runs
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Read until end of input; started once the reading thread runs. Cancelling
@@ -63,6 +64,7 @@ class StdinReader:
             task_status.started()
 
     def _pump(self, started: Callable[[], None]) -> None:
+        self.thread_id = threading.get_native_id()
         anyio.from_thread.run_sync(started)
         while True:
             data = os.read(self._fd, READ_SIZE)
