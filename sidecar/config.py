@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
-        default=env("MODEL_MANAGER_LOG_LEVEL", "INFO"),
+        default=env("MODEL_MANAGER_LOG_LEVEL", "INFO").upper(),
+        type=str.upper,  # --log-level debug works too
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log level for stderr and the log file (env MODEL_MANAGER_LOG_LEVEL)",
     )
