@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def favour_the_protocol(protocol_thread: int) -> None:
     if sys.platform != "linux":
         return
     try:
-        threads = [int(name) for name in os.listdir("/proc/self/task")]
+        threads = [int(entry.name) for entry in Path("/proc/self/task").iterdir()]
         for thread in threads:
             if thread != protocol_thread:
                 current = os.getpriority(os.PRIO_PROCESS, thread)
