@@ -120,7 +120,8 @@ class FastLane:
             return None
         if not (
             isinstance(message, dict)
-            and message.get("method") in self.methods
+            and isinstance(message.get("method"), str)
+            and message["method"] in self.methods
             and message.get("id") is not None
         ):
             return None

@@ -67,7 +67,11 @@ class StdinReader:
         self.thread_id = threading.get_native_id()
         anyio.from_thread.run_sync(started)
         while True:
-            data = os.read(self._fd, READ_SIZE)
+            try:
+                data = os.read(self._fd, READ_SIZE)
+            except OSError as exc:  # stdin closed under us, or an I/O error: end of input
+                log.warning("stdin unreadable (%s): treating it as closed", exc)
+                data = b""
             for line in self._splitter.feed(data) if data else self._splitter.finish():
                 answer = self._answer_here(line) if isinstance(line, bytes) else None
                 if answer is None:

@@ -4,10 +4,12 @@ nothing at all, and hands every other line to the loop in order."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
 import anyio
+import pytest
 
 from sidecar.errors import ModelNotAvailable
 from sidecar.rpc.framing import TooLong
@@ -36,7 +38,9 @@ def read_answers(fd: int, count: int) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data.splitlines()]
 
 
-def test_get_model_path_is_answered_while_the_loop_serves_nothing() -> None:
+def test_get_model_path_is_answered_while_the_loop_serves_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     stdin_read, stdin_write = os.pipe()
     stdout_read, stdout_write = os.pipe()
     lane = FastLane({"getModelPath": get_model_path})
@@ -56,6 +60,7 @@ def test_get_model_path_is_answered_while_the_loop_serves_nothing() -> None:
                 request(4, "getModelPath", {"modelId": 5}),
                 b'[{"jsonrpc":"2.0","id":5,"method":"getModelPath","params":{"modelId":"x"}}]\n',
                 b'{"jsonrpc":"2.0","method":"getModelPath","params":{"modelId":"x"}}\n',
+                b'{"jsonrpc":"2.0","id":6,"method":["getModelPath"]}\n',
                 b"x" * 2000 + b"\n",
             ]
             await anyio.to_thread.run_sync(os.write, stdin_write, b"".join(lines))
@@ -83,5 +88,7 @@ def test_get_model_path_is_answered_while_the_loop_serves_nothing() -> None:
         b"not json",
         b'[{"jsonrpc":"2.0","id":5,"method":"getModelPath","params":{"modelId":"x"}}]',
         b'{"jsonrpc":"2.0","method":"getModelPath","params":{"modelId":"x"}}',
+        b'{"jsonrpc":"2.0","id":6,"method":["getModelPath"]}',
         TooLong(1024),
     ]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no lane failed
