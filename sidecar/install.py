@@ -55,7 +55,7 @@ def move_into_place(
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
         # A damaged earlier copy: set it aside first so the rename below cannot fail.
-        trash = layout.temp / f"{model_id}_{version}.old-{uuid.uuid4().hex[:8]}"
+        trash = layout.temp / f"{model_id}@{version}.old-{uuid.uuid4().hex[:8]}"
         os.replace(final, trash)
         shutil.rmtree(trash, ignore_errors=True)
     os.replace(staging, final)
@@ -66,7 +66,7 @@ def move_into_place(
 def remove_version(layout: HomeLayout, model_id: str, version: str) -> None:
     final = layout.model_dir(model_id, version)
     if final.exists():
-        trash = layout.temp / f"{model_id}_{version}.removed-{uuid.uuid4().hex[:8]}"
+        trash = layout.temp / f"{model_id}@{version}.removed-{uuid.uuid4().hex[:8]}"
         os.replace(final, trash)  # disappears at once for readers; deleting may take longer
         shutil.rmtree(trash, ignore_errors=True)
     layout.metadata_file(model_id, version).unlink(missing_ok=True)

@@ -59,15 +59,19 @@ class HomeLayout:
     def metadata_file(self, model_id: str, version: str) -> Path:
         return self.metadata / model_id / f"{version}.json"
 
+    # Flat names in temp/ and in-progress-downloads/ join id, version and file with "@",
+    # which ids and versions never contain (and the percent-encoded file path cannot):
+    # "a_b"@"c" and "a"@"b_c", or version "1.x" and file "x.y" of version "1", never meet.
+
     def part(self, model_id: str, version: str, file_path: str) -> Path:
-        # The file path is percent-encoded so "a/b" and "a__b" can never collide.
-        return self.temp / f"{model_id}_{version}.{quote(file_path, safe='')}.part"
+        name = self.part_prefix(model_id, version) + quote(file_path, safe="")
+        return self.temp / f"{name}.part"
 
     def part_prefix(self, model_id: str, version: str) -> str:
-        return f"{model_id}_{version}."
+        return f"{model_id}@{version}@"
 
     def staging_dir(self, model_id: str, version: str) -> Path:
-        return self.temp / f"{model_id}_{version}.staging"
+        return self.temp / f"{model_id}@{version}.staging"
 
     def task_lock(self, model_id: str, version: str) -> Path:
-        return self.task_locks / f"{model_id}-{version}.lock"
+        return self.task_locks / f"{model_id}@{version}.lock"

@@ -123,7 +123,7 @@ def test_ctrl_c_keeps_parts_then_tasks_pause_resume(tmp_path: Path):
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
-        part = home / "temp" / "big-model_1.0.0.weights.bin.part"
+        part = home / "temp" / "big-model@1.0.0@weights.bin.part"
         deadline = time.monotonic() + 30
         while not (part.exists() and part.stat().st_size > 0):
             assert process.poll() is None and time.monotonic() < deadline, "no download seen"

@@ -162,8 +162,8 @@ def test_lock_files_of_a_dead_process_met_after_start_do_not_block(
     sidecar.call("getInfo")  # started: the start-up cleaning is over
     dead = 2**22 + 12345
     now = int(time.time() * 1000)
-    _write_lock(home / "in-progress-downloads" / "alpha-1.lock", dead, now, 3_600_000, "alpha")
-    _write_lock(home / "temp" / "alpha_1.w.bin.part.lock", dead, now, 3_600_000, "alpha")
+    _write_lock(home / "in-progress-downloads" / "alpha@1.lock", dead, now, 3_600_000, "alpha")
+    _write_lock(home / "temp" / "alpha@1@w.bin.part.lock", dead, now, 3_600_000, "alpha")
     began = time.monotonic()
     assert sidecar.install_and_wait("alpha", timeout=10)["state"] == "ready"
     assert time.monotonic() - began < 3
@@ -175,7 +175,7 @@ def test_a_held_lock_not_refreshed_past_its_timeout_is_broken(
 ):
     """A live holder that hangs: its OS lock stays, its timestamp gets old. The task waits
     (saying for whom) until the lock's timeout has passed, then takes over."""
-    path = home / "in-progress-downloads" / "alpha-1.lock"
+    path = home / "in-progress-downloads" / "alpha@1.lock"
     _write_lock(path, os.getpid(), int(time.time() * 1000), 2_000, "alpha")
     with open(path, "a+b") as handle:
         portalocker.lock(handle, portalocker.LOCK_EX | portalocker.LOCK_NB)
@@ -198,7 +198,7 @@ def test_a_held_lock_with_unreadable_contents_does_not_block_forever(
     """A holder that hung between truncating its lock file and writing it (or a lock in a
     format this version cannot read): nothing says who or until when, so the file's age
     against our own --lock-timeout decides."""
-    path = home / "in-progress-downloads" / "alpha-1.lock"
+    path = home / "in-progress-downloads" / "alpha@1.lock"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"")
     old = time.time() - 60

@@ -292,7 +292,7 @@ def test_temp_files_of_writes_cut_by_a_kill_are_cleaned_at_start(tmp_path: Path,
         home / ".registry.json.k1ll3d.tmp",
         home / ".tasks.json.k1ll3d.tmp",
         home / "metadata" / "tiny" / ".1.json.k1ll3d.tmp",
-        home / "temp" / ".tiny_1.a.bin.part.json.k1ll3d.tmp",
+        home / "temp" / ".tiny@1@a.bin.part.json.k1ll3d.tmp",
     ]
     for path in leftovers:
         path.write_bytes(b'{"half": ')

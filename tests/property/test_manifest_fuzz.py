@@ -183,7 +183,7 @@ def test_a_part_that_is_a_symlink_is_not_followed_out_of_the_home(tmp_path: Path
     data = os.urandom(50_000)
     repo.add("sym", "1", {"w.bin": data})
     (home / "temp").mkdir(parents=True)
-    (home / "temp" / "sym_1.w.bin.part").symlink_to(outside)
+    (home / "temp" / "sym@1@w.bin.part").symlink_to(outside)
     sidecar = Sidecar(home, [repo.url]).start()
     try:
         task = sidecar.install_and_wait("sym", timeout=20)

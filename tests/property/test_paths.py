@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecar.errors import UnsafeManifest
+from sidecar.layout import HomeLayout
 from sidecar.manifest import check_relative_path
 
 segments = st.one_of(
@@ -28,3 +29,25 @@ def test_accepted_paths_resolve_inside_the_folder(path: str) -> None:
     resolved = Path(os.path.normpath(root.joinpath(*path.split("/"))))
     assert root in resolved.parents
     assert "\\" not in path and "\x00" not in path and ":" not in path
+
+
+names = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._+-]{0,20}\Z").filter(
+    lambda n: not n.endswith(".") and ".." not in n
+)
+files = st.lists(st.sampled_from(["a", "b", "_", ".", "-", "@", "x.y"]), min_size=1, max_size=6)
+
+
+@given(names, names, files.map("".join), names, names, files.map("".join))
+def test_temp_names_of_different_downloads_never_meet(
+    id_a: str, version_a: str, file_a: str, id_b: str, version_b: str, file_b: str
+) -> None:
+    """Cancelling one download deletes by prefix: it must never match another's parts."""
+    layout = HomeLayout(Path("/srv/home"))
+    if (id_a, version_a) != (id_b, version_b):
+        assert not layout.part(id_b, version_b, file_b).name.startswith(
+            layout.part_prefix(id_a, version_a)
+        )
+        assert layout.staging_dir(id_a, version_a) != layout.staging_dir(id_b, version_b)
+        assert layout.task_lock(id_a, version_a) != layout.task_lock(id_b, version_b)
+    if (id_a, version_a, file_a) != (id_b, version_b, file_b):
+        assert layout.part(id_a, version_a, file_a) != layout.part(id_b, version_b, file_b)

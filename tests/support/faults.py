@@ -441,10 +441,8 @@ def parts_of(home: Path, model_id: str) -> dict[str, Path]:
     from urllib.parse import unquote
 
     found = {}
-    for part in (home / "temp").glob(f"{model_id}_*.part"):
-        name = part.name[: -len(".part")]
-        file_path = unquote(name.split(".", 1)[1]) if "." in name else name
-        found[file_path] = part
+    for part in (home / "temp").glob(f"{model_id}@*@*.part"):  # <id>@<version>@<file>.part
+        found[unquote(part.name[: -len(".part")].split("@", 2)[2])] = part
     return found
 
 
