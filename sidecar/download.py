@@ -12,7 +12,7 @@ import httpx
 
 from sidecar.config import Settings
 from sidecar.errors import ChecksumMismatch, NetworkError, RepositoryUnavailable
-from sidecar.fetch import FileTarget, Progress, discard_part, fetch_once
+from sidecar.fetch import FileTarget, Progress, SizeLearned, discard_part, fetch_once
 from sidecar.http import ConnectionFailed, SourceFailed, TransientError, auth_headers
 from sidecar.segmented import Limits, RangesUnsupported, SegmentedFetch
 
@@ -36,6 +36,7 @@ async def fetch_from(
     headers: dict[str, str],
     progress: Progress,
     limits: Limits,
+    size_learned: SizeLearned | None = None,
 ) -> str:
     """Several ranged connections for a large file, one stream otherwise."""
     size = target.expected_size
@@ -52,7 +53,7 @@ async def fetch_from(
             if len(_no_ranges) > 1000:
                 _no_ranges.clear()
             _no_ranges.add(url)
-    return await fetch_once(client, url, target, headers, progress, limits.rate)
+    return await fetch_once(client, url, target, headers, progress, limits.rate, size_learned)
 
 
 async def download_file(
@@ -62,6 +63,7 @@ async def download_file(
     settings: Settings,
     progress: Progress,
     limits: Limits,
+    size_learned: SizeLearned | None = None,
 ) -> str:
     """Fill ``target.part`` from the first URL that can; return its SHA-256.
 
@@ -90,8 +92,9 @@ async def download_file(
                 before = high_water
                 try:
                     return await fetch_from(
-                        client, url, target, auth_headers(settings, url), tracking, limits
-                    )
+                        client, url, target, auth_headers(settings, url), tracking, limits,
+                        size_learned,
+                    )  # fmt: skip
                 except ChecksumMismatch:
                     await anyio.to_thread.run_sync(discard_part, target)
                     if checksum_retried:

@@ -28,12 +28,15 @@ from sidecar.wire import PartRecord
 log = logging.getLogger(__name__)
 
 WRITE_BATCH = 1024 * 1024  # bytes handed to the worker threads per write+hash
+BATCH_AGE = 0.25  # ...or fewer, once they waited this long: a slow line still shows progress
 SYNC_EVERY = 64 * 1024 * 1024
 PIPELINE_DEPTH = 4  # batches received ahead of the disk: memory stays flat (~5 MiB a file)
 CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 # Called with how many bytes of the file are on disk now (it drops when a part restarts).
 Progress = Callable[[int], None]
+# Called with the file's full size when a manifest did not give it and the server does.
+SizeLearned = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ async def fetch_once(
     headers: dict[str, str],
     progress: Progress,
     rate: RateLimiter,
+    size_learned: SizeLearned | None = None,
 ) -> str:
     """One attempt from one URL over one connection. Returns the part's SHA-256."""
     writer = _PartWriter(target)
@@ -154,7 +158,9 @@ async def fetch_once(
         if target.expected_size is None or offset < target.expected_size:
             record = await anyio.to_thread.run_sync(read_record, target)
             request_headers = headers | _resume_headers(record, url, offset)
-            await _stream_into(client, url, target, request_headers, writer, progress, rate)
+            await _stream_into(
+                client, url, target, request_headers, writer, progress, rate, size_learned
+            )
         await anyio.to_thread.run_sync(writer.part.sync)
         return _check_complete(target, writer)
     finally:
@@ -170,6 +176,7 @@ async def _stream_into(
     writer: _PartWriter,
     progress: Progress,
     rate: RateLimiter,
+    size_learned: SizeLearned | None,
 ) -> None:
     with map_transport_errors():
         async with client.stream("GET", url, headers=headers) as response:
@@ -186,6 +193,9 @@ async def _stream_into(
                     await anyio.to_thread.run_sync(writer.restart)
                     progress(0)
             await anyio.to_thread.run_sync(_save_record, target, url, response)
+            full_size = _full_size(response)
+            if size_learned is not None and target.expected_size is None and full_size:
+                size_learned(full_size)
             # Raw bytes unless the server insisted on compressing a whole-body reply.
             encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
             chunks = response.aiter_bytes() if encoded else response.aiter_raw()
@@ -215,6 +225,7 @@ async def _pump(
             async with send:
                 pending: list[bytes] = []
                 pending_size = 0
+                batch_due = anyio.current_time() + BATCH_AGE
                 received = writer.size
                 dropped: httpx.HTTPError | None = None
                 try:
@@ -225,9 +236,10 @@ async def _pump(
                             raise TransientError("server sent more bytes than the manifest says")
                         pending.append(chunk)
                         pending_size += len(chunk)
-                        if pending_size >= WRITE_BATCH:
+                        if pending_size >= WRITE_BATCH or anyio.current_time() >= batch_due:
                             await send.send(pending)
                             pending, pending_size = [], 0
+                            batch_due = anyio.current_time() + BATCH_AGE
                 except httpx.HTTPError as exc:
                     dropped = exc  # keep every byte that did arrive: the retry resumes after it
                 if pending:
@@ -257,6 +269,18 @@ def _keep_prefix_of_segmented_part(target: FileTarget) -> None:
         handle.truncate(prefix)
     plain = record.model_copy(update={"done": None})
     atomic_write_bytes(target.record_path, plain.model_dump_json(by_alias=True).encode())
+
+
+def _full_size(response: httpx.Response) -> int | None:
+    """The whole file's size as the reply states it (None when it does not, or is
+    compressed)."""
+    if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+        return None
+    if response.status_code == 206:
+        match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+        return int(match.group(3)) if match and match.group(3) != "*" else None
+    length = response.headers.get("Content-Length", "")
+    return int(length) if length.isdigit() else None
 
 
 def _check_length(response: httpx.Response, target: FileTarget) -> None:

@@ -237,6 +237,13 @@ class TaskRunner:
             task.add_bytes(size - on_disk[file.path])
             on_disk[file.path] = size
 
+        learned = 0  # a plain URL's size, once its server states it
+
+        def size_learned(size: int) -> None:
+            nonlocal learned
+            task.bytes_total += size - learned
+            learned = size
+
         lock = OwnedLock(
             part.with_name(part.name + ".lock"), task.model_id, task.version,
             self.settings.lock_timeout_ms,
@@ -252,7 +259,7 @@ class TaskRunner:
             with map_disk_full(self.layout.root):
                 return await download_file(
                     self.client, self._urls(task, file), target, self.settings, progress,
-                    self.limits,
+                    self.limits, size_learned,
                 )  # fmt: skip
         finally:
             with anyio.CancelScope(shield=True):

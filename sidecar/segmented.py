@@ -17,6 +17,7 @@ import httpx
 
 from sidecar.errors import ChecksumMismatch
 from sidecar.fetch import (
+    BATCH_AGE,
     CONTENT_RANGE,
     FileTarget,
     Progress,
@@ -208,15 +209,21 @@ class SegmentedFetch:
                 await self._remember_validator(response)
                 pending: list[bytes] = []
                 pending_size = 0
+                batch_due = anyio.current_time() + BATCH_AGE
                 try:
                     async for chunk in response.aiter_raw():
                         await self.limits.rate.consume(len(chunk))
                         pending.append(chunk)
                         pending_size += len(chunk)
-                        if pending_size >= BATCH or unit.position + pending_size >= unit.end:
+                        if (
+                            pending_size >= BATCH
+                            or unit.position + pending_size >= unit.end
+                            or anyio.current_time() >= batch_due
+                        ):
                             if not await self._write(unit, pending):
                                 return  # our tail was given to another connection
                             pending, pending_size = [], 0
+                            batch_due = anyio.current_time() + BATCH_AGE
                 finally:
                     if pending:  # a dropped connection keeps every byte that arrived
                         with anyio.CancelScope(shield=True):

@@ -233,13 +233,21 @@ def test_not_enough_disk_space_starts_nothing(start_sidecar, repo: RepoServer, h
 
 
 def test_install_url_downloads_a_plain_file(start_sidecar, repo: RepoServer):
-    repo.add("gguf-host", "1", {"tiny.gguf": b"GGUF" + os.urandom(10_000)})
+    repo.add("gguf-host", "1", {"tiny.gguf": b"GGUF" + os.urandom(800_000)})
     data = repo.models["gguf-host"].versions["1"].files["tiny.gguf"]
+    repo.bytes_per_second = 800_000  # a second: several progress notifications
     sidecar = start_sidecar()
     url = f"{repo.url}/storage/models/gguf-host/1/tiny.gguf"
     started = sidecar.call("installUrl", {"url": url, "mode": "llm", "sha256": sha256(data)})
     task = sidecar.wait_task(started["taskId"], {"ready", "failed"})
     assert task["state"] == "ready", task
+    assert task["bytesTotal"] == len(data)
+    # The size comes from the server's Content-Length while it downloads, not at the end.
+    partial = [
+        n["params"] for n in sidecar.notifications
+        if n["method"] == "task.progress" and 0 < n["params"]["bytesDone"] < len(data)
+    ]  # fmt: skip
+    assert partial and all(p["bytesTotal"] == len(data) for p in partial), partial[:3]
     path = sidecar.call("getModelPath", {"modelId": "tiny"})
     assert (Path(path["path"]) / "tiny.gguf").read_bytes() == data
     with pytest.raises(RpcError) as raised:
