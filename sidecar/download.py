@@ -13,7 +13,13 @@ import httpx
 from sidecar.config import Settings
 from sidecar.errors import ChecksumMismatch, NetworkError, RepositoryUnavailable
 from sidecar.fetch import FileTarget, Progress, SizeLearned, discard_part, fetch_once
-from sidecar.http import ConnectionFailed, SourceFailed, TransientError, auth_headers
+from sidecar.http import (
+    ConnectionFailed,
+    ServerRefused,
+    SourceFailed,
+    TransientError,
+    auth_headers,
+)
 from sidecar.segmented import Limits, RangesUnsupported, SegmentedFetch
 
 log = logging.getLogger(__name__)
@@ -70,7 +76,9 @@ async def download_file(
     Each URL gets ``retries_per_file`` attempts, counted afresh whenever an attempt
     added bytes (a flaky link that makes progress is not failing). When every URL's
     last attempt found nothing listening, the network is down: the task waits, its
-    part kept, for up to ``network_patience`` seconds before it fails.
+    part kept, for up to ``network_patience`` seconds before it fails. When every
+    URL's last answer was the server's (an HTTP error, a page that is not the file),
+    the repository is unavailable; anything else (resets, stalls) is the network.
     """
     checksum_retried = False
     patience_deadline: float | None = None
@@ -88,6 +96,7 @@ async def download_file(
         for url in urls:
             attempt = 0
             url_down = False
+            server_answered = True  # the last failure was the server's answer, not the line
             while attempt < settings.retries_per_file:
                 before = high_water
                 try:
@@ -107,9 +116,10 @@ async def download_file(
                     last_problem = str(exc)
                     log.warning("%s", exc)
                     url_down = False
+                    server_answered = True
                     break
                 except TransientError as exc:
-                    only_source_failures = False
+                    server_answered = isinstance(exc, ServerRefused)
                     url_down = isinstance(exc, ConnectionFailed)
                     last_problem = str(exc)
                     if before >= 0 and high_water > before:
@@ -124,6 +134,7 @@ async def download_file(
                     if attempt < settings.retries_per_file:
                         await anyio.sleep(delay)
             network_down = network_down and url_down
+            only_source_failures = only_source_failures and server_answered
         if not urls or only_source_failures:
             raise RepositoryUnavailable(f"no source serves {target.part.name}: {last_problem}")
         if not network_down:

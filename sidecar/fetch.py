@@ -21,7 +21,13 @@ from sidecar.errors import ChecksumMismatch
 from sidecar.fileio import PartHandle
 from sidecar.fsutil import atomic_write_bytes
 from sidecar.hashing import hash_into
-from sidecar.http import SourceFailed, TransientError, map_transport_errors, raise_for_status
+from sidecar.http import (
+    ServerRefused,
+    SourceFailed,
+    TransientError,
+    map_transport_errors,
+    raise_for_status,
+)
 from sidecar.ratelimit import RateLimiter
 from sidecar.wire import PartRecord
 
@@ -186,7 +192,7 @@ async def _stream_into(
                 if response.status_code != 200:
                     await anyio.to_thread.run_sync(writer.restart)
                     progress(0)
-                    raise TransientError(f"unusable {response.status_code} reply: starting over")
+                    raise ServerRefused(f"unusable {response.status_code} reply: starting over")
                 _check_length(response, target)
                 if writer.size:
                     log.info("server sent the whole file: restarting %s", target.part.name)
@@ -233,7 +239,7 @@ async def _pump(
                         await rate.consume(len(chunk))
                         received += len(chunk)
                         if target.expected_size is not None and received > target.expected_size:
-                            raise TransientError("server sent more bytes than the manifest says")
+                            raise ServerRefused("server sent more bytes than the manifest says")
                         pending.append(chunk)
                         pending_size += len(chunk)
                         if pending_size >= WRITE_BATCH or anyio.current_time() >= batch_due:
@@ -289,7 +295,7 @@ def _check_length(response: httpx.Response, target: FileTarget) -> None:
     encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
     expected = target.expected_size
     if length is not None and not encoded and expected is not None and int(length) != expected:
-        raise TransientError(f"reply has {length} bytes, manifest says {expected}")
+        raise ServerRefused(f"reply has {length} bytes, manifest says {expected}")
 
 
 def _check_complete(target: FileTarget, writer: _PartWriter) -> str:

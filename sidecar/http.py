@@ -26,6 +26,11 @@ class ConnectionFailed(TransientError):
     """Nothing answered at all: the network (or the server) is down."""
 
 
+class ServerRefused(TransientError):
+    """The server answered, but not with the file (5xx, 429, a page of the wrong size):
+    worth retrying, and if it lasts, the repository is unavailable, not the network."""
+
+
 class SourceFailed(Exception):
     """This URL cannot serve the file (404, 403, ...); try the next mirror."""
 
@@ -67,7 +72,7 @@ def parse_retry_after(value: str | None) -> float | None:
 def raise_for_status(response: httpx.Response) -> None:
     status = response.status_code
     if status in (408, 425, 429) or status >= 500:
-        raise TransientError(
+        raise ServerRefused(
             f"HTTP {status} from {response.url}",
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )

@@ -28,7 +28,7 @@ from sidecar.fetch import (
 from sidecar.fileio import PartHandle
 from sidecar.fsutil import atomic_write_bytes
 from sidecar.hashing import READ_SIZE
-from sidecar.http import TransientError, map_transport_errors, raise_for_status
+from sidecar.http import ServerRefused, TransientError, map_transport_errors, raise_for_status
 from sidecar.ratelimit import RateLimiter
 from sidecar.segments import SegmentPlan, Unit
 from sidecar.wire import PartRecord
@@ -201,11 +201,11 @@ class SegmentedFetch:
                     raise RangesUnsupported(f"HTTP {response.status_code} to a ranged request")
                 match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
                 if not match or int(match.group(1)) != unit.position:
-                    raise TransientError("Content-Range does not start where asked")
+                    raise ServerRefused("Content-Range does not start where asked")
                 if match.group(3) != "*" and int(match.group(3)) != self.total:
-                    raise TransientError("the file on the server has another size")
+                    raise ServerRefused("the file on the server has another size")
                 if response.headers.get("Content-Encoding", "identity").lower() != "identity":
-                    raise TransientError("a compressed ranged reply")
+                    raise ServerRefused("a compressed ranged reply")
                 await self._remember_validator(response)
                 pending: list[bytes] = []
                 pending_size = 0
