@@ -53,8 +53,9 @@ async def run(settings: Settings) -> None:
 
         async def serve_stdin() -> None:
             async with anyio.create_task_group() as stdin:
+                await stdin.start(writer.run_answer_writer)
                 await stdin.start(reader.run)
-                favour_the_protocol(reader.thread_id)
+                favour_the_protocol({reader.thread_id, writer.answer_thread_id})
                 await server.serve(reader.lines())
                 stdin.cancel_scope.cancel()
             log.info("stdin closed: shutting down")

@@ -10,6 +10,8 @@ import json
 import logging
 import os
 import queue
+import select
+import stat
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -77,15 +79,17 @@ class StdinReader:
                 if answer is None:
                     self._queue.put(line)
                 else:
-                    self._writer.write_now(answer)
+                    self._writer.answer_now(answer)
             if not data:
                 self._queue.put(_EndOfInput())
                 return
 
     def _answer_here(self, line: bytes) -> bytes | None:
+        # jsonrpcserver turns a handler's exception into an error answer itself; this
+        # guards the lane's own code, and the loop then answers the line instead.
         try:
             return self._fast_lane(line)
-        except Exception:  # the loop answers it instead, with the usual error handling
+        except Exception:
             log.exception("fast lane failed; the event loop answers instead")
             return None
 
@@ -121,15 +125,73 @@ def encode_message(message: Any) -> bytes:
 
 class LineWriter:
     """One writer: each message is one whole line, never interleaved. The event loop
-    writes through ``send`` (in order, in a worker thread); the stdin thread through
-    ``write_now``."""
+    writes through ``send`` (in order, in a worker thread). The stdin thread never
+    blocks on a full stdout (``answer_now``): a client that writes a burst of requests
+    before it reads any answer would otherwise deadlock with us."""
 
     def __init__(self, output: IO[bytes]) -> None:
-        self._output = output
+        self._output = output  # kept open for the process's life
+        self._fd = output.fileno()
+        # Only a pipe is made non-blocking: a terminal's flags are shared with the shell.
+        self._nonblocking = sys.platform != "win32" and stat.S_ISFIFO(os.fstat(self._fd).st_mode)
+        if self._nonblocking:
+            os.set_blocking(self._fd, False)
         self._lock = anyio.Lock()  # the loop's messages go out in the order they were sent
-        self._write_lock = threading.Lock()  # between the loop's writes and the fast lane's
+        self._write_lock = threading.Lock()  # whole lines, whichever thread writes
         self._limiter = anyio.CapacityLimiter(1)  # never queued behind download threads
+        self._answers: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._answer_limiter = anyio.CapacityLimiter(1)
+        self.answer_thread_id = 0  # the answer writer's native id, once it runs
         self.broken = False
+
+    async def run_answer_writer(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Write the stdin thread's queued answers until cancelled (the thread is
+        abandoned)."""
+        running = anyio.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(
+                partial(
+                    anyio.to_thread.run_sync,
+                    self._write_answers,
+                    running.set,
+                    abandon_on_cancel=True,
+                    limiter=self._answer_limiter,
+                )
+            )
+            await running.wait()
+            task_status.started()
+
+    def _write_answers(self, started: Callable[[], None]) -> None:
+        self.answer_thread_id = threading.get_native_id()
+        anyio.from_thread.run_sync(started)
+        while True:
+            self.write_now(self._answers.get())
+
+    def answer_now(self, line: bytes) -> None:
+        """From the stdin thread, never blocking. Written at once when stdout has room
+        (the usual case: a hand-off to another thread costs the answer a GIL wait),
+        else queued for the answer writer."""
+        if (
+            self._nonblocking
+            and len(line) <= select.PIPE_BUF
+            and self._answers.empty()
+            and self._write_lock.acquire(blocking=False)
+        ):
+            try:
+                if self.broken:
+                    return
+                os.write(self._fd, line)  # at most PIPE_BUF to a pipe: all or nothing
+                return
+            except BlockingIOError:
+                pass  # the pipe is full: the answer writer waits for room
+            except OSError:
+                self.broken = True
+                return
+            finally:
+                self._write_lock.release()
+        self._answers.put(line)
 
     async def send_raw(self, line: bytes) -> None:
         async with self._lock:
@@ -143,10 +205,14 @@ class LineWriter:
         with self._write_lock:
             if self.broken:
                 return
+            view = memoryview(data)
             try:
-                view = memoryview(data)
                 while view:
-                    written = self._output.write(view)
-                    view = view[written or 0 :]
+                    try:
+                        view = view[os.write(self._fd, view) :]
+                    except BlockingIOError:  # our non-blocking pipe is full: wait for room
+                        poller = select.poll()
+                        poller.register(self._fd, select.POLLOUT)
+                        poller.poll()
             except OSError:  # BrokenPipeError among them: the reader is gone, EOF ends us
                 self.broken = True

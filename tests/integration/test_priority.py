@@ -1,5 +1,6 @@
 """Downloads are background work: on Linux every sidecar thread but the stdin reader
-runs at a lower priority, so getModelPath is answered first when the CPU is short."""
+and its answer writer runs at a lower priority, so getModelPath is answered first
+when the CPU is short."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def nice_values(pid: int) -> dict[int, int]:
     return values
 
 
-def test_only_the_stdin_thread_keeps_the_normal_priority(
+def test_only_the_protocol_threads_keep_the_normal_priority(
     start_sidecar: Callable[..., Sidecar],
 ) -> None:
     sidecar = start_sidecar()
@@ -33,4 +34,5 @@ def test_only_the_stdin_thread_keeps_the_normal_priority(
     ours = os.getpriority(os.PRIO_PROCESS, 0)
     values = nice_values(sidecar.process.pid)
     assert values[sidecar.process.pid] == min(19, ours + BACKGROUND_NICENESS)  # the loop
-    assert sorted(values.values()).count(ours) == 1, values  # the stdin reader alone
+    # The stdin reader and the writer of its answers, no other.
+    assert sorted(values.values()).count(ours) == 2, values

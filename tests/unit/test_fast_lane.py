@@ -51,7 +51,8 @@ def test_get_model_path_is_answered_while_the_loop_serves_nothing(
         writer = LineWriter(output)
         reader = StdinReader(stdin_read, 1024, lane, writer)
         async with anyio.create_task_group() as group:
-            group.start_soon(reader.run)
+            await group.start(writer.run_answer_writer)
+            await group.start(reader.run)
             lines = [
                 request(1, "listTasks", {}),
                 request(2, "getModelPath", {"modelId": "whisper"}),
@@ -92,3 +93,31 @@ def test_get_model_path_is_answered_while_the_loop_serves_nothing(
         TooLong(1024),
     ]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no lane failed
+
+
+def test_a_burst_written_before_any_answer_is_read_does_not_deadlock() -> None:
+    """A synchronous client writes all its requests, then reads: the stdin thread must
+    keep reading while stdout is full."""
+    stdin_read, stdin_write = os.pipe()
+    stdout_read, stdout_write = os.pipe()
+    output = os.fdopen(stdout_write, "wb", buffering=0)
+    burst = b"".join(request(i, "getModelPath", {"modelId": "whisper"}) for i in range(3000))
+    assert len(burst) > 4 * 65536  # more than both pipes hold
+
+    async def scenario() -> list[dict[str, Any]]:
+        writer = LineWriter(output)
+        reader = StdinReader(stdin_read, 1024, FastLane({"getModelPath": get_model_path}), writer)
+        async with anyio.create_task_group() as group:
+            await group.start(writer.run_answer_writer)
+            await group.start(reader.run)
+            with anyio.fail_after(20):  # the old reader blocked on stdout: this never ended
+                await anyio.to_thread.run_sync(os.write, stdin_write, burst, abandon_on_cancel=True)
+            answers = await anyio.to_thread.run_sync(read_answers, stdout_read, 3000)
+            group.cancel_scope.cancel()
+        return answers
+
+    answers = anyio.run(scenario)
+    output.close()
+    for fd in (stdin_read, stdin_write, stdout_read):
+        os.close(fd)
+    assert sorted(a["id"] for a in answers) == list(range(3000))
