@@ -56,7 +56,6 @@ class Limits:
         default_factory=lambda: anyio.CapacityLimiter(64)
     )  # shared by every file
     rate: RateLimiter = field(default_factory=RateLimiter)
-    received: int = 0  # bytes received by every file, for the connection count
 
 
 class SegmentedFetch:
@@ -86,6 +85,7 @@ class SegmentedFetch:
         self.hasher = hashlib.sha256()
         self.hashed = 0
         self.workers = 0
+        self.received = 0  # bytes that arrived, for the connection count
         self.unsaved = 0  # bytes written since the last save
         self.save_wanted = anyio.Event()
 
@@ -137,23 +137,27 @@ class SegmentedFetch:
         group.start_soon(self._work)
 
     async def _adapt(self, group: anyio.abc.TaskGroup) -> None:
-        """Double the connections while the last doubling raised the throughput by a
-        quarter or more, and the event loop keeps up. The throughput is that of every
-        download together: when the line is full, more connections for one file only
-        take from the others. When the loop wakes late, the CPU is full: more
-        connections would only add parsing work and slow the protocol's answers."""
+        """Double the connections while a doubling raised this file's throughput by a
+        quarter or more: each connection was capped, not the line. The rate is counted
+        as bytes arrive and judged only once the new connections had a window to start.
+        A rate that falls lowers the baseline, so the file probes again when the line
+        frees up (another download ended). Nothing is added while the event loop
+        wakes late: the CPU is full, and more connections would only add parsing work
+        and slow the protocol's answers."""
         await self.confirmed.wait()
         for _ in range(min(INITIAL_CONNECTIONS, self.limits.max_connections) - self.workers):
             self._add_worker(group)
-        before_adding = 0.0
+        before_adding = 0.0  # the first doubling needs only some rate: start small, fast
         while self.workers > 0 and not self.plan.complete:
-            start, started_at = self.limits.received, anyio.current_time()
+            start, started_at = self.received, anyio.current_time()
             await anyio.sleep(ADAPT_EVERY)
             elapsed = anyio.current_time() - started_at
-            rate = (self.limits.received - start) / elapsed
+            rate = (self.received - start) / elapsed
+            if rate * DOUBLING_GAIN < before_adding:
+                before_adding = rate
             room = self.limits.max_connections - self.workers
-            loop_busy = elapsed > ADAPT_EVERY * 1.2
-            if room <= 0 or loop_busy or rate < before_adding * DOUBLING_GAIN:
+            loop_busy = elapsed > ADAPT_EVERY * 1.5
+            if room <= 0 or loop_busy or rate <= 0 or rate < before_adding * DOUBLING_GAIN:
                 continue
             before_adding = rate
             for _ in range(min(self.workers, room)):
@@ -164,6 +168,7 @@ class SegmentedFetch:
                 self.workers,
                 rate / 1e6,
             )
+            await anyio.sleep(ADAPT_EVERY)  # judge the new count once it has started
 
     async def _work(self) -> None:
         try:
@@ -213,6 +218,7 @@ class SegmentedFetch:
                 try:
                     async for chunk in response.aiter_raw():
                         await self.limits.rate.consume(len(chunk))
+                        self.received += len(chunk)
                         pending.append(chunk)
                         pending_size += len(chunk)
                         if (
@@ -244,7 +250,6 @@ class SegmentedFetch:
             await anyio.to_thread.run_sync(self.file.write_at, kept, unit.position)
             self.plan.mark_done(unit.position, unit.position + size)
             unit.position += size
-            self.limits.received += size
             self.unsaved += size
             if self.unsaved >= SAVE_BYTES:
                 self.save_wanted.set()
