@@ -186,6 +186,11 @@ async def _stream_into(
 ) -> None:
     with map_transport_errors():
         async with client.stream("GET", url, headers=headers) as response:
+            if _already_complete(response, writer.size):
+                # A plain URL's part was whole when a kill came before the install.
+                if size_learned is not None:
+                    size_learned(writer.size)
+                return
             raise_for_status(response)
             appending = response.status_code == 206 and _continues_at(response, writer.size)
             if not appending:
@@ -275,6 +280,15 @@ def _keep_prefix_of_segmented_part(target: FileTarget) -> None:
         handle.truncate(prefix)
     plain = record.model_copy(update={"done": None})
     atomic_write_bytes(target.record_path, plain.model_dump_json(by_alias=True).encode())
+
+
+def _already_complete(response: httpx.Response, offset: int) -> bool:
+    """416 to ``Range: bytes=<offset>-`` with ``Content-Range: bytes */<offset>``: the
+    part holds the whole file (its hash is still checked)."""
+    if response.status_code != 416 or offset <= 0:
+        return False
+    content_range: str = response.headers.get("Content-Range", "")
+    return content_range == f"bytes */{offset}"
 
 
 def _full_size(response: httpx.Response) -> int | None:

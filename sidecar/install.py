@@ -85,6 +85,23 @@ def remove_parts(layout: HomeLayout, model_id: str, version: str) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def remove_legacy_parts(layout: HomeLayout) -> list[Path]:
+    """Parts and staging folders named before names were joined with "@" (their
+    owners cannot be told apart, so they cannot be resumed): free their space."""
+    removed = []
+    for path in layout.temp.iterdir():
+        legacy = "@" not in path.name and path.name.endswith(
+            (".part", ".part.json", ".part.lock", ".staging")
+        )
+        if legacy:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def part_sizes(parts: dict[str, Path]) -> dict[str, int]:
     sizes = {}
     for relative, part in parts.items():

@@ -22,7 +22,7 @@ from sidecar.errors import (
 )
 from sidecar.fsutil import sweep_temp_files
 from sidecar.hooks import DownloadHooks, NoHooks, Notify
-from sidecar.install import remove_parts
+from sidecar.install import remove_legacy_parts, remove_parts
 from sidecar.layout import HomeLayout
 from sidecar.library import Library
 from sidecar.locks import clean_stale_lock_files
@@ -103,6 +103,8 @@ class Manager:
         ]
         for path in leftovers:
             log.info("removed a temp file a kill left behind: %s", path)
+        for path in remove_legacy_parts(self.layout):
+            log.info("removed a part named by an older version: %s", path.name)
         for folder in (self.layout.task_locks, self.layout.temp):
             for path in clean_stale_lock_files(folder):
                 log.info("removed stale lock %s", path.name)

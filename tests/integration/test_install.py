@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.wire import PartRecord
 from tests.support.repo_server import RepoServer, sha256
 from tests.support.sidecar_proc import RpcError
 
@@ -307,3 +308,31 @@ def test_a_missing_requirement_refuses_the_install_and_starts_nothing(
     assert raised.value.data["code"] == "MODEL_NOT_FOUND"
     assert sidecar.call("listTasks")["tasks"] == []
     assert repo.file_requests() == []
+
+
+def test_install_url_with_a_whole_part_installs_without_fetching(
+    start_sidecar, repo: RepoServer, home: Path
+):
+    """Killed after the last byte, before the install: the server answers the resume
+    with 416, which means the part is whole, not that the file is gone."""
+    repo.add("gguf-host", "1", {"tiny.gguf": b"GGUF" + os.urandom(50_000)})
+    data = repo.models["gguf-host"].versions["1"].files["tiny.gguf"]
+    url = f"{repo.url}/storage/models/gguf-host/1/tiny.gguf"
+    digest = sha256(data)
+    part = home / "temp" / f"tiny@{digest[:16]}@tiny.gguf.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data)
+    record = PartRecord(url=url, sha256=digest)
+    (home / "temp" / (part.name + ".json")).write_text(record.model_dump_json(by_alias=True))
+    # Left by an older build under the ambiguous names: removed at start.
+    legacy = home / "temp" / "old_1.w.bin.part"
+    legacy.write_bytes(b"x" * 1000)
+    sidecar = start_sidecar()
+    started = sidecar.call("installUrl", {"url": url, "mode": "llm", "sha256": digest})
+    task = sidecar.wait_task(started["taskId"], {"ready", "failed"})
+    assert task["state"] == "ready", task
+    assert task["bytesTotal"] == len(data)
+    assert repo.storage_bytes() == 0  # nothing fetched again
+    path = sidecar.call("getModelPath", {"modelId": "tiny"})
+    assert (Path(path["path"]) / "tiny.gguf").read_bytes() == data
+    assert not legacy.exists()
