@@ -71,7 +71,9 @@ def parse_retry_after(value: str | None) -> float | None:
 
 def raise_for_status(response: httpx.Response) -> None:
     status = response.status_code
-    if status in (408, 425, 429) or status >= 500:
+    if status in (408, 425):  # too slow or too early: timing, not the repository
+        raise TransientError(f"HTTP {status} from {response.url}")
+    if status == 429 or status >= 500:
         raise ServerRefused(
             f"HTTP {status} from {response.url}",
             retry_after=parse_retry_after(response.headers.get("Retry-After")),

@@ -21,10 +21,11 @@ class LineSplitter:
 
     def feed(self, data: bytes) -> list[bytes | TooLong]:
         """The lines ``data`` completes (without newline or CR; blank ones dropped)."""
+        scan_from = len(self._buffer)  # what is held has no newline: look only at the new
         self._buffer += data
         lines: list[bytes | TooLong] = []
         start = 0
-        while (newline := self._buffer.find(b"\n", start)) >= 0:
+        while (newline := self._buffer.find(b"\n", max(start, scan_from))) >= 0:
             line = bytes(self._buffer[start:newline])
             start = newline + 1
             if self._skipping:
