@@ -32,6 +32,24 @@ QUEUED_LINES = 256  # lines waiting for the loop before the reader stops reading
 FastLane = Callable[[bytes], bytes | None]
 
 
+async def run_in_own_thread(
+    work: Callable[[Callable[[], None]], None],
+    limiter: anyio.CapacityLimiter,
+    task_status: TaskStatus[None],
+) -> None:
+    """Run blocking ``work`` in a worker thread of its own for as long as it runs;
+    started once ``work`` calls the function it is given. Cancelling abandons it."""
+    running = anyio.Event()
+    async with anyio.create_task_group() as group:
+        group.start_soon(
+            partial(
+                anyio.to_thread.run_sync, work, running.set, abandon_on_cancel=True, limiter=limiter
+            )
+        )
+        await running.wait()
+        task_status.started()
+
+
 class _EndOfInput:
     pass
 
@@ -51,19 +69,7 @@ class StdinReader:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Read until end of input; started once the reading thread runs. Cancelling
         abandons the thread blocked in read(); the process leaves with os._exit."""
-        running = anyio.Event()
-        async with anyio.create_task_group() as group:
-            group.start_soon(
-                partial(
-                    anyio.to_thread.run_sync,
-                    self._pump,
-                    running.set,
-                    abandon_on_cancel=True,
-                    limiter=self._pump_limiter,
-                )
-            )
-            await running.wait()
-            task_status.started()
+        await run_in_own_thread(self._pump, self._pump_limiter, task_status)
 
     def _pump(self, started: Callable[[], None]) -> None:
         self.thread_id = threading.get_native_id()
@@ -139,7 +145,7 @@ class LineWriter:
         self._lock = anyio.Lock()  # the loop's messages go out in the order they were sent
         self._write_lock = threading.Lock()  # whole lines, whichever thread writes
         self._limiter = anyio.CapacityLimiter(1)  # never queued behind download threads
-        self._answers: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._answer_limiter = anyio.CapacityLimiter(1)
         self.answer_thread_id = 0  # the answer writer's native id, once it runs
         self.broken = False
@@ -147,27 +153,19 @@ class LineWriter:
     async def run_answer_writer(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Write the stdin thread's queued answers until cancelled (the thread is
-        abandoned)."""
-        running = anyio.Event()
-        async with anyio.create_task_group() as group:
-            group.start_soon(
-                partial(
-                    anyio.to_thread.run_sync,
-                    self._write_answers,
-                    running.set,
-                    abandon_on_cancel=True,
-                    limiter=self._answer_limiter,
-                )
-            )
-            await running.wait()
-            task_status.started()
+        """Write the stdin thread's queued answers until cancelled; the thread then
+        ends after the answers queued before it."""
+        try:
+            await run_in_own_thread(self._write_answers, self._answer_limiter, task_status)
+        finally:
+            self._answers.put(None)  # the answer writer's last item
 
     def _write_answers(self, started: Callable[[], None]) -> None:
         self.answer_thread_id = threading.get_native_id()
         anyio.from_thread.run_sync(started)
-        while True:
-            self.write_now(self._answers.get())
+        # A worker thread that never returns keeps the interpreter from exiting.
+        while (line := self._answers.get()) is not None:
+            self.write_now(line)
 
     def answer_now(self, line: bytes) -> None:
         """From the stdin thread, never blocking. Written at once when stdout has room

@@ -118,6 +118,6 @@ def test_a_burst_written_before_any_answer_is_read_does_not_deadlock() -> None:
 
     answers = anyio.run(scenario)
     output.close()
-    for fd in (stdin_read, stdin_write, stdout_read):
+    for fd in (stdin_write, stdin_read, stdout_read):  # EOF first: the reader ends on it
         os.close(fd)
     assert sorted(a["id"] for a in answers) == list(range(3000))
