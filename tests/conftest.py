@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,19 @@ from tests.support.sidecar_proc import Sidecar
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def no_thread_outlives_its_test() -> Iterator[None]:
+    """A non-daemon thread left running keeps pytest from exiting after the last test
+    (CI then hangs to its time limit): fail the test that left it instead."""
+    before = set(threading.enumerate())
+    yield
+    left = [t for t in threading.enumerate() if t not in before and not t.daemon]
+    for thread in left:
+        thread.join(timeout=5)
+    still_running = [t.name for t in left if t.is_alive()]
+    assert not still_running, f"threads still running after the test: {still_running}"
 
 
 @pytest.fixture
