@@ -121,7 +121,13 @@ def test_ctrl_c_keeps_parts_then_tasks_pause_resume(tmp_path: Path):
             "--repository", server.url, "install", "big-model",
         ]  # fmt: skip
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            # A run started in the background (nohup, `&`) inherits SIGINT ignored.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         part = home / "temp" / "big-model@1.0.0@weights.bin.part"
         deadline = time.monotonic() + 30
