@@ -250,9 +250,17 @@ def main() -> int:
         (f"peak RSS installing {args.rss_gib:g} GiB (MiB)", rss["rss"] / MiB, "<= 100"),
         ("getModelPath p99 during 3 downloads (ms)", loaded["p99_ms"], "< 5"),
     ]  # fmt: skip
+    # The tools alternate, so each run's pair saw the same machine state: the spread of
+    # those paired ratios shows how much of a result is this machine's noise.
+    spread = {
+        ratios[0][0]: [s["wall"] / c["wall"] for s, c in zip(side, curl, strict=True)],
+        ratios[2][0]: [s["wall"] / a["wall"] for s, a in zip(side_c, aria, strict=True)],
+    }
     print()
     for label, value, target in ratios:
-        print(f"{label:48} = {value:7.2f}  (target {target})")
+        runs = spread.get(label)
+        paired = f"  runs {min(runs):.2f}-{max(runs):.2f}" if runs else ""
+        print(f"{label:48} = {value:7.2f}  (target {target}){paired}")
     print(f"getModelPath p50 {loaded['p50_ms']:.2f} ms over {loaded['samples']:.0f} calls")
     shutil.rmtree(work, ignore_errors=True)
     return 0
