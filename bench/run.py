@@ -116,7 +116,16 @@ def sidecar_install(work: Path, port: int, model_ids: list[str],
     finally:
         sidecar.stop()
         sidecar.cleanup()
+        shutil.rmtree(home, ignore_errors=True)
+        quiet_disk()
     return {"wall": wall, "cpu": cpu, "rss": peak}
+
+
+def quiet_disk() -> None:
+    """Start every timed run with nothing waiting to be written or discarded: the
+    sidecar fsyncs, so a backlog left by the files generated or deleted before it
+    (this disk is mounted with discard) would slow it and never curl."""
+    os.sync()
 
 
 def probe_model_path(work: Path, port: int, model_ids: list[str]) -> dict[str, float]:
@@ -203,6 +212,7 @@ def main() -> int:
     publish(www, "huge", huge)
     for n in (1, 2, 3):
         publish(www, f"load{n}", big)
+    quiet_disk()
     user = "user root;" if os.geteuid() == 0 else ""
     (work / "nginx.conf").write_text(
         NGINX_CONF.format(root=work, user=user, plain=PLAIN_PORT, capped=CAPPED_PORT)
@@ -225,10 +235,19 @@ def main() -> int:
             hash_wall, hash_cpu, _ = timed(["sha256sum", str(out)])
             results["curl+sha256sum"].append({"wall": wall + hash_wall, "cpu": cpu + hash_cpu})
             out.unlink()
+            quiet_disk()
             results["sidecar-capped"].append(sidecar_install(work, CAPPED_PORT, ["capped"]))
             wall, cpu, _ = timed([*ARIA2C, "-d", str(work), "-o", "aria.bin", capped_url])
             results["aria2c-capped"].append({"wall": wall, "cpu": cpu})
             (work / "aria.bin").unlink(missing_ok=True)
+            quiet_disk()
+            walls = {name: runs[-1]["wall"] for name, runs in results.items()}
+            print(
+                f"  plain: sidecar {walls['sidecar']:.2f} s, curl {walls['curl']:.2f} s;"
+                f" capped: sidecar {walls['sidecar-capped']:.2f} s,"
+                f" aria2c {walls['aria2c-capped']:.2f} s",
+                flush=True,
+            )
         rss = sidecar_install(work, PLAIN_PORT, ["huge"]) if args.rss_gib else {"rss": 0}
         loaded = probe_model_path(work, PLAIN_PORT, ["load1", "load2", "load3"])
     finally:
