@@ -101,8 +101,7 @@ def timed(command: list[str]) -> tuple[float, float, int]:
 
 def sidecar_install(work: Path, port: int, model_ids: list[str],
                     extra: list[str] | None = None) -> dict[str, float]:  # fmt: skip
-    home = work / "home"
-    shutil.rmtree(home, ignore_errors=True)
+    home = work / "home"  # removed after each install, with the disk then synced
     sidecar = Sidecar(home, f"http://127.0.0.1:{port}", args=extra or [], env=QUIET).start()
     try:
         sidecar.call("getInfo")
@@ -194,6 +193,12 @@ def median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
+def paired_walls(ours: list[dict[str, float]], theirs: list[dict[str, float]]) -> list[float]:
+    """Wall ratios run by run: the tools alternate, so each pair saw the same machine
+    state, and their spread shows how much of a median ratio is this machine's noise."""
+    return [a["wall"] / b["wall"] for a, b in zip(ours, theirs, strict=True)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
@@ -264,24 +269,17 @@ def main() -> int:
         print(f"{name:34}{median(runs, 'wall'):9.2f}{median(runs, 'cpu'):9.2f}{rss_text}")
     ratios = [
         (f"plain {args.big_gib:g} GiB: sidecar wall / curl wall",
-         median(side, "wall") / median(curl, "wall"), "<= 1.3"),
+         median(side, "wall") / median(curl, "wall"), "<= 1.3", paired_walls(side, curl)),
         (f"plain {args.big_gib:g} GiB: sidecar cpu / (curl + sha256sum)",
-         median(side, "cpu") / median(both, "cpu"), "<= 1.5"),
+         median(side, "cpu") / median(both, "cpu"), "<= 1.5", None),
         ("capped 256 MiB: sidecar wall / aria2c -x16 wall",
-         median(side_c, "wall") / median(aria, "wall"), "<= 1.0"),
-        (f"peak RSS installing {args.rss_gib:g} GiB (MiB)", rss["rss"] / MiB, "<= 100"),
-        ("getModelPath p99 during 3 downloads (ms)", loaded["p99_ms"], "< 5"),
+         median(side_c, "wall") / median(aria, "wall"), "<= 1.0", paired_walls(side_c, aria)),
+        (f"peak RSS installing {args.rss_gib:g} GiB (MiB)", rss["rss"] / MiB, "<= 100", None),
+        ("getModelPath p99 during 3 downloads (ms)", loaded["p99_ms"], "< 5", None),
     ]  # fmt: skip
-    # The tools alternate, so each run's pair saw the same machine state: the spread of
-    # those paired ratios shows how much of a result is this machine's noise.
-    spread = {
-        ratios[0][0]: [s["wall"] / c["wall"] for s, c in zip(side, curl, strict=True)],
-        ratios[2][0]: [s["wall"] / a["wall"] for s, a in zip(side_c, aria, strict=True)],
-    }
     print()
-    for label, value, target in ratios:
-        runs = spread.get(label)
-        paired = f"  runs {min(runs):.2f}-{max(runs):.2f}" if runs else ""
+    for label, value, target, pairs in ratios:
+        paired = f"  runs {min(pairs):.2f}-{max(pairs):.2f}" if pairs else ""
         print(f"{label:48} = {value:7.2f}  (target {target}){paired}")
     # Not a target: the sidecar makes its bytes durable before it records them, and
     # curl's timing never includes writing them to the disk.
