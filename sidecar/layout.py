@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+NAME_MAX = 255  # bytes in one file name on ext4, APFS and NTFS (UTF-16 units there)
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,15 @@ class HomeLayout:
     # "a_b"@"c" and "a"@"b_c", or version "1.x" and file "x.y" of version "1", never meet.
 
     def part(self, model_id: str, version: str, file_path: str) -> Path:
-        name = self.part_prefix(model_id, version) + quote(file_path, safe="")
-        return self.temp / f"{name}.part"
+        prefix = self.part_prefix(model_id, version)
+        encoded = quote(file_path, safe="")
+        room = NAME_MAX - len(prefix) - len(".part.json")
+        if len(encoded) > room:
+            # Too long for one file name once encoded: keep a readable head and tell
+            # paths apart by their digest, after an "@" no encoded path contains.
+            digest = hashlib.sha256(file_path.encode("utf-8", "surrogatepass")).hexdigest()
+            encoded = f"{encoded[: max(0, room - 41)]}@{digest[:40]}"
+        return self.temp / f"{prefix}{encoded}.part"
 
     def part_prefix(self, model_id: str, version: str) -> str:
         return f"{model_id}@{version}@"

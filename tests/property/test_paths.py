@@ -51,3 +51,21 @@ def test_temp_names_of_different_downloads_never_meet(
         assert layout.task_lock(id_a, version_a) != layout.task_lock(id_b, version_b)
     if (id_a, version_a, file_a) != (id_b, version_b, file_b):
         assert layout.part(id_a, version_a, file_a) != layout.part(id_b, version_b, file_b)
+
+
+long_paths = st.text(st.characters(codec="utf-8"), min_size=1, max_size=300) | st.text(
+    st.characters(codec="utf-8", min_codepoint=0x80), min_size=20, max_size=120
+)
+
+
+@given(names, names, long_paths, long_paths)
+def test_part_names_fit_in_one_file_name_and_stay_apart(
+    model_id: str, version: str, file_a: str, file_b: str
+) -> None:
+    """Percent-encoding can make a path of 80 characters 250 bytes long."""
+    layout = HomeLayout(Path("/srv/home"))
+    part_a = layout.part(model_id, version, file_a)
+    assert len((part_a.name + ".json").encode()) <= 255
+    assert part_a.name.startswith(layout.part_prefix(model_id, version))
+    if file_a != file_b:
+        assert part_a != layout.part(model_id, version, file_b)
