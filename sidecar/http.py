@@ -70,16 +70,16 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def raise_for_status(response: httpx.Response) -> None:
-    status = response.status_code
+    check_status(response.status_code, str(response.url), response.headers.get("Retry-After"))
+
+
+def check_status(status: int, url: str, retry_after: str | None) -> None:
     if status in (408, 425):  # too slow or too early: timing, not the repository
-        raise TransientError(f"HTTP {status} from {response.url}")
+        raise TransientError(f"HTTP {status} from {url}")
     if status == 429 or status >= 500:
-        raise ServerRefused(
-            f"HTTP {status} from {response.url}",
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-        )
+        raise ServerRefused(f"HTTP {status} from {url}", retry_after=parse_retry_after(retry_after))
     if status >= 400:
-        raise SourceFailed(f"HTTP {status} from {response.url}")
+        raise SourceFailed(f"HTTP {status} from {url}")
 
 
 @contextmanager

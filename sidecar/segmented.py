@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -28,7 +29,14 @@ from sidecar.fetch import (
 from sidecar.fileio import PartHandle
 from sidecar.fsutil import atomic_write_bytes
 from sidecar.hashing import READ_SIZE
-from sidecar.http import ServerRefused, TransientError, map_transport_errors, raise_for_status
+from sidecar.http import (
+    ServerRefused,
+    TransientError,
+    check_status,
+    map_transport_errors,
+    raise_for_status,
+)
+from sidecar.rangeread import RangeConnection
 from sidecar.ratelimit import RateLimiter
 from sidecar.segments import SegmentPlan, Unit
 from sidecar.wire import PartRecord
@@ -36,6 +44,7 @@ from sidecar.wire import PartRecord
 log = logging.getLogger(__name__)
 
 BATCH = 1024 * 1024
+DIRECT_BUFFER = 1024 * 1024  # per connection on the direct path; one trip to the loop each
 MIN_SPLIT = 4 * 1024 * 1024  # never split a tail into pieces smaller than this
 SAVE_EVERY = 1.0  # seconds between durable records of the ranges on disk
 SAVE_BYTES = 64 * 1024 * 1024  # ...or this many bytes, whichever comes first
@@ -56,6 +65,9 @@ class Limits:
         default_factory=lambda: anyio.CapacityLimiter(64)
     )  # shared by every file
     rate: RateLimiter = field(default_factory=RateLimiter)
+    threads: anyio.CapacityLimiter = field(
+        default_factory=lambda: anyio.CapacityLimiter(64)
+    )  # direct-path readers, one per connection: never queued behind other thread work
 
 
 class SegmentedFetch:
@@ -81,6 +93,7 @@ class SegmentedFetch:
         self.record: PartRecord | None = None
         self.validator: str | None = None
         self.confirmed = anyio.Event()  # the server did a ranged reply
+        self.direct_url: httpx.URL | None = None  # ...itself: other units may skip httpx
         self.progressed = anyio.Event()
         self.hasher = hashlib.sha256()
         self.hashed = 0
@@ -171,20 +184,31 @@ class SegmentedFetch:
             await anyio.sleep(ADAPT_EVERY)  # judge the new count once it has started
 
     async def _work(self) -> None:
+        connection: RangeConnection | None = None  # this worker's, for the direct path
         try:
             while (unit := self.plan.next_unit(MIN_SPLIT)) is not None:
+                if connection is None and self.direct_url is not None:
+                    connection = RangeConnection(self.direct_url, self.client.timeout.read)
                 try:
-                    await self._fetch_unit_with_retries(unit)
+                    await self._fetch_unit_with_retries(unit, connection)
                 finally:
                     self.plan.release(unit)
         finally:
             self.workers -= 1
+            if connection is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(connection.close)
 
-    async def _fetch_unit_with_retries(self, unit: Unit) -> None:
+    async def _fetch_unit_with_retries(
+        self, unit: Unit, connection: RangeConnection | None
+    ) -> None:
         for attempt in range(UNIT_ATTEMPTS):
             try:
                 async with self.limits.connections:
-                    await self._fetch_unit(unit)
+                    if connection is None:
+                        await self._fetch_unit(unit)
+                    else:
+                        await self._fetch_unit_direct(unit, connection)
                 return
             except TransientError as exc:
                 if attempt + 1 == UNIT_ATTEMPTS:
@@ -193,24 +217,11 @@ class SegmentedFetch:
                 await anyio.sleep(0.2 * 2**attempt)
 
     async def _fetch_unit(self, unit: Unit) -> None:
-        headers = self.headers | {
-            "Accept-Encoding": "identity",
-            "Range": f"bytes={unit.position}-{unit.end - 1}",
-        }
-        if self.validator:
-            headers["If-Range"] = self.validator
+        headers = self._range_headers(unit)
         with map_transport_errors():
             async with self.client.stream("GET", self.url, headers=headers) as response:
                 raise_for_status(response)
-                if response.status_code != 206:
-                    raise RangesUnsupported(f"HTTP {response.status_code} to a ranged request")
-                match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-                if not match or int(match.group(1)) != unit.position:
-                    raise ServerRefused("Content-Range does not start where asked")
-                if match.group(3) != "*" and int(match.group(3)) != self.total:
-                    raise ServerRefused("the file on the server has another size")
-                if response.headers.get("Content-Encoding", "identity").lower() != "identity":
-                    raise ServerRefused("a compressed ranged reply")
+                self._check_ranged_reply(unit, response.status_code, response.headers.get)
                 await self._remember_validator(response)
                 pending: list[bytes] = []
                 pending_size = 0
@@ -237,6 +248,28 @@ class SegmentedFetch:
                 if unit.position < unit.end:
                     raise TransientError("the reply ended early")
 
+    def _range_headers(self, unit: Unit) -> dict[str, str]:
+        headers = self.headers | {
+            "Accept-Encoding": "identity",
+            "Range": f"bytes={unit.position}-{unit.end - 1}",
+        }
+        if self.validator:
+            headers["If-Range"] = self.validator
+        return headers
+
+    def _check_ranged_reply(
+        self, unit: Unit, status: int, header: Callable[[str], str | None]
+    ) -> None:
+        if status != 206:
+            raise RangesUnsupported(f"HTTP {status} to a ranged request")
+        match = CONTENT_RANGE.match(header("Content-Range") or "")
+        if not match or int(match.group(1)) != unit.position:
+            raise ServerRefused("Content-Range does not start where asked")
+        if match.group(3) != "*" and int(match.group(3)) != self.total:
+            raise ServerRefused("the file on the server has another size")
+        if (header("Content-Encoding") or "identity").lower() != "identity":
+            raise ServerRefused("a compressed ranged reply")
+
     async def _write(self, unit: Unit, chunks: list[bytes]) -> bool:
         room = unit.end - unit.position  # the tail may have been given away meanwhile
         kept, size = [], 0
@@ -248,14 +281,79 @@ class SegmentedFetch:
                 size += len(chunk)
         if size:
             await anyio.to_thread.run_sync(self.file.write_at, kept, unit.position)
-            self.plan.mark_done(unit.position, unit.position + size)
-            unit.position += size
-            self.unsaved += size
-            if self.unsaved >= SAVE_BYTES:
-                self.save_wanted.set()
-            self.progress(self.plan.done_bytes)
-            self.progressed.set()
+            self._mark_written(unit, size)
         return unit.position < unit.end
+
+    def _mark_written(self, unit: Unit, size: int) -> int:
+        """Book ``size`` bytes written at the unit's position; returns the room left
+        (the tail may have been given to another connection meanwhile)."""
+        self.plan.mark_done(unit.position, unit.position + size)
+        unit.position += size
+        self.unsaved += size
+        if self.unsaved >= SAVE_BYTES:
+            self.save_wanted.set()
+        self.progress(self.plan.done_bytes)
+        self.progressed.set()
+        return unit.end - unit.position
+
+    # --- the direct path (see sidecar.rangeread) ---------------------------------------
+
+    async def _fetch_unit_direct(self, unit: Unit, connection: RangeConnection) -> None:
+        """The unit through ``connection`` in a worker thread; a cancellation shuts the
+        socket so the thread's blocked read returns at once."""
+        finished = False
+        error: Exception | None = None  # raised outside the group, so unwrapped
+
+        async def abort_when_cancelled() -> None:
+            try:
+                await anyio.sleep_forever()
+            finally:
+                if not finished:
+                    connection.abort()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(abort_when_cancelled)
+            try:
+                headers = dict(self.client.headers) | self._range_headers(unit)
+                await anyio.to_thread.run_sync(
+                    self._pump, unit, connection, headers, limiter=self.limits.threads
+                )
+            except Exception as exc:
+                error = exc
+            finally:
+                finished = True
+                group.cancel_scope.cancel()
+        if error is not None:
+            if connection.aborted:
+                await anyio.lowlevel.checkpoint()  # the cancellation is the news, not the read
+            raise error
+
+    def _pump(self, unit: Unit, connection: RangeConnection, headers: dict[str, str]) -> None:
+        """Blocking: socket → buffer → part, booking each buffer on the event loop."""
+        response = connection.get(headers)
+        try:
+            check_status(response.status, str(connection.url), response.getheader("Retry-After"))
+            self._check_ranged_reply(unit, response.status, response.getheader)
+            buffer = bytearray(DIRECT_BUFFER)
+            view = memoryview(buffer)
+            position, room = unit.position, unit.end - unit.position
+            while room > 0:
+                want = min(len(buffer), room)
+                rate = self.limits.rate.bytes_per_second
+                if rate is not None:
+                    want = min(want, max(64 * 1024, rate // 8))  # a smooth, fair cap
+                    anyio.from_thread.run(self.limits.rate.consume, want)
+                count = connection.readinto(response, view[:want])
+                self.file.write_at([view[:count]], position)
+                position += count
+                room = anyio.from_thread.run_sync(self._received_direct, unit, count)
+        finally:
+            if not response.isclosed():  # a body left unread would precede the next reply
+                connection.close()
+
+    def _received_direct(self, unit: Unit, count: int) -> int:
+        self.received += count
+        return self._mark_written(unit, count)
 
     async def _remember_validator(self, response: httpx.Response) -> None:
         if not self.confirmed.is_set():
@@ -270,6 +368,8 @@ class SegmentedFetch:
                 sha256=self.target.sha256,
                 done=[],
             )
+            if not response.history and response.url.scheme in ("http", "https"):
+                self.direct_url = response.url
             self.confirmed.set()
 
     # --- hashing and durability --------------------------------------------------------

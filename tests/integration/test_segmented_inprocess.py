@@ -1,14 +1,20 @@
 """SegmentedFetch in-process against the loopback test server, under blockbuster:
-the ranges on disk are recorded as bytes arrive (not only on the timer), and a
-finished file never waits for the save timer."""
+the ranges on disk are recorded as bytes arrive (not only on the timer), a finished
+file never waits for the save timer, and the direct path (``sidecar.rangeread``)
+carries every unit after the first reply unless that reply came by a redirect, and
+lets go of its thread at once when cancelled."""
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 from blockbuster import blockbuster_ctx
 
@@ -16,7 +22,9 @@ from sidecar import segmented
 from sidecar.config import Settings
 from sidecar.fetch import FileTarget, read_record
 from sidecar.http import make_client
+from sidecar.rangeread import RangeConnection
 from sidecar.segmented import Limits, SegmentedFetch
+from tests.support.faults import Redirect, Stall
 from tests.support.repo_server import RepoServer
 
 SIZE = 40 * 1024 * 1024
@@ -58,3 +66,107 @@ def test_ranges_are_saved_by_bytes_and_the_end_does_not_wait_for_the_timer(
     record = read_record(target)
     assert record is not None and record.done == [(0, SIZE)]
     assert seen[-1] == SIZE
+
+
+def fetch_big(
+    repo: RepoServer,
+    home: Path,
+    *,
+    url: str | None = None,
+    stall_timeout: float = 30.0,
+    requests: list[str] | None = None,
+    cancel_after: Callable[[], Awaitable[None]] | None = None,
+) -> str | None:
+    """Fetch ``big`` in-process; None when ``cancel_after`` returned first."""
+    target = FileTarget(
+        part=home / "temp" / "big.part", expected_size=SIZE, sha256=hashlib.sha256(DATA).hexdigest()
+    )
+    settings = Settings(home=home, repositories=(repo.url,), stall_timeout=stall_timeout)
+    url = url or f"{repo.url}/storage/models/big/1/w.bin"
+
+    async def count(request: httpx.Request) -> None:
+        if requests is not None:
+            requests.append(request.headers.get("Range", ""))
+
+    async def scenario() -> str | None:
+        client = make_client(settings)
+        client.event_hooks["request"] = [count]
+        result: str | None = None
+        with blockbuster_ctx():
+            async with client, anyio.create_task_group() as group:
+                fetch = SegmentedFetch(client, url, target, {}, lambda done: None, Limits())
+
+                async def run() -> None:
+                    nonlocal result
+                    result = await fetch.run()
+                    group.cancel_scope.cancel()
+
+                group.start_soon(run)
+                with anyio.fail_after(60):
+                    if cancel_after is not None:
+                        await cancel_after()
+                        group.cancel_scope.cancel()
+                    else:
+                        await anyio.sleep_forever()
+        return result
+
+    return anyio.run(scenario)
+
+
+def test_units_after_the_first_reply_bypass_httpx(repo: RepoServer, home: Path) -> None:
+    repo.add("big", "1", {"w.bin": DATA})
+    through_httpx: list[str] = []
+    assert fetch_big(repo, home, requests=through_httpx) == hashlib.sha256(DATA).hexdigest()
+    assert (home / "temp" / "big.part").read_bytes() == DATA
+    ranged = [r[2].get("Range") for r in repo.file_requests("big")]
+    assert len(through_httpx) == 1, through_httpx  # the reply that proved ranges work
+    assert len(ranged) >= 4 and all(ranged), ranged  # the rest came the direct way
+
+
+def test_a_redirected_file_never_takes_the_direct_path(
+    repo: RepoServer, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = RepoServer().start()
+    try:
+        repo.add("big", "1", {"w.bin": DATA})
+        other.models = repo.models
+        repo.fault = Redirect(other.url, times=None)
+        opened: list[RangeConnection] = []
+
+        class Counted(RangeConnection):
+            def get(self, headers: dict[str, str]) -> http.client.HTTPResponse:
+                opened.append(self)
+                return super().get(headers)
+
+        monkeypatch.setattr(segmented, "RangeConnection", Counted)
+        assert fetch_big(repo, home) == hashlib.sha256(DATA).hexdigest()
+        assert not opened  # a redirect target may expire or need httpx's redirect rules
+        assert other.storage_bytes("big") >= SIZE
+    finally:
+        other.stop()
+
+
+def test_cancelling_wakes_blocked_direct_reads_at_once(repo: RepoServer, home: Path) -> None:
+    repo.add("big", "1", {"w.bin": DATA})
+    # The first reply is whole; every direct one stalls after a megabyte for a minute,
+    # and the stall timeout is longer still: only the socket shutdown ends those reads
+    # early. (Without it the test fails after the minute rather than hang.)
+    stall = Stall(60, after_bytes=1024 * 1024, skip=1, times=None, ranged=True)
+    repo.fault = stall
+    cancelled_at = 0.0
+    try:
+
+        async def once_reads_block() -> None:
+            nonlocal cancelled_at
+            while len(stall.hits) < 4:  # noqa: ASYNC110 (counted on the server's thread)
+                await anyio.sleep(0.05)
+            await anyio.sleep(0.5)  # the threads are now inside recv
+            cancelled_at = time.monotonic()
+
+        assert fetch_big(repo, home, stall_timeout=600, cancel_after=once_reads_block) is None
+        assert time.monotonic() - cancelled_at < 30, "the reads waited for the server"
+        target = FileTarget(part=home / "temp" / "big.part", expected_size=SIZE, sha256=None)
+        record = read_record(target)
+        assert record is not None and record.done  # what arrived was kept
+    finally:
+        stall.release()
