@@ -2,7 +2,9 @@
 
 Starts nginx on loopback (one plain server, one capped at 25 MB/s per connection),
 then alternates the tools over the same files and prints medians, ratios, CPU
-seconds and peak RSS. Linux only (reads /proc). Needs nginx, curl and aria2c.
+seconds and peak RSS. Every timed run starts on a quiet disk and warm memory (see
+``quiet_disk`` and ``recycle_memory``). Linux only (reads /proc). Needs nginx, curl
+and aria2c.
 """
 
 from __future__ import annotations
@@ -99,12 +101,13 @@ def timed(command: list[str]) -> tuple[float, float, int]:
     return wall, cpu, 0
 
 
-def sidecar_install(work: Path, port: int, model_ids: list[str],
+def sidecar_install(work: Path, port: int, model_ids: list[str], size: int,
                     extra: list[str] | None = None) -> dict[str, float]:  # fmt: skip
     home = work / "home"  # removed after each install, with the disk then synced
     sidecar = Sidecar(home, f"http://127.0.0.1:{port}", args=extra or [], env=QUIET).start()
     try:
         sidecar.call("getInfo")
+        recycle_memory(work, size)  # once the process is up, as for the other tools
         started = time.monotonic()
         tasks = [sidecar.call("install", {"modelId": m})["taskId"] for m in model_ids]
         for task in tasks:
@@ -125,6 +128,23 @@ def quiet_disk() -> None:
     sidecar fsyncs, so a backlog left by the files generated or deleted before it
     (this disk is mounted with discard) would slow it and never curl."""
     os.sync()
+
+
+def recycle_memory(work: Path, size: int) -> None:
+    """Write and delete a scratch file a quarter larger than the download, then sync,
+    right before a timed run: its page cache then lands in memory that was just in
+    use. This VM (KVM with free-page reporting) hands memory left free for a second
+    or two back to the host, and writing 1 GiB into such pages took 1.6-1.8 s of
+    system time instead of 0.2 s. Without this, a tool started right after the last
+    one's output was deleted (curl, after the sidecar) ran on warm pages, and one
+    started a moment later (the sidecar, after its own start-up) on cold ones."""
+    scratch = work / "scratch.bin"
+    block = bytes(MiB)
+    with open(scratch, "wb") as handle:
+        for _ in range(size * 5 // 4 // MiB + 1):
+            handle.write(block)
+    scratch.unlink()
+    quiet_disk()
 
 
 def probe_model_path(work: Path, port: int, model_ids: list[str]) -> dict[str, float]:
@@ -235,7 +255,8 @@ def main() -> int:
     try:
         for run in range(args.runs):
             print(f"run {run + 1}/{args.runs}", flush=True)
-            results["sidecar"].append(sidecar_install(work, PLAIN_PORT, ["big"]))
+            results["sidecar"].append(sidecar_install(work, PLAIN_PORT, ["big"], big))
+            recycle_memory(work, big)
             wall, cpu, _ = timed(["curl", "-s", "-o", str(out), plain_url])
             results["curl"].append({"wall": wall, "cpu": cpu})
             hash_wall, hash_cpu, _ = timed(["sha256sum", str(out)])
@@ -244,7 +265,8 @@ def main() -> int:
             results["curl+fsync"].append({"wall": wall + sync_wall, "cpu": cpu + sync_cpu})
             out.unlink()
             quiet_disk()
-            results["sidecar-capped"].append(sidecar_install(work, CAPPED_PORT, ["capped"]))
+            results["sidecar-capped"].append(sidecar_install(work, CAPPED_PORT, ["capped"], capped))
+            recycle_memory(work, capped)
             wall, cpu, _ = timed([*ARIA2C, "-d", str(work), "-o", "aria.bin", capped_url])
             results["aria2c-capped"].append({"wall": wall, "cpu": cpu})
             (work / "aria.bin").unlink(missing_ok=True)
@@ -256,7 +278,7 @@ def main() -> int:
                 f" aria2c {walls['aria2c-capped']:.2f} s",
                 flush=True,
             )
-        rss = sidecar_install(work, PLAIN_PORT, ["huge"]) if args.rss_gib else {"rss": 0}
+        rss = sidecar_install(work, PLAIN_PORT, ["huge"], 0) if args.rss_gib else {"rss": 0}
         loaded = probe_model_path(work, PLAIN_PORT, ["load1", "load2", "load3"])
     finally:
         nginx.terminate()
