@@ -147,7 +147,8 @@ def recycle_memory(work: Path, size: int) -> None:
     quiet_disk()
 
 
-def probe_model_path(work: Path, port: int, model_ids: list[str]) -> dict[str, float]:
+def probe_model_path(work: Path, port: int, model_ids: list[str],
+                     extra: list[str] | None = None) -> dict[str, float]:  # fmt: skip
     """getModelPath round trips while ``model_ids`` download at once. One thread writes
     each request and reads up to its answer, as the node-agent's event loop does, so
     the client adds no thread hand-offs of its own to what is measured."""
@@ -155,7 +156,8 @@ def probe_model_path(work: Path, port: int, model_ids: list[str]) -> dict[str, f
     shutil.rmtree(home, ignore_errors=True)
     env = {**os.environ, **QUIET, "MODEL_MANAGER_HOME": str(home),
            "MODEL_MANAGER_REPOSITORY": f"http://127.0.0.1:{port}"}  # fmt: skip
-    command = [sys.executable, "-m", "sidecar", "--max-concurrent-tasks", str(len(model_ids))]
+    command = [sys.executable, "-m", "sidecar", "--max-concurrent-tasks", str(len(model_ids)),
+               *(extra or [])]  # fmt: skip
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, env=env, cwd=ROOT)  # fmt: skip
     assert process.stdin and process.stdout
