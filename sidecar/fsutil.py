@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    prefix = f".{path.name}.{os.getpid()}-"  # the writer, for sweep_temp_files
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -47,17 +50,43 @@ def atomic_write_json(path: Path, document: Any) -> None:
     atomic_write_bytes(path, json.dumps(document, indent=2, sort_keys=True).encode())
 
 
+_WRITER = re.compile(r"\.(\d+)-[a-z0-9_]+\.tmp$")  # mkstemp's letters after the pid
+NO_WRITE_TAKES = 3600.0  # seconds: a temp file this old is a leftover, whoever wrote it
+
+
 def sweep_temp_files(folder: Path, pattern: str, recursive: bool = False) -> list[Path]:
-    """Remove temp files that a kill left between writing and renaming."""
+    """Remove temp files that a kill left between writing and renaming, but not those of
+    a live process: another sidecar starting on this home may be mid-write (sweeping its
+    file made its rename fail, and its start with it)."""
     removed = []
     found = folder.rglob(pattern) if recursive else folder.glob(pattern)
     for path in found if folder.is_dir() else ():
         try:
+            if _may_be_in_progress(path):
+                continue
             path.unlink()
         except OSError:
             continue
         removed.append(path)
     return removed
+
+
+def _may_be_in_progress(path: Path) -> bool:
+    match = _WRITER.search(path.name)
+    if match is None:
+        return False  # named before writers were recorded
+    age = time.time() - path.stat().st_mtime
+    if age > NO_WRITE_TAKES:
+        return False  # its pid may since have gone to another process
+    if os.name == "nt":  # os.kill would terminate it: trust a shorter age instead
+        return age < 60
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    return True
 
 
 def read_json(path: Path) -> Any:
