@@ -48,6 +48,16 @@ class RangeConnection:
         """Send a GET and read the reply's head; the body is left on the socket."""
         if self.aborted:
             raise TransientError("aborted")
+        reused = self._connection is not None
+        try:
+            return self._request(headers)
+        except TransientError as exc:
+            closed = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+            if not reused or self.aborted or not isinstance(exc.__cause__, closed):
+                raise
+            return self._request(headers)  # the server closed it while idle: once, afresh
+
+    def _request(self, headers: dict[str, str]) -> http.client.HTTPResponse:
         if self._connection is None:
             self._connection = self._connect()
         target = self.url.raw_path.decode("ascii")

@@ -24,7 +24,7 @@ from sidecar.fetch import FileTarget, read_record
 from sidecar.http import make_client
 from sidecar.rangeread import RangeConnection
 from sidecar.segmented import Limits, SegmentedFetch
-from tests.support.faults import Redirect, Stall
+from tests.support.faults import CloseAfterReply, Redirect, Stall
 from tests.support.repo_server import RepoServer
 
 SIZE = 40 * 1024 * 1024
@@ -76,6 +76,7 @@ def fetch_big(
     stall_timeout: float = 30.0,
     requests: list[str] | None = None,
     cancel_after: Callable[[], Awaitable[None]] | None = None,
+    limits: Limits | None = None,
 ) -> str | None:
     """Fetch ``big`` in-process; None when ``cancel_after`` returned first."""
     target = FileTarget(
@@ -94,7 +95,9 @@ def fetch_big(
         result: str | None = None
         with blockbuster_ctx():
             async with client, anyio.create_task_group() as group:
-                fetch = SegmentedFetch(client, url, target, {}, lambda done: None, Limits())
+                fetch = SegmentedFetch(
+                    client, url, target, {}, lambda done: None, limits or Limits()
+                )
 
                 async def run() -> None:
                     nonlocal result
@@ -170,3 +173,14 @@ def test_cancelling_wakes_blocked_direct_reads_at_once(repo: RepoServer, home: P
         assert record is not None and record.done  # what arrived was kept
     finally:
         stall.release()
+
+
+def test_a_keep_alive_connection_the_server_closed_is_reopened_at_once(
+    repo: RepoServer, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.add("big", "1", {"w.bin": DATA})
+    repo.fault = CloseAfterReply(times=None, ranged=True)
+    monkeypatch.setattr(segmented, "UNIT_ATTEMPTS", 1)  # a failed unit would fail the file
+    two = Limits(max_connections=2)  # each connection then carries several units
+    assert fetch_big(repo, home, limits=two) == hashlib.sha256(DATA).hexdigest()
+    assert (home / "temp" / "big.part").read_bytes() == DATA

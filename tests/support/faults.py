@@ -207,6 +207,19 @@ class ResetAfter(Fault):
         return True
 
 
+class CloseAfterReply(Fault):
+    """The whole honest reply, then the connection closes without a "Connection: close"
+    header: a server that ends idle keep-alive connections on its own."""
+
+    def act(self, handler: RepoHandler, path: str, range_start: int | None) -> bool:
+        data = handler.repo.file_data(path)
+        if data is None:
+            return False
+        handler.send_file(path, data)  # bounded by the Range's end, as the server is
+        _close(handler, reset=False)
+        return True
+
+
 class HttpStatus(Fault):
     """An error status (500, 503, 429...) with an optional Retry-After."""
 
