@@ -368,8 +368,9 @@ class SegmentedFetch:
                 sha256=self.target.sha256,
                 done=[],
             )
-            if not response.history and response.url.scheme in ("http", "https"):
-                self.direct_url = response.url
+            url = response.url  # not redirected, and no credentials only httpx would send
+            if not response.history and url.scheme in ("http", "https") and not url.userinfo:
+                self.direct_url = url
             self.confirmed.set()
 
     # --- hashing and durability --------------------------------------------------------

@@ -184,3 +184,21 @@ def test_a_keep_alive_connection_the_server_closed_is_reopened_at_once(
     two = Limits(max_connections=2)  # each connection then carries several units
     assert fetch_big(repo, home, limits=two) == hashlib.sha256(DATA).hexdigest()
     assert (home / "temp" / "big.part").read_bytes() == DATA
+
+
+def test_credentials_in_the_url_keep_the_file_on_httpx(
+    repo: RepoServer, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.add("big", "1", {"w.bin": DATA})
+    opened: list[RangeConnection] = []
+
+    class Counted(RangeConnection):
+        def get(self, headers: dict[str, str]) -> http.client.HTTPResponse:
+            opened.append(self)
+            return super().get(headers)
+
+    monkeypatch.setattr(segmented, "RangeConnection", Counted)
+    url = repo.url.replace("http://", "http://reader:s3cret@") + "/storage/models/big/1/w.bin"
+    assert fetch_big(repo, home, url=url) == hashlib.sha256(DATA).hexdigest()
+    assert not opened  # http.client would drop them; httpx sends them as Basic auth
+    assert all(r[2].get("Authorization", "").startswith("Basic ") for r in repo.requests)
