@@ -126,22 +126,28 @@ def test_units_after_the_first_reply_bypass_httpx(repo: RepoServer, home: Path) 
     assert len(ranged) >= 4 and all(ranged), ranged  # the rest came the direct way
 
 
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[RangeConnection]:
+    """The direct-path connections a test's fetch uses."""
+    connections: list[RangeConnection] = []
+
+    class Counted(RangeConnection):
+        def get(self, headers: dict[str, str]) -> http.client.HTTPResponse:
+            connections.append(self)
+            return super().get(headers)
+
+    monkeypatch.setattr(segmented, "RangeConnection", Counted)
+    return connections
+
+
 def test_a_redirected_file_never_takes_the_direct_path(
-    repo: RepoServer, home: Path, monkeypatch: pytest.MonkeyPatch
+    repo: RepoServer, home: Path, opened: list[RangeConnection]
 ) -> None:
     other = RepoServer().start()
     try:
         repo.add("big", "1", {"w.bin": DATA})
         other.models = repo.models
         repo.fault = Redirect(other.url, times=None)
-        opened: list[RangeConnection] = []
-
-        class Counted(RangeConnection):
-            def get(self, headers: dict[str, str]) -> http.client.HTTPResponse:
-                opened.append(self)
-                return super().get(headers)
-
-        monkeypatch.setattr(segmented, "RangeConnection", Counted)
         assert fetch_big(repo, home) == hashlib.sha256(DATA).hexdigest()
         assert not opened  # a redirect target may expire or need httpx's redirect rules
         assert other.storage_bytes("big") >= SIZE
@@ -187,17 +193,9 @@ def test_a_keep_alive_connection_the_server_closed_is_reopened_at_once(
 
 
 def test_credentials_in_the_url_keep_the_file_on_httpx(
-    repo: RepoServer, home: Path, monkeypatch: pytest.MonkeyPatch
+    repo: RepoServer, home: Path, opened: list[RangeConnection]
 ) -> None:
     repo.add("big", "1", {"w.bin": DATA})
-    opened: list[RangeConnection] = []
-
-    class Counted(RangeConnection):
-        def get(self, headers: dict[str, str]) -> http.client.HTTPResponse:
-            opened.append(self)
-            return super().get(headers)
-
-    monkeypatch.setattr(segmented, "RangeConnection", Counted)
     url = repo.url.replace("http://", "http://reader:s3cret@") + "/storage/models/big/1/w.bin"
     assert fetch_big(repo, home, url=url) == hashlib.sha256(DATA).hexdigest()
     assert not opened  # http.client would drop them; httpx sends them as Basic auth
