@@ -23,14 +23,6 @@ def fsync_dir(folder: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Readers see the old content or the new one, never a torn file, even after a crash."""
-    try:
-        _atomic_write(path, data)
-    except FileNotFoundError:
-        # Another process starting on this home swept our temp file as a leftover.
-        _atomic_write(path, data)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}.{os.getpid()}-"  # the writer, for sweep_temp_files
     fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
@@ -85,7 +77,7 @@ def _may_be_in_progress(path: Path) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # alive, someone else's
+        pass  # alive, someone else's
     return True
 
 
