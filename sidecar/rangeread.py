@@ -38,9 +38,10 @@ def _ssl_context() -> ssl.SSLContext:
 class RangeConnection:
     """One keep-alive connection to the file's origin, reused unit after unit."""
 
-    def __init__(self, url: httpx.URL, stall_timeout: float | None) -> None:
+    def __init__(self, url: httpx.URL, stall_timeout: float | None, buffer_size: int) -> None:
         self.url = url
         self.stall_timeout = stall_timeout
+        self.buffer = memoryview(bytearray(buffer_size))  # bodies land here, unit after unit
         self.aborted = False
         self._connection: http.client.HTTPConnection | None = None
 

@@ -65,9 +65,12 @@ class Limits:
         default_factory=lambda: anyio.CapacityLimiter(64)
     )  # shared by every file
     rate: RateLimiter = field(default_factory=RateLimiter)
-    threads: anyio.CapacityLimiter = field(
-        default_factory=lambda: anyio.CapacityLimiter(64)
-    )  # direct-path readers, one per connection: never queued behind other thread work
+    # Direct-path readers, one per connection held: as many as there may be connections,
+    # so they never queue behind other thread work (anyio's default pool has 40).
+    threads: anyio.CapacityLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.threads = anyio.CapacityLimiter(self.connections.total_tokens)
 
 
 class SegmentedFetch:
@@ -188,7 +191,9 @@ class SegmentedFetch:
         try:
             while (unit := self.plan.next_unit(MIN_SPLIT)) is not None:
                 if connection is None and self.direct_url is not None:
-                    connection = RangeConnection(self.direct_url, self.client.timeout.read)
+                    connection = RangeConnection(
+                        self.direct_url, self.client.timeout.read, DIRECT_BUFFER
+                    )
                 try:
                     await self._fetch_unit_with_retries(unit, connection)
                 finally:
@@ -334,11 +339,10 @@ class SegmentedFetch:
         try:
             check_status(response.status, str(connection.url), response.getheader("Retry-After"))
             self._check_ranged_reply(unit, response.status, response.getheader)
-            buffer = bytearray(DIRECT_BUFFER)
-            view = memoryview(buffer)
+            view = connection.buffer
             position, room = unit.position, unit.end - unit.position
             while room > 0:
-                want = min(len(buffer), room)
+                want = min(len(view), room)
                 rate = self.limits.rate.bytes_per_second
                 if rate is not None:
                     want = min(want, max(64 * 1024, rate // 8))  # a smooth, fair cap
