@@ -23,8 +23,8 @@ from sidecar.config import Settings
 from sidecar.fetch import FileTarget, read_record
 from sidecar.http import make_client
 from sidecar.rangeread import RangeConnection
-from sidecar.segmented import Limits, SegmentedFetch
-from tests.support.faults import CloseAfterReply, Redirect, Stall
+from sidecar.segmented import Limits, RangesUnsupported, SegmentedFetch
+from tests.support.faults import ChangeFile, CloseAfterReply, Redirect, Stall
 from tests.support.repo_server import RepoServer
 
 SIZE = 40 * 1024 * 1024
@@ -200,3 +200,17 @@ def test_credentials_in_the_url_keep_the_file_on_httpx(
     assert fetch_big(repo, home, url=url) == hashlib.sha256(DATA).hexdigest()
     assert not opened  # http.client would drop them; httpx sends them as Basic auth
     assert all(r[2].get("Authorization", "").startswith("Basic ") for r in repo.requests)
+
+
+def test_a_file_changed_during_direct_reads_is_never_mixed_in(repo: RepoServer, home: Path) -> None:
+    repo.add("big", "1", {"w.bin": DATA})
+    # The third request (a direct one) finds a new file: its If-Range no longer matches.
+    repo.fault = ChangeFile(repo, "big/1/w.bin", os.urandom(SIZE), skip=2, ranged=True)
+    with pytest.raises(ExceptionGroup) as raised:
+        fetch_big(repo, home)
+    assert raised.group_contains(RangesUnsupported)  # the caller restarts on one stream
+    target = FileTarget(part=home / "temp" / "big.part", expected_size=SIZE, sha256=None)
+    record = read_record(target)
+    part = target.part.read_bytes()
+    assert record is not None and record.done
+    assert all(part[a:b] == DATA[a:b] for a, b in record.done)  # only the old version's bytes
