@@ -266,13 +266,11 @@ def main() -> int:
             sync_wall, sync_cpu, _ = timed(["sync", str(out)])  # coreutils: fsync the file
             results["curl+fsync"].append({"wall": wall + sync_wall, "cpu": cpu + sync_cpu})
             out.unlink()
-            quiet_disk()
             results["sidecar-capped"].append(sidecar_install(work, CAPPED_PORT, ["capped"], capped))
             recycle_memory(work, capped)
             wall, cpu, _ = timed([*ARIA2C, "-d", str(work), "-o", "aria.bin", capped_url])
             results["aria2c-capped"].append({"wall": wall, "cpu": cpu})
             (work / "aria.bin").unlink(missing_ok=True)
-            quiet_disk()
             walls = {name: runs[-1]["wall"] for name, runs in results.items()}
             print(
                 f"  plain: sidecar {walls['sidecar']:.2f} s, curl {walls['curl']:.2f} s;"
