@@ -14,8 +14,8 @@ from sidecar.http import make_client
 from sidecar.layout import HomeLayout
 from sidecar.logs import setup_logging
 from sidecar.manager import Manager
-from sidecar.priority import favour_the_protocol
 from sidecar.rpc.methods import build_fast_methods, build_methods
+from sidecar.rpc.news import publish_availability
 from sidecar.rpc.server import FastLane, RpcServer
 from sidecar.rpc.stdio import LineWriter, StdinReader, claim_stdout
 from sidecar.watchdog import watch_parent
@@ -55,7 +55,6 @@ async def run(settings: Settings) -> None:
             async with anyio.create_task_group() as stdin:
                 await stdin.start(writer.run_answer_writer)
                 await stdin.start(reader.run)
-                favour_the_protocol({reader.thread_id, writer.answer_thread_id})
                 await server.serve(reader.lines())
                 stdin.cancel_scope.cancel()
             log.info("stdin closed: shutting down")
@@ -63,7 +62,9 @@ async def run(settings: Settings) -> None:
 
         await group.start(manager.serve)
         group.start_soon(serve_stdin)
-        group.start_soon(watch_parent, settings.parent_pid, stop.set)
+        if settings.front_pid is not None:
+            group.start_soon(publish_availability, writer, manager.library)
+        group.start_soon(watch_parent, settings.front_pid or settings.parent_pid, stop.set)
         group.start_soon(_on_signals, stop)
         await stop.wait()
         await server.drain(SHUTDOWN_ANSWER_TIMEOUT)

@@ -31,6 +31,7 @@ class Settings:
     lock_timeout_ms: int = 30 * 60 * 1000
     lock_refresh: float = 10.0
     parent_pid: int | None = None
+    front_pid: int | None = None  # set in the engine: the front process that started it
     log_level: str = "INFO"
     max_line_bytes: int = 16 * 1024 * 1024
 
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log level for stderr and the log file (env MODEL_MANAGER_LOG_LEVEL)",
     )
+    parser.add_argument("--engine-for", type=int, default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -158,5 +160,6 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         lock_timeout_ms=lock_timeout_ms,
         lock_refresh=max(0.05, min(10.0, lock_timeout_ms / 3000)),
         parent_pid=args.parent_pid,
+        front_pid=args.engine_for,
         log_level=args.log_level,
     )

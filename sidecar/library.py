@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import anyio
 
+from sidecar.availability import NOT_INSTALLED, Availability, ModelAvailability
 from sidecar.catalog import Catalog
 from sidecar.config import Settings
 from sidecar.errors import InvalidState, ModelNotAvailable
@@ -64,42 +66,55 @@ class Library:
                     log.warning("%s@%s is %s", model_id, version, state)
                     self.registry.set_state(model_id, version, state)
 
-    def model_path(self, model_id: str, version: str | None) -> ModelPathResult:
-        """From memory only: never the network, never a task.
+    def model_path(self, model_id: str, version: str | None) -> dict[str, Any]:
+        """The getModelPath result, from memory only: never the network, never a task.
 
         Called on the stdin thread (the fast lane) while the loop runs: it reads the
         registry's published document, which is replaced whole and never changed, and
         copies of the task maps taken by single C-level calls, atomic under the GIL."""
-        if version is None:
-            ready = self._ready_versions(model_id)
-            if ready:
-                newest = max(ready, key=version_key)
-                path = self.layout.model_dir(model_id, newest)
-                return ModelPathResult(model_id=model_id, version=newest, path=str(path))
-        else:
-            entry = self.registry.installed(model_id, version)
-            if entry is not None and entry.state == "ready":
-                path = self.layout.model_dir(model_id, version)
-                return ModelPathResult(model_id=model_id, version=version, path=str(path))
-        raise ModelNotAvailable(model_id, version, self._unavailable_reason(model_id, version))
+        return self._model_availability(model_id).lookup(model_id, version)
 
-    def _ready_versions(self, model_id: str) -> list[str]:
-        model = self.registry.document.models.get(model_id)
-        if not model:
-            return []
-        return [v for v, e in model.versions.items() if e.state == "ready"]
+    def availability_inputs(self) -> tuple[Any, ...]:
+        """What ``availability`` is made of; the registry document is replaced on change."""
+        states = tuple((key, task.state) for key, task in list(self.active.items()))
+        return self.registry.document, states, frozenset(self.failed)
 
-    def _unavailable_reason(self, model_id: str, version: str | None) -> str:
+    def availability(self) -> Availability:
+        """What getModelPath answers for every model known here (for the front)."""
+        known = {*self.registry.document.models, *(k[0] for k in list(self.active))}
+        known.update(k[0] for k in list(self.failed))
+        return Availability({m: self._model_availability(m) for m in sorted(known)})
+
+    def _model_availability(self, model_id: str) -> ModelAvailability:
         active, failed = list(self.active.items()), list(self.failed)
-        states = [t.state for k, t in active if k[0] == model_id and version in (None, k[1])]
-        if states:
-            return str(states[0].value)
-        if any(k[0] == model_id and version in (None, k[1]) for k in failed):
-            return "failed"
         model = self.registry.document.models.get(model_id)
-        if model and any(version in (None, v) for v in model.versions):
-            return "incomplete"
-        return "not_installed"
+        installed = model.versions if model else {}
+        ready = {
+            v: ModelPathResult(
+                model_id=model_id, version=v, path=str(self.layout.model_dir(model_id, v))
+            ).wire()
+            for v, entry in installed.items()
+            if entry.state == "ready"
+        }
+        known = {*installed, *(k[1] for k, _ in active if k[0] == model_id)}
+        known.update(k[1] for k in failed if k[0] == model_id)
+
+        def reason(version: str | None) -> str:
+            states = [t.state for k, t in active if k[0] == model_id and version in (None, k[1])]
+            if states:
+                return str(states[0].value)
+            if any(k[0] == model_id and version in (None, k[1]) for k in failed):
+                return "failed"
+            if any(version in (None, v) for v in installed):
+                return "incomplete"
+            return NOT_INSTALLED
+
+        return ModelAvailability(
+            ready=ready,
+            newest_ready=max(ready, key=version_key) if ready else None,
+            reason=reason(None),
+            reasons={v: reason(v) for v in sorted(known) if v not in ready},
+        )
 
     async def list_models(self, refresh: bool) -> ListModelsResult:
         if refresh or not self.catalog.fresh():

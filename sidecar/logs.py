@@ -11,7 +11,8 @@ from sidecar.layout import HomeLayout
 FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
 
 
-def setup_logging(layout: HomeLayout, level: str) -> None:
+def setup_logging(layout: HomeLayout | None, level: str) -> None:
+    """To stderr, and to a rotating file under the home unless ``layout`` is None."""
     root = logging.getLogger()
     root.setLevel(level)
     for existing in list(root.handlers):
@@ -19,6 +20,10 @@ def setup_logging(layout: HomeLayout, level: str) -> None:
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(logging.Formatter(FORMAT))
     root.addHandler(stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    if layout is None:
+        return
     try:
         layout.logs.mkdir(parents=True, exist_ok=True)
         file_handler = logging.handlers.RotatingFileHandler(
@@ -29,5 +34,3 @@ def setup_logging(layout: HomeLayout, level: str) -> None:
     else:
         file_handler.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(file_handler)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)

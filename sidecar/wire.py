@@ -128,7 +128,8 @@ class SetLimitsParams(WireModel):
 class InfoResult(WireModel):
     version: str
     protocol_version: int
-    pid: int
+    pid: int  # the process the app started: the one to signal
+    engine_pid: int  # its engine, which downloads and holds the locks
     home: str
     repositories: list[str]
 

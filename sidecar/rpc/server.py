@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,18 +13,19 @@ import anyio
 from jsonrpcserver import async_dispatch, dispatch
 
 from sidecar.rpc.framing import TooLong
+from sidecar.rpc.messages import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    error_message,
+    parse_json,
+    too_long_error,
+)
 from sidecar.rpc.methods import Handler, SyncHandler
 from sidecar.rpc.stdio import LineWriter
 
 log = logging.getLogger(__name__)
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
 DRAIN_TIMEOUT = 30.0
-
-
-def error_message(code: int, message: str, data: Any) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "error": {"code": code, "message": message, "data": data}, "id": None}
 
 
 class RpcServer:
@@ -44,13 +44,7 @@ class RpcServer:
         async with anyio.create_task_group() as group:
             async for line in lines:
                 if isinstance(line, TooLong):
-                    await self.writer.send(
-                        error_message(
-                            INVALID_REQUEST,
-                            "Invalid Request",
-                            f"line longer than {line.limit} bytes",
-                        )
-                    )
+                    await self.writer.send(too_long_error(line.limit))
                     continue
                 self._in_flight += 1
                 self._idle = anyio.Event()
@@ -127,18 +121,3 @@ class FastLane:
             return None
         response = dispatch(text, methods=self.methods)
         return response.encode("ascii") + b"\n" if response else None
-
-
-def parse_json(text: str) -> Any:
-    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e400 would come back out as Infinity: not JSON
-        raise ValueError(f"{text} is out of range")
-    return value
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")

@@ -6,7 +6,6 @@ a stray print or a C library cannot corrupt the stream."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -22,6 +21,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from sidecar.rpc.framing import LineSplitter, TooLong
+from sidecar.rpc.messages import encode_message
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,6 @@ class StdinReader:
         # Own threads: the pump and the loop's waiter never queue behind download threads.
         self._pump_limiter = anyio.CapacityLimiter(1)
         self._waiter_limiter = anyio.CapacityLimiter(1)
-        self.thread_id = 0  # the reading thread's native id, once it runs
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Read until end of input; started once the reading thread runs. Cancelling
@@ -72,7 +71,6 @@ class StdinReader:
         await run_in_own_thread(self._pump, self._pump_limiter, task_status)
 
     def _pump(self, started: Callable[[], None]) -> None:
-        self.thread_id = threading.get_native_id()
         anyio.from_thread.run_sync(started)
         while True:
             try:
@@ -119,16 +117,6 @@ def claim_stdout() -> IO[bytes]:
     return protocol
 
 
-def encode_message(message: Any) -> bytes:
-    # ensure_ascii: no raw U+2028/U+2029 (or any non-ASCII) that a line reader might split on.
-    return (
-        json.dumps(message, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode(
-            "ascii"
-        )
-        + b"\n"
-    )
-
-
 class LineWriter:
     """One writer: each message is one whole line, never interleaved. The event loop
     writes through ``send`` (in order, in a worker thread). The stdin thread never
@@ -147,8 +135,9 @@ class LineWriter:
         self._limiter = anyio.CapacityLimiter(1)  # never queued behind download threads
         self._answers: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._answer_limiter = anyio.CapacityLimiter(1)
-        self.answer_thread_id = 0  # the answer writer's native id, once it runs
         self.broken = False
+        # What must go out before each message of the loop's (the engine's news for its front).
+        self.announce: Callable[[], bytes] = bytes
 
     async def run_answer_writer(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -161,7 +150,6 @@ class LineWriter:
             self._answers.put(None)  # the answer writer's last item
 
     def _write_answers(self, started: Callable[[], None]) -> None:
-        self.answer_thread_id = threading.get_native_id()
         anyio.from_thread.run_sync(started)
         # A worker thread that never returns keeps the interpreter from exiting.
         while (line := self._answers.get()) is not None:
@@ -193,7 +181,9 @@ class LineWriter:
 
     async def send_raw(self, line: bytes) -> None:
         async with self._lock:
-            await anyio.to_thread.run_sync(self.write_now, line, limiter=self._limiter)
+            data = self.announce() + line
+            if data:
+                await anyio.to_thread.run_sync(self.write_now, data, limiter=self._limiter)
 
     async def send(self, message: Any) -> None:
         await self.send_raw(encode_message(message))

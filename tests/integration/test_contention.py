@@ -101,7 +101,7 @@ def test_a_waiting_task_says_what_it_waits_for(start_sidecar, models: RepoServer
     first_id = first.call("install", {"modelId": "alpha"})["taskId"]
     first.wait_for(lambda: part_bytes(home, "alpha") > 0, what="the first download")
     second_id = second.call("install", {"modelId": "alpha"})["taskId"]
-    pid = str(first.call("getInfo")["pid"])
+    pid = str(first.call("getInfo")["enginePid"])  # the holder of the locks
     waiting = second.wait_for(
         lambda: [
             n["params"]
@@ -213,7 +213,7 @@ def test_a_held_lock_with_unreadable_contents_does_not_block_forever(
 def test_a_hung_holder_that_wakes_up_after_a_takeover_corrupts_nothing(
     start_sidecar, models: RepoServer, home: Path
 ):
-    """SIGSTOP the process downloading; another takes over once the lock is stale; then
+    """SIGSTOP the engine downloading; another takes over once the lock is stale; then
     the first wakes up mid-way through the second's download. Whatever each of them
     does next, models/ ends with the exact bytes."""
     models.bytes_per_second = 1_500_000
@@ -221,8 +221,8 @@ def test_a_hung_holder_that_wakes_up_after_a_takeover_corrupts_nothing(
     first = start_sidecar(args=args)
     first_id = first.call("install", {"modelId": "alpha"})["taskId"]
     first.wait_for(lambda: part_bytes(home, "alpha") > 1_100_000, what="a partial download")
-    assert first.process is not None
-    first.process.send_signal(signal.SIGSTOP)
+    engine = first.call("getInfo")["enginePid"]
+    os.kill(engine, signal.SIGSTOP)
     try:
         second = start_sidecar(args=args)
         second_id = second.call("install", {"modelId": "alpha"})["taskId"]
@@ -233,7 +233,7 @@ def test_a_hung_holder_that_wakes_up_after_a_takeover_corrupts_nothing(
         )
         time.sleep(0.3)
     finally:
-        first.process.send_signal(signal.SIGCONT)
+        os.kill(engine, signal.SIGCONT)
     models.bytes_per_second = None
     results = [
         first.wait_task(first_id, {"ready", "failed"}, 30),

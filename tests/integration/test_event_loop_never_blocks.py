@@ -45,7 +45,7 @@ def test_install_verify_remove_never_block_the_loop(repo: RepoServer, home: Path
                     for each in list(manager.tasks.values()):  # the requirement too
                         await each.finished.wait()
                 assert task.state == TaskState.READY, task.error
-                assert manager.library.model_path("align", None).version == "1"
+                assert manager.library.model_path("align", None)["version"] == "1"
                 assert (await manager.library.verify("whisper-small", None)).ok
                 assert (await manager.library.list_models(refresh=True)).models
                 await manager.library.remove("align", None)

@@ -1,6 +1,6 @@
-"""Downloads are background work: on Linux every sidecar thread but the stdin reader
-and its answer writer runs at a lower priority, so getModelPath is answered first
-when the CPU is short."""
+"""Downloads are background work: the engine, and every thread it starts, runs at a
+lower priority than the front, which answers getModelPath, so that answer comes
+first when the CPU is short."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.priority import BACKGROUND_NICENESS
+from tests.support.repo_server import RepoServer
 from tests.support.sidecar_proc import Sidecar
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux's")
@@ -25,14 +26,17 @@ def nice_values(pid: int) -> dict[int, int]:
     return values
 
 
-def test_only_the_protocol_threads_keep_the_normal_priority(
-    start_sidecar: Callable[..., Sidecar],
+def test_the_engine_runs_below_the_front(
+    start_sidecar: Callable[..., Sidecar], repo: RepoServer
 ) -> None:
+    repo.add("whisper-small", "1.0.0", {"model.bin": os.urandom(1 << 20)})
     sidecar = start_sidecar()
-    sidecar.call("getInfo")
-    assert sidecar.process is not None
+    task = sidecar.call("install", {"modelId": "whisper-small"})["taskId"]
+    info = sidecar.call("getInfo")
+    assert sidecar.process is not None and info["pid"] == sidecar.process.pid
     ours = os.getpriority(os.PRIO_PROCESS, 0)
-    values = nice_values(sidecar.process.pid)
-    assert values[sidecar.process.pid] == min(19, ours + BACKGROUND_NICENESS)  # the loop
-    # The stdin reader and the writer of its answers, no other.
-    assert sorted(values.values()).count(ours) == 2, values
+    front, engine = nice_values(info["pid"]), nice_values(info["enginePid"])
+    assert set(front.values()) == {ours}, front
+    assert set(engine.values()) == {min(19, ours + BACKGROUND_NICENESS)}, engine
+    assert len(engine) > 1  # the threads it started took it on
+    assert sidecar.wait_task(task, {"ready", "failed"})["state"] == "ready"

@@ -16,14 +16,14 @@ from sidecar.rpc.framing import TooLong
 from sidecar.rpc.methods import sync_handler
 from sidecar.rpc.server import FastLane
 from sidecar.rpc.stdio import LineWriter, StdinReader
-from sidecar.wire import GetModelPathParams, ModelPathResult, WireModel
+from sidecar.wire import GetModelPathParams, ModelPathResult
 
 
 @sync_handler(GetModelPathParams)
-def get_model_path(p: GetModelPathParams) -> WireModel:
+def get_model_path(p: GetModelPathParams) -> dict[str, Any]:
     if p.model_id != "whisper":
         raise ModelNotAvailable(p.model_id, p.version, "not_installed")
-    return ModelPathResult(model_id="whisper", version="1", path="/models/whisper/1")
+    return ModelPathResult(model_id="whisper", version="1", path="/models/whisper/1").wire()
 
 
 def request(request_id: Any, method: str, params: Any) -> bytes:

@@ -90,6 +90,7 @@ export interface GetInfoParams {}
  * schemas/methods/getInfo.result.json
  */
 export interface GetInfoResult {
+  enginePid: number;
   home: string;
   pid: number;
   protocolVersion: number;
