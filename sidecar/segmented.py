@@ -8,6 +8,7 @@ record, so after a kill -9 or power loss a restart fetches only what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
@@ -44,7 +45,9 @@ from sidecar.wire import PartRecord
 log = logging.getLogger(__name__)
 
 BATCH = 1024 * 1024
-DIRECT_BUFFER = 1024 * 1024  # per connection on the direct path; one trip to the loop each
+# Per connection on the direct path: 16 of them stay in the sidecar's memory budget.
+DIRECT_BUFFER = 256 * 1024
+BOOK_EVERY = 1024 * 1024  # bytes written between trips to the loop that book them
 MIN_SPLIT = 4 * 1024 * 1024  # never split a tail into pieces smaller than this
 SAVE_EVERY = 1.0  # seconds between durable records of the ranges on disk
 SAVE_BYTES = 64 * 1024 * 1024  # ...or this many bytes, whichever comes first
@@ -334,8 +337,10 @@ class SegmentedFetch:
             raise error
 
     def _pump(self, unit: Unit, connection: RangeConnection, headers: dict[str, str]) -> None:
-        """Blocking: socket → buffer → part, booking each buffer on the event loop."""
+        """Blocking: socket → buffer → part, booking what was written on the event loop
+        every BOOK_EVERY bytes; the loop answers with the room left in the unit."""
         response = connection.get(headers)
+        unbooked = 0
         try:
             check_status(response.status, str(connection.url), response.getheader("Retry-After"))
             self._check_ranged_reply(unit, response.status, response.getheader)
@@ -349,8 +354,17 @@ class SegmentedFetch:
                     anyio.from_thread.run(self.limits.rate.consume, want)
                 count = connection.readinto(response, view[:want])
                 self.file.write_at([view[:count]], position)
-                position += count
-                room = anyio.from_thread.run_sync(self._received_direct, unit, count)
+                position, room, unbooked = position + count, room - count, unbooked + count
+                if unbooked >= BOOK_EVERY or room == 0:
+                    room, unbooked = (
+                        anyio.from_thread.run_sync(self._received_direct, unit, unbooked),
+                        0,
+                    )
+        except Exception:
+            if unbooked:  # written before the read failed: keep it
+                with contextlib.suppress(Exception):
+                    anyio.from_thread.run_sync(self._received_direct, unit, unbooked)
+            raise
         finally:
             if not response.isclosed():  # a body left unread would precede the next reply
                 connection.close()
