@@ -21,6 +21,7 @@ from sidecar.errors import ChecksumMismatch
 from sidecar.fetch import (
     BATCH_AGE,
     CONTENT_RANGE,
+    WRITE_BATCH,
     FileTarget,
     Progress,
     first_error,
@@ -44,10 +45,8 @@ from sidecar.wire import PartRecord
 
 log = logging.getLogger(__name__)
 
-BATCH = 1024 * 1024
 # Per connection on the direct path: 16 of them stay in the sidecar's memory budget.
 DIRECT_BUFFER = 256 * 1024
-BOOK_EVERY = 1024 * 1024  # bytes written between trips to the loop that book them
 MIN_SPLIT = 4 * 1024 * 1024  # never split a tail into pieces smaller than this
 SAVE_EVERY = 1.0  # seconds between durable records of the ranges on disk
 SAVE_BYTES = 64 * 1024 * 1024  # ...or this many bytes, whichever comes first
@@ -241,7 +240,7 @@ class SegmentedFetch:
                         pending.append(chunk)
                         pending_size += len(chunk)
                         if (
-                            pending_size >= BATCH
+                            pending_size >= WRITE_BATCH
                             or unit.position + pending_size >= unit.end
                             or anyio.current_time() >= batch_due
                         ):
@@ -338,7 +337,7 @@ class SegmentedFetch:
 
     def _pump(self, unit: Unit, connection: RangeConnection, headers: dict[str, str]) -> None:
         """Blocking: socket → buffer → part, booking what was written on the event loop
-        every BOOK_EVERY bytes; the loop answers with the room left in the unit."""
+        every WRITE_BATCH bytes; the loop answers with the room left in the unit."""
         response = connection.get(headers)
         unbooked = 0
         try:
@@ -355,7 +354,7 @@ class SegmentedFetch:
                 count = connection.readinto(response, view[:want])
                 self.file.write_at([view[:count]], position)
                 position, room, unbooked = position + count, room - count, unbooked + count
-                if unbooked >= BOOK_EVERY or room == 0:
+                if unbooked >= WRITE_BATCH or room == 0:
                     room, unbooked = (
                         anyio.from_thread.run_sync(self._received_direct, unit, unbooked),
                         0,
