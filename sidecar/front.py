@@ -108,8 +108,9 @@ class Front:
         self.engine = engine
         self.lane = FrontLane()
         self.writer = LineWriter(claim_stdout())
+        assert engine.stdin is not None
+        self.requests = LineWriter(engine.stdin)  # a dead engine only marks it broken
         self._relay_limiter = anyio.CapacityLimiter(1)
-        self._forward_limiter = anyio.CapacityLimiter(1)
 
     async def run(self) -> int:
         """Serve until the engine has ended; its exit code."""
@@ -133,19 +134,14 @@ class Front:
         return code
 
     async def _forward_requests(self, reader: StdinReader) -> None:
-        assert self.engine.stdin is not None
-        requests = self.engine.stdin.fileno()
         try:
             async for line in reader.lines():
                 if isinstance(line, TooLong):  # never reached the engine: refused here
                     self.writer.answer_now(encode_message(too_long_error(line.limit)))
-                    continue
-                await anyio.to_thread.run_sync(
-                    _write_all, requests, line + b"\n", limiter=self._forward_limiter
-                )
-        except OSError as exc:  # BrokenPipeError among them: the engine is gone
-            log.warning("engine stopped reading requests: %s", exc)
+                else:
+                    await self.requests.send_raw(line + b"\n")
         finally:
+            assert self.engine.stdin is not None
             self.engine.stdin.close()  # end of input for the engine too: it shuts down
 
     async def _relay_engine_output(
@@ -236,9 +232,3 @@ def _read(fd: int) -> bytes:
         return os.read(fd, READ_SIZE)
     except OSError:
         return b""
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
