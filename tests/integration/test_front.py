@@ -77,6 +77,9 @@ def test_a_kill_of_the_front_kills_the_engine(start_sidecar: Callable[..., Sidec
     engine = psutil.Process(sidecar.call("getInfo")["enginePid"])
     sidecar.kill()
     engine.wait(5)  # raises TimeoutExpired if it lives on
+    # Killed, not shut down: without PR_SET_PDEATHSIG it would see its stdin close and
+    # stop cleanly, and a kill -9 test would no longer test a kill.
+    assert "sidecar stopped" not in sidecar.stderr()
 
 
 def test_the_front_ends_with_its_engine(start_sidecar: Callable[..., Sidecar]) -> None:
