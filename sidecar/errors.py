@@ -11,7 +11,8 @@
     ├── UnsafeManifest           1008  a manifest that would escape the home or is malformed
     ├── InvalidState             1009  e.g. resume a task that is not paused
     ├── SchedulerUnavailable     1010  no ranking and no cached one
-    └── NetworkError             1011  transport failures after retries
+    ├── NetworkError             1011  transport failures after retries
+    └── TlsError                 1012  a host's TLS certificate could not be verified
 
 Lower-level errors (httpx, OSError) are translated at the boundaries in
 ``sidecar.http`` and ``sidecar.diskspace``; the RPC layer turns these into
@@ -100,6 +101,20 @@ class NetworkError(ModelManagerError):
     name = "NETWORK_ERROR"
 
 
+class TlsError(ModelManagerError):
+    code = 1012
+    name = "TLS_ERROR"
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(
+            f"cannot verify the TLS certificate of {host} ({reason}). If your network uses "
+            "its own certificate authority, add it to the system's trust store or name "
+            "its PEM file with --ca-bundle (MODEL_MANAGER_CA_BUNDLE)",
+            host=host,
+            reason=reason,
+        )
+
+
 ALL_ERRORS: tuple[type[ModelManagerError], ...] = (
     ModelNotAvailable,
     ModelNotFound,
@@ -112,4 +127,5 @@ ALL_ERRORS: tuple[type[ModelManagerError], ...] = (
     InvalidState,
     SchedulerUnavailable,
     NetworkError,
+    TlsError,
 )

@@ -13,7 +13,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import anyio
-import httpx
 
 from sidecar.config import Settings
 from sidecar.diskspace import free_bytes, map_disk_full
@@ -25,6 +24,7 @@ from sidecar.hashing import sha256_file
 from sidecar.install import discard_parts, move_into_place, part_sizes, recover_staging
 from sidecar.layout import HomeLayout
 from sidecar.locks import OwnedLock
+from sidecar.network import Network
 from sidecar.ratelimit import RateLimiter
 from sidecar.registry import Registry, write_metadata
 from sidecar.segmented import Limits
@@ -69,13 +69,13 @@ class TaskRunner:
         settings: Settings,
         layout: HomeLayout,
         registry: Registry,
-        client: httpx.AsyncClient,
+        network: Network,
         set_state: SetState,
     ) -> None:
         self.settings = settings
         self.layout = layout
         self.registry = registry
-        self.client = client
+        self.network = network
         self.set_state = set_state
         # CapacityLimiters, not semaphores: setLimits changes their size at run time.
         self.slots = anyio.CapacityLimiter(settings.max_concurrent_tasks)
@@ -267,7 +267,7 @@ class TaskRunner:
                 await anyio.to_thread.run_sync(detach, part)
             with map_disk_full(self.layout.root):
                 return await download_file(
-                    self.client, self._urls(task, file), target, self.settings, progress,
+                    self.network, self._urls(task, file), target, self.settings, progress,
                     self.limits, size_learned,
                 )  # fmt: skip
         finally:
