@@ -16,8 +16,8 @@ from sidecar.config import Settings
 from sidecar.errors import ModelNotFound, RepositoryUnavailable, TlsError, UnsafeManifest
 from sidecar.fsutil import atomic_write_json, read_json
 from sidecar.http import (
-    TlsFailed,
     SourceFailed,
+    TlsFailed,
     TransientError,
     auth_headers,
     map_transport_errors,
