@@ -246,6 +246,11 @@ export class ModelManagerClient implements ModelManagerApi {
   setLimits(params?: T.SetLimitsParams, options?: CallOptions) {
     return this.call('setLimits', params, options);
   }
+
+  /** The proxy the app resolved (`session.resolveProxy`), `"direct"`, or null for the environment. */
+  setNetwork(params: T.SetNetworkParams, options?: CallOptions) {
+    return this.call('setNetwork', params, options);
+  }
   /** Asks the sidecar to stop. It is then restarted like after a crash; to end it, use dispose(). */
   shutdown(params?: T.ShutdownParams, options?: CallOptions) {
     return this.call('shutdown', params, options);

@@ -67,6 +67,8 @@ export class UnsafeManifestError extends sidecarError('UNSAFE_MANIFEST') {}
 export class InvalidStateError extends sidecarError('INVALID_STATE') {}
 export class SchedulerUnavailableError extends sidecarError('SCHEDULER_UNAVAILABLE') {}
 export class NetworkError extends sidecarError('NETWORK_ERROR') {}
+/** A host's TLS certificate did not verify; `data.host` names it. */
+export class TlsError extends sidecarError('TLS_ERROR') {}
 
 // `satisfies` makes tsc fail when schemas/errors.json gains a name without a class.
 const SIDECAR_ERRORS = {
@@ -81,6 +83,7 @@ const SIDECAR_ERRORS = {
   INVALID_STATE: InvalidStateError,
   SCHEDULER_UNAVAILABLE: SchedulerUnavailableError,
   NETWORK_ERROR: NetworkError,
+  TLS_ERROR: TlsError,
 } as const satisfies Record<ErrorName, ErrorClass>;
 
 // --- errors of the bridge itself -------------------------------------------------------

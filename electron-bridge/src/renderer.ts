@@ -47,6 +47,7 @@ export function connectRenderer(bridge: ModelManagerBridge): RendererClient {
     verify: method('verify') as RendererClient['verify'],
     ranking: method('ranking'),
     setLimits: method('setLimits'),
+    setNetwork: method('setNetwork'),
   };
 }
 
