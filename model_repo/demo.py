@@ -142,10 +142,7 @@ class Demo:
                 self.console.print(f"[bold red]unexpected:[/] {failure}", highlight=False)
             return 1
         self.console.print("Everything ran on 127.0.0.1 in a temporary folder, now removed.")
-        self.console.print(
-            "\n[bold]Next, by hand[/] (any folder can be published as a model; "
-            "schemas/ stands in for one):"
-        )
+        self.console.print("\n[bold]Next, by hand[/] (any folder is a model; here schemas/):")
         for command in next_steps():
             self.console.print(f"  {command}", highlight=False, markup=False, soft_wrap=True)
         return 0
