@@ -28,7 +28,7 @@ $(PY_ENV): pyproject.toml
 
 ifneq ($(HAVE_BRIDGE),)
 $(NODE_ENV): $(BRIDGE)/package-lock.json
-	@node -e 'process.exit(+process.versions.node.split(".")[0] < 20)' 2>/dev/null || { \
+	@node -e 'process.exit(parseInt(process.versions.node) < 20 ? 1 : 0)' 2>/dev/null || { \
 	  echo "make: the bridge needs Node.js >= 20 with npm (found: $$(node --version 2>&1))" >&2; \
 	  exit 1; }
 	cd $(BRIDGE) && npm ci --no-audit --no-fund
