@@ -1,10 +1,5 @@
-"""What ``getModelPath`` answers, as plain data: for each model the engine knows of,
-the path of each ready version and why the others are not available.
-
-The engine builds it from its state (``Library.availability``) and answers from it;
-it also sends it, whenever it changes, to the front process (``sidecar.front``),
-which answers ``getModelPath`` from its copy. Standard library only: the front
-imports it and stays small."""
+"""What ``getModelPath`` answers for one model, as plain data: the path of each ready
+version and why the others are not available."""
 
 from __future__ import annotations
 
@@ -31,34 +26,3 @@ class ModelAvailability:
         if version in self.ready:
             return self.ready[version]
         raise ModelNotAvailable(model_id, version, self.reasons.get(version, NOT_INSTALLED))
-
-    def wire(self) -> dict[str, Any]:
-        return {
-            "ready": self.ready,
-            "newestReady": self.newest_ready,
-            "reason": self.reason,
-            "reasons": self.reasons,
-        }
-
-    @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> ModelAvailability:
-        return cls(data["ready"], data["newestReady"], data["reason"], data["reasons"])
-
-
-@dataclass(frozen=True)
-class Availability:
-    models: dict[str, ModelAvailability]
-
-    def lookup(self, model_id: str, version: str | None) -> dict[str, Any]:
-        """The getModelPath result; raises ModelNotAvailable."""
-        model = self.models.get(model_id)
-        if model is None:
-            raise ModelNotAvailable(model_id, version, NOT_INSTALLED)
-        return model.lookup(model_id, version)
-
-    def wire(self) -> dict[str, Any]:
-        return {model_id: model.wire() for model_id, model in self.models.items()}
-
-    @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> Availability:
-        return cls({model_id: ModelAvailability.from_wire(m) for model_id, m in data.items()})

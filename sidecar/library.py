@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from sidecar.availability import NOT_INSTALLED, Availability, ModelAvailability
+from sidecar.availability import NOT_INSTALLED, ModelAvailability
 from sidecar.catalog import Catalog
 from sidecar.config import Settings
 from sidecar.errors import InvalidState, ModelNotAvailable
@@ -67,23 +67,8 @@ class Library:
                     self.registry.set_state(model_id, version, state)
 
     def model_path(self, model_id: str, version: str | None) -> dict[str, Any]:
-        """The getModelPath result, from memory only: never the network, never a task.
-
-        Called on the stdin thread (the fast lane) while the loop runs: it reads the
-        registry's published document, which is replaced whole and never changed, and
-        copies of the task maps taken by single C-level calls, atomic under the GIL."""
+        """The getModelPath result, from memory only: never the network, never a task."""
         return self._model_availability(model_id).lookup(model_id, version)
-
-    def availability_inputs(self) -> tuple[Any, ...]:
-        """What ``availability`` is made of; the registry document is replaced on change."""
-        states = tuple((key, task.state) for key, task in list(self.active.items()))
-        return self.registry.document, states, frozenset(self.failed)
-
-    def availability(self) -> Availability:
-        """What getModelPath answers for every model known here (for the front)."""
-        known = {*self.registry.document.models, *(k[0] for k in list(self.active))}
-        known.update(k[0] for k in list(self.failed))
-        return Availability({m: self._model_availability(m) for m in sorted(known)})
 
     def _model_availability(self, model_id: str) -> ModelAvailability:
         active, failed = list(self.active.items()), list(self.failed)

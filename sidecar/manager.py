@@ -32,6 +32,7 @@ from sidecar.ranking import RankingSource
 from sidecar.registry import Registry
 from sidecar.runner import TaskRunner
 from sidecar.tasks import TaskRuntime, TaskStore, UrlSource
+from sidecar.transfer import TransferClient
 from sidecar.wire import (
     InstallResult,
     ModelsChanged,
@@ -61,11 +62,13 @@ class Manager:
         settings: Settings,
         client: httpx.AsyncClient,
         network: Network,
+        transfer: TransferClient,
         notify: Notify,
         hooks: DownloadHooks | None = None,
     ) -> None:
         self.settings = settings
         self.network = network
+        self.transfer = transfer
         self.layout = HomeLayout(settings.home)
         self.registry = Registry(self.layout)
         self.catalog = Catalog(settings, self.layout, client)
@@ -79,7 +82,7 @@ class Manager:
         self.library = Library(
             settings, self.layout, self.registry, self.catalog, notify, self.active, self.failed
         )
-        self.runner = TaskRunner(settings, self.layout, self.registry, network, self.set_state)
+        self.runner = TaskRunner(settings, self.layout, self.registry, transfer, self.set_state)
         self._group: TaskGroup | None = None
 
     # --- service -------------------------------------------------------------------

@@ -16,7 +16,6 @@ import anyio
 
 from sidecar.config import Settings
 from sidecar.diskspace import free_bytes, map_disk_full
-from sidecar.download import download_file
 from sidecar.errors import InsufficientDiskSpace, InvalidState
 from sidecar.fetch import FileTarget
 from sidecar.fileio import detach
@@ -24,11 +23,9 @@ from sidecar.hashing import sha256_file
 from sidecar.install import discard_parts, move_into_place, part_sizes, recover_staging
 from sidecar.layout import HomeLayout
 from sidecar.locks import OwnedLock
-from sidecar.network import Network
-from sidecar.ratelimit import RateLimiter
 from sidecar.registry import Registry, write_metadata
-from sidecar.segmented import Limits
 from sidecar.tasks import TaskRuntime
+from sidecar.transfer import TransferClient
 from sidecar.wire import (
     InstalledVersion,
     LimitsResult,
@@ -69,21 +66,18 @@ class TaskRunner:
         settings: Settings,
         layout: HomeLayout,
         registry: Registry,
-        network: Network,
+        transfer: TransferClient,
         set_state: SetState,
     ) -> None:
         self.settings = settings
         self.layout = layout
         self.registry = registry
-        self.network = network
+        self.transfer = transfer
         self.set_state = set_state
         # CapacityLimiters, not semaphores: setLimits changes their size at run time.
         self.slots = anyio.CapacityLimiter(settings.max_concurrent_tasks)
-        self.limits = Limits(
-            max_connections=settings.max_connections_per_file,
-            connections=anyio.CapacityLimiter(settings.max_connections_total),
-            rate=RateLimiter(settings.max_bytes_per_second),
-        )
+        self.rate = settings.max_bytes_per_second
+        self.max_connections_per_file = settings.max_connections_per_file
 
     async def run(self, task: TaskRuntime) -> None:
         """Install ``task``'s version; raises ModelManagerError on failure."""
@@ -124,18 +118,19 @@ class TaskRunner:
                         await anyio.to_thread.run_sync(lock.release)
             raise InvalidState(f"{task.model_id}@{task.version}: lost the task lock repeatedly")
 
-    def set_limits(self, params: SetLimitsParams) -> LimitsResult:
-        """Applies to connections and tasks started from now on; running ones go on."""
+    async def set_limits(self, params: SetLimitsParams) -> LimitsResult:
+        """The cap applies at once; connection counts to what starts from now on."""
         if params.max_bytes_per_second is not None:
-            self.limits.rate.set_rate(params.max_bytes_per_second or None)
+            self.rate = params.max_bytes_per_second or None
         if params.max_concurrent_tasks is not None:
             self.slots.total_tokens = params.max_concurrent_tasks
         if params.max_connections_per_file is not None:
-            self.limits.max_connections = params.max_connections_per_file
+            self.max_connections_per_file = params.max_connections_per_file
+        await self.transfer.set_limits(self.rate, self.max_connections_per_file)
         return LimitsResult(
-            max_bytes_per_second=self.limits.rate.bytes_per_second or 0,
+            max_bytes_per_second=self.rate or 0,
             max_concurrent_tasks=int(self.slots.total_tokens),
-            max_connections_per_file=self.limits.max_connections,
+            max_connections_per_file=self.max_connections_per_file,
         )
 
     def is_installed(self, task: TaskRuntime) -> bool:
@@ -266,10 +261,9 @@ class TaskRunner:
                 # give the part a new inode so those writes land in an orphan.
                 await anyio.to_thread.run_sync(detach, part)
             with map_disk_full(self.layout.root):
-                return await download_file(
-                    self.network, self._urls(task, file), target, self.settings, progress,
-                    self.limits, size_learned,
-                )  # fmt: skip
+                return await self.transfer.fetch(
+                    self._urls(task, file), target, progress, size_learned
+                )
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lock.release)

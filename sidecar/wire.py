@@ -153,7 +153,9 @@ class InfoResult(WireModel):
     version: str
     protocol_version: int
     pid: int  # the process the app started: the one to signal
-    engine_pid: int  # its engine, which downloads and holds the locks
+    worker_pid: int | None = Field(
+        description="the transfer worker moving file bodies; null until the first download"
+    )
     home: str
     repositories: list[str]
 

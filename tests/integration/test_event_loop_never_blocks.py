@@ -16,6 +16,7 @@ from sidecar.errors import ModelNotAvailable
 from sidecar.http import make_client
 from sidecar.manager import Manager
 from sidecar.network import Network
+from sidecar.transfer import TransferClient
 from sidecar.wire import TaskState
 from tests.support.repo_server import RepoServer
 
@@ -36,7 +37,9 @@ def test_install_verify_remove_never_block_the_loop(repo: RepoServer, home: Path
         client = make_client(settings, network)
         with blockbuster_ctx():
             async with client, anyio.create_task_group() as group:
-                manager = Manager(settings, client, network, notify)
+                transfer = TransferClient(settings)
+                await group.start(transfer.serve)
+                manager = Manager(settings, client, network, transfer, notify)
                 await group.start(manager.serve)
                 with pytest.raises(ModelNotAvailable):
                     manager.library.model_path("whisper-small", None)
