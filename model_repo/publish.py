@@ -24,8 +24,6 @@ import portalocker
 from model_repo import catalog
 from model_repo.layout import CHECKSUM_FILE, MANIFEST_FILE, RESERVED_NAMES, StorageLayout
 from sidecar.errors import UnsafeManifest
-from sidecar.fsutil import fsync_dir
-from sidecar.hashing import sha256_file
 from sidecar.manifest import (
     CatalogFile,
     CatalogModel,
@@ -35,6 +33,8 @@ from sidecar.manifest import (
     check_safe_name,
     check_version_safe,
 )
+from sidecar.store.fsutil import fsync_dir
+from sidecar.transfer.hashing import sha256_file
 
 LOCK_TIMEOUT = 300.0  # seconds to wait for another publisher before giving up
 # Staging folders of publishes that were killed; old enough that none is still copying.

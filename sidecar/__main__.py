@@ -1,6 +1,6 @@
 """``python -m sidecar``: the daemon on stdin/stdout (``sidecar.app``). It owns every
 piece of state and answers every method; file bodies move in its transfer worker, a
-child process at background priority (``sidecar.worker``)."""
+child process at background priority (``sidecar.transfer.worker``)."""
 
 from __future__ import annotations
 

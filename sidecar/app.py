@@ -10,15 +10,15 @@ import anyio
 
 from sidecar import __version__
 from sidecar.config import Settings
-from sidecar.http import make_client
-from sidecar.layout import HomeLayout
+from sidecar.core.manager import Manager
 from sidecar.logs import setup_logging
-from sidecar.manager import Manager
-from sidecar.network import Network
 from sidecar.rpc.methods import build_methods
 from sidecar.rpc.server import RpcServer
 from sidecar.rpc.stdio import LineWriter, StdinReader, claim_stdout
-from sidecar.transfer import TransferClient
+from sidecar.store.layout import HomeLayout
+from sidecar.transfer.client import TransferClient
+from sidecar.transfer.http import make_client
+from sidecar.transfer.network import Network
 from sidecar.watchdog import watch_parent
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import logging
 import logging.handlers
 import sys
 
-from sidecar.layout import HomeLayout
+from sidecar.store.layout import HomeLayout
 
 FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
 

@@ -14,11 +14,11 @@ from jsonrpcserver.exceptions import JsonRpcError
 from pydantic import BaseModel, ValidationError
 
 from sidecar import PROTOCOL_VERSION, __version__
+from sidecar.core.manager import Manager
+from sidecar.core.tasks import UrlSource
 from sidecar.errors import ModelManagerError, UnsafeManifest
-from sidecar.manager import Manager
 from sidecar.manifest import check_safe_name
-from sidecar.network import redact_proxy
-from sidecar.tasks import UrlSource
+from sidecar.transfer.network import redact_proxy
 from sidecar.wire import (
     GetModelPathParams,
     InfoResult,

@@ -12,11 +12,11 @@ import pytest
 from blockbuster import blockbuster_ctx
 
 from sidecar.config import Settings
+from sidecar.core.manager import Manager
 from sidecar.errors import ModelNotAvailable
-from sidecar.http import make_client
-from sidecar.manager import Manager
-from sidecar.network import Network
-from sidecar.transfer import TransferClient
+from sidecar.transfer.client import TransferClient
+from sidecar.transfer.http import make_client
+from sidecar.transfer.network import Network
 from sidecar.wire import TaskState
 from tests.support.repo_server import RepoServer
 

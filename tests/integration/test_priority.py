@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.priority import BACKGROUND_NICENESS
+from sidecar.transfer.priority import BACKGROUND_NICENESS
 from tests.support.repo_server import RepoServer
 from tests.support.sidecar_proc import Sidecar
 

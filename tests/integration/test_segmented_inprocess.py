@@ -15,11 +15,11 @@ import anyio
 import pytest
 from blockbuster import blockbuster_ctx
 
-from sidecar import segmented
-from sidecar.body import Source
-from sidecar.fetch import FileTarget, read_record
-from sidecar.network import Network
-from sidecar.segmented import Limits, RangesUnsupported, SegmentedFetch
+from sidecar.transfer import segmented
+from sidecar.transfer.connection import Source
+from sidecar.transfer.fetch import FileTarget, read_record
+from sidecar.transfer.network import Network
+from sidecar.transfer.segmented import Limits, RangesUnsupported, SegmentedFetch
 from tests.support.faults import ChangeFile, CloseAfterReply, Redirect, Stall
 from tests.support.repo_server import RepoServer
 

@@ -9,8 +9,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from sidecar.fsutil import fsync_dir
-from sidecar.layout import HomeLayout
+from sidecar.store.fsutil import fsync_dir
+from sidecar.store.layout import HomeLayout
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from sidecar.body import BodyConnection, Reply, Source, in_thread
 from sidecar.errors import ChecksumMismatch
-from sidecar.fetch import (
+from sidecar.redact import redact_url
+from sidecar.store.fsutil import atomic_write_bytes
+from sidecar.transfer.connection import BodyConnection, Reply, Source, in_thread
+from sidecar.transfer.fetch import (
     CONTENT_RANGE,
     WRITE_BATCH,
     FileTarget,
@@ -26,14 +28,12 @@ from sidecar.fetch import (
     read_record,
     validator_of,
 )
-from sidecar.fileio import PartHandle
-from sidecar.fsutil import atomic_write_bytes
-from sidecar.hashing import READ_SIZE
-from sidecar.http import ServerRefused, TransientError, check_status
-from sidecar.network import Network
-from sidecar.ratelimit import RateLimiter
-from sidecar.redact import redact_url
-from sidecar.segments import SegmentPlan, Unit
+from sidecar.transfer.fileio import PartHandle
+from sidecar.transfer.hashing import READ_SIZE
+from sidecar.transfer.http import ServerRefused, TransientError, check_status
+from sidecar.transfer.network import Network
+from sidecar.transfer.plan import SegmentPlan, Unit
+from sidecar.transfer.ratelimit import RateLimiter
 from sidecar.wire import PartRecord
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ class SegmentedFetch:
         self.progressed.set()
         return unit.end - unit.position
 
-    # --- the body path (see sidecar.body) ---------------------------------------------
+    # --- the body path (see sidecar.transfer.connection) ----------------------------------
 
     def _pump(self, unit: Unit, connection: BodyConnection) -> None:
         """Blocking: socket → buffer → part, booking what was written on the event loop

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sidecar.hashing import sha256_file
-from sidecar.layout import HomeLayout
+from sidecar.store.layout import HomeLayout
+from sidecar.transfer.hashing import sha256_file
 from sidecar.wire import InstalledVersion, VerifyProblem
 
 

@@ -4,24 +4,24 @@ and remove. ``model_path`` answers from memory only."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from sidecar.availability import NOT_INSTALLED, ModelAvailability
-from sidecar.catalog import Catalog
 from sidecar.config import Settings
+from sidecar.core.catalog import Catalog
+from sidecar.core.hooks import Notify
+from sidecar.core.listing import merge_models, version_key
+from sidecar.core.maintenance import find_problems
+from sidecar.core.tasks import TaskRuntime
 from sidecar.errors import InvalidState, ModelNotAvailable
-from sidecar.hooks import Notify
-from sidecar.install import remove_version
-from sidecar.layout import HomeLayout
-from sidecar.listing import merge_models, version_key
-from sidecar.locks import OwnedLock
-from sidecar.maintenance import find_problems
 from sidecar.manifest import check_safe_name
-from sidecar.registry import Registry
-from sidecar.tasks import TaskRuntime
+from sidecar.store.layout import HomeLayout
+from sidecar.store.locks import OwnedLock
+from sidecar.store.placement import remove_version
+from sidecar.store.registry import Registry
 from sidecar.wire import (
     ListModelsResult,
     ModelPathResult,
@@ -29,6 +29,26 @@ from sidecar.wire import (
     RemoveResult,
     VerifyResult,
 )
+
+NOT_INSTALLED = "not_installed"
+
+
+@dataclass(frozen=True)
+class ModelAvailability:
+    ready: dict[str, dict[str, Any]]  # version -> the getModelPath result, as on the wire
+    newest_ready: str | None  # what a request without a version gets
+    reason: str  # why nothing is available, for a request without a version
+    reasons: dict[str, str]  # why each known version that is not ready is not available
+
+    def lookup(self, model_id: str, version: str | None) -> dict[str, Any]:
+        if version is None:
+            if self.newest_ready is not None:
+                return self.ready[self.newest_ready]
+            raise ModelNotAvailable(model_id, None, self.reason)
+        if version in self.ready:
+            return self.ready[version]
+        raise ModelNotAvailable(model_id, version, self.reasons.get(version, NOT_INSTALLED))
+
 
 log = logging.getLogger(__name__)
 

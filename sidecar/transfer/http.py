@@ -12,7 +12,7 @@ import httpx
 
 from sidecar import __version__
 from sidecar.config import Settings
-from sidecar.network import Network, RoutingTransport
+from sidecar.transfer.network import Network, RoutingTransport
 
 
 class TransientError(Exception):

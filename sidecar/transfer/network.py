@@ -1,5 +1,5 @@
 """How the sidecar reaches hosts: TLS trust, proxies and the per-host connection cap,
-the same for catalog calls (httpx) and file bodies (urllib3, ``sidecar.body``).
+the same for catalog calls (httpx) and file bodies (urllib3, ``sidecar.transfer.connection``).
 
 Trust: the operating system's store (``truststore``: Windows and macOS APIs, OpenSSL's
 default paths on Linux, which ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` point to) plus an

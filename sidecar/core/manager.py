@@ -11,28 +11,28 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup, TaskStatus
 
-from sidecar.catalog import Catalog
 from sidecar.config import Settings
-from sidecar.diskspace import as_disk_full
+from sidecar.core.catalog import Catalog
+from sidecar.core.hooks import DownloadHooks, NoHooks, Notify
+from sidecar.core.library import Library
+from sidecar.core.ranking import RankingSource
+from sidecar.core.runner import TaskRunner
+from sidecar.core.tasks import TaskRuntime, TaskStore, UrlSource
 from sidecar.errors import (
     InvalidState,
     ModelManagerError,
     TaskNotFound,
     VersionNotFound,
 )
-from sidecar.fsutil import sweep_temp_files
-from sidecar.hooks import DownloadHooks, NoHooks, Notify
-from sidecar.install import remove_legacy_parts, remove_parts
-from sidecar.layout import HomeLayout
-from sidecar.library import Library
-from sidecar.locks import clean_stale_lock_files
 from sidecar.manifest import CatalogModel, check_safe_name
-from sidecar.network import Network
-from sidecar.ranking import RankingSource
-from sidecar.registry import Registry
-from sidecar.runner import TaskRunner
-from sidecar.tasks import TaskRuntime, TaskStore, UrlSource
-from sidecar.transfer import TransferClient
+from sidecar.store.diskspace import as_disk_full
+from sidecar.store.fsutil import sweep_temp_files
+from sidecar.store.layout import HomeLayout
+from sidecar.store.locks import clean_stale_lock_files
+from sidecar.store.placement import remove_legacy_parts, remove_parts
+from sidecar.store.registry import Registry
+from sidecar.transfer.client import TransferClient
+from sidecar.transfer.network import Network
 from sidecar.wire import (
     InstallResult,
     ModelsChanged,

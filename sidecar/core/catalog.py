@@ -14,8 +14,10 @@ import httpx
 
 from sidecar.config import Settings
 from sidecar.errors import ModelNotFound, RepositoryUnavailable, TlsError, UnsafeManifest
-from sidecar.fsutil import atomic_write_json, read_json
-from sidecar.http import (
+from sidecar.manifest import CatalogModel, check_safe_name, parse_model
+from sidecar.store.fsutil import atomic_write_json, read_json
+from sidecar.store.layout import HomeLayout
+from sidecar.transfer.http import (
     SourceFailed,
     TlsFailed,
     TransientError,
@@ -23,8 +25,6 @@ from sidecar.http import (
     map_transport_errors,
     raise_for_status,
 )
-from sidecar.layout import HomeLayout
-from sidecar.manifest import CatalogModel, check_safe_name, parse_model
 
 log = logging.getLogger(__name__)
 

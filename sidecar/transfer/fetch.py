@@ -18,15 +18,15 @@ from pathlib import Path
 
 import anyio
 
-from sidecar.body import BodyConnection, Reply, Source, in_thread
 from sidecar.errors import ChecksumMismatch
-from sidecar.fileio import PartHandle
-from sidecar.fsutil import atomic_write_bytes
-from sidecar.hashing import hash_into
-from sidecar.http import ServerRefused, SourceFailed, TransientError, check_status
-from sidecar.network import Network
-from sidecar.ratelimit import RateLimiter
 from sidecar.redact import redact_url
+from sidecar.store.fsutil import atomic_write_bytes
+from sidecar.transfer.connection import BodyConnection, Reply, Source, in_thread
+from sidecar.transfer.fileio import PartHandle
+from sidecar.transfer.hashing import hash_into
+from sidecar.transfer.http import ServerRefused, SourceFailed, TransientError, check_status
+from sidecar.transfer.network import Network
+from sidecar.transfer.ratelimit import RateLimiter
 from sidecar.wire import PartRecord
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The parent's end of the transfer worker (``sidecar.worker``): jobs, limit changes
+"""The parent's end of the transfer worker (``sidecar.transfer.worker``): jobs, limit changes
 and cancels go out; progress, results and typed failures come back. No state is
 mirrored: the worker knows its jobs, this process knows everything else.
 
@@ -29,10 +29,10 @@ from anyio.abc import Process, TaskGroup, TaskStatus
 
 from sidecar.config import Settings
 from sidecar.errors import ALL_ERRORS, ModelManagerError, NetworkError
-from sidecar.fetch import FileTarget, Progress, SizeLearned
+from sidecar.transfer.fetch import FileTarget, Progress, SizeLearned
 
 log = logging.getLogger(__name__)
-worker_log = logging.getLogger("sidecar.worker")
+worker_log = logging.getLogger("sidecar.transfer.worker")
 
 WARM_UP_AFTER = 1.0  # seconds after start: the worker's imports never delay the first answers
 CANCEL_GRACE = 10.0  # seconds a cancelled job may take to stop before the worker is killed
@@ -142,7 +142,7 @@ class TransferClient:
 
     async def _start_worker(self) -> None:
         assert self._group is not None, "TransferClient.serve is not running"
-        command = [sys.executable, "-m", "sidecar.worker", str(os.getpid())]
+        command = [sys.executable, "-m", "sidecar.transfer.worker", str(os.getpid())]
         # Spawned from the event loop's thread, which lives as long as this process:
         # the worker's PR_SET_PDEATHSIG follows that thread.
         process = await anyio.open_process(

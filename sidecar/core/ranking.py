@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from sidecar.config import Settings
 from sidecar.errors import SchedulerUnavailable
-from sidecar.fsutil import atomic_write_bytes
-from sidecar.layout import HomeLayout
+from sidecar.store.fsutil import atomic_write_bytes
+from sidecar.store.layout import HomeLayout
 
 log = logging.getLogger(__name__)
 

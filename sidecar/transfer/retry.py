@@ -9,11 +9,12 @@ from collections.abc import Sequence
 
 import anyio
 
-from sidecar.body import Source
 from sidecar.config import Settings
 from sidecar.errors import ChecksumMismatch, NetworkError, RepositoryUnavailable, TlsError
-from sidecar.fetch import FileTarget, Progress, SizeLearned, discard_part, fetch_once
-from sidecar.http import (
+from sidecar.redact import redact_url
+from sidecar.transfer.connection import Source
+from sidecar.transfer.fetch import FileTarget, Progress, SizeLearned, discard_part, fetch_once
+from sidecar.transfer.http import (
     ConnectionFailed,
     ServerRefused,
     SourceFailed,
@@ -21,9 +22,8 @@ from sidecar.http import (
     TransientError,
     auth_headers,
 )
-from sidecar.network import Network
-from sidecar.redact import redact_url
-from sidecar.segmented import Limits, RangesUnsupported, SegmentedFetch
+from sidecar.transfer.network import Network
+from sidecar.transfer.segmented import Limits, RangesUnsupported, SegmentedFetch
 
 log = logging.getLogger(__name__)
 

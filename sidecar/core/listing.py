@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from sidecar.layout import HomeLayout
+from sidecar.core.tasks import TaskRuntime
 from sidecar.manifest import CatalogModel
-from sidecar.tasks import TaskRuntime
+from sidecar.store.layout import HomeLayout
 from sidecar.wire import InstalledModel, InstalledVersionInfo, ModelInfo, ModelState
 
 

@@ -38,9 +38,9 @@ from urllib3.exceptions import (
 )
 
 from sidecar import __version__
-from sidecar.http import ConnectionFailed, SourceFailed, TlsFailed, TransientError
-from sidecar.network import Network
 from sidecar.redact import redact_url
+from sidecar.transfer.http import ConnectionFailed, SourceFailed, TlsFailed, TransientError
+from sidecar.transfer.network import Network
 
 T = TypeVar("T")
 Reply = urllib3.BaseHTTPResponse

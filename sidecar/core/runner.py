@@ -15,17 +15,17 @@ from urllib.parse import quote
 import anyio
 
 from sidecar.config import Settings
-from sidecar.diskspace import free_bytes, map_disk_full
+from sidecar.core.tasks import TaskRuntime
 from sidecar.errors import InsufficientDiskSpace, InvalidState
-from sidecar.fetch import FileTarget
-from sidecar.fileio import detach
-from sidecar.hashing import sha256_file
-from sidecar.install import discard_parts, move_into_place, part_sizes, recover_staging
-from sidecar.layout import HomeLayout
-from sidecar.locks import OwnedLock
-from sidecar.registry import Registry, write_metadata
-from sidecar.tasks import TaskRuntime
-from sidecar.transfer import TransferClient
+from sidecar.store.diskspace import free_bytes, map_disk_full
+from sidecar.store.layout import HomeLayout
+from sidecar.store.locks import OwnedLock
+from sidecar.store.placement import discard_parts, move_into_place, part_sizes, recover_staging
+from sidecar.store.registry import Registry, write_metadata
+from sidecar.transfer.client import TransferClient
+from sidecar.transfer.fetch import FileTarget
+from sidecar.transfer.fileio import detach
+from sidecar.transfer.hashing import sha256_file
 from sidecar.wire import (
     InstalledVersion,
     LimitsResult,

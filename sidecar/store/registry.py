@@ -15,10 +15,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from sidecar.fsutil import atomic_write_json, read_json
-from sidecar.layout import HomeLayout
-from sidecar.locks import BlockingFileLock
 from sidecar.manifest import check_safe_name
+from sidecar.store.fsutil import atomic_write_json, read_json
+from sidecar.store.layout import HomeLayout
+from sidecar.store.locks import BlockingFileLock
 from sidecar.wire import InstalledModel, InstalledVersion, RegistryDocument
 
 log = logging.getLogger(__name__)

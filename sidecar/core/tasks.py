@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import anyio
 from pydantic import TypeAdapter, ValidationError
 
-from sidecar.fsutil import atomic_write_bytes, read_json
-from sidecar.layout import HomeLayout
-from sidecar.locks import BlockingFileLock
 from sidecar.manifest import CatalogVersion
+from sidecar.store.fsutil import atomic_write_bytes, read_json
+from sidecar.store.layout import HomeLayout
+from sidecar.store.locks import BlockingFileLock
 from sidecar.wire import PersistedTask, Task, TaskError, TaskState
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 offsets, hashing, fsync) at background priority, so the process the app started keeps
 its CPU and its GIL for answers. It holds no state beyond its jobs.
 
-One JSON object a line each way (``sidecar.transfer`` is the other end):
+One JSON object a line each way (``sidecar.transfer.client`` is the other end):
   in:  {"op": "hello", "settings": {...}}            first, once
        {"op": "fetch", "id": N, "urls": [...], "part": P, "size": S|null, "sha256": H|null,
         "root": HOME}
@@ -29,17 +29,16 @@ from typing import IO, Any
 import anyio
 
 from sidecar.config import Settings
-from sidecar.diskspace import map_disk_full
-from sidecar.download import download_file
 from sidecar.errors import ModelManagerError
-from sidecar.fetch import FileTarget
-from sidecar.network import Network
-from sidecar.priority import run_in_background
-from sidecar.ratelimit import RateLimiter
-from sidecar.rpc.stdio import claim_stdout
-from sidecar.segmented import Limits
+from sidecar.store.diskspace import map_disk_full
+from sidecar.transfer.fetch import FileTarget
+from sidecar.transfer.network import Network
+from sidecar.transfer.priority import run_in_background
+from sidecar.transfer.ratelimit import RateLimiter
+from sidecar.transfer.retry import download_file
+from sidecar.transfer.segmented import Limits
 
-log = logging.getLogger("sidecar.worker")
+log = logging.getLogger("sidecar.transfer.worker")
 
 PROGRESS_EVERY = 0.05  # seconds between progress lines: the parent's loop sees ~20 a second
 
@@ -160,7 +159,10 @@ def main() -> None:
     _die_with_parent(int(sys.argv[1]))
     run_in_background()  # before any thread, so every thread inherits it
     logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(message)s")
-    protocol = claim_stdout()  # stdout is the protocol: a stray print goes to stderr
+    # stdout is the protocol: keep a private handle, and send fd 1 (a stray print, a C
+    # library) to stderr.
+    protocol = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(_main, protocol)
     logging.shutdown()
