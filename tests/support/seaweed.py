@@ -158,7 +158,7 @@ class SeaweedFS:
             # Its own session: the signal reaches every server it started, nothing else.
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(20)
+                self.process.wait(5)  # its data is thrown away: no need to wait long
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
