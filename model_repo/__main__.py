@@ -21,7 +21,7 @@ from model_repo.publish import (
     publish,
 )
 from model_repo.redirect import DEFAULT_EXPIRY
-from model_repo.s3 import S3Location, StorageError, Store
+from model_repo.s3 import S3Location, StorageError, Store, describe_s3_error
 from model_repo.s3publish import index_s3, publish_s3
 from model_repo.server import EVENT_BURST, EVENT_RATE
 
@@ -244,7 +244,15 @@ def _serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     handlers = {"publish": _publish, "index": _index, "serve": _serve}
-    sys.exit(handlers[args.command](args))
+    try:
+        code = handlers[args.command](args)
+    except Exception as exc:
+        # The object store's refusals (credentials, bucket, network) in one line.
+        if not type(exc).__module__.startswith(("botocore", "boto3")):
+            raise
+        print(f"error: object store {args.storage}: {describe_s3_error(exc)}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,15 @@ def error_code(exc: BaseException) -> str:
     return code or str(status or "")
 
 
+def describe_s3_error(exc: BaseException) -> str:
+    """One line for the user: the store's code and message, never the signature."""
+    response = getattr(exc, "response", None) or {}
+    error = response.get("Error", {})
+    if error:
+        return f"{error.get('Code', '')}: {error.get('Message', '')}".strip(": ")
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def is_conflict(exc: BaseException) -> bool:
     return error_code(exc) in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
@@ -197,6 +206,7 @@ class Store:
 
         ``change`` gets the current document (None when absent) and returns the new one,
         or None to leave the object as it is. It may run more than once."""
+        absent_but_refused = 0
         for attempt in range(CAS_ATTEMPTS):
             found = self.get_json(key)
             current, etag = found if found is not None else (None, None)
@@ -205,11 +215,18 @@ class Store:
                 return current
             body = json.dumps(document, indent=2, ensure_ascii=False).encode() + b"\n"
             condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+            if etag is None and absent_but_refused >= 3:
+                # Filer-backed stores (SeaweedFS) count the implied folder "api/models/"
+                # as an object "api/models", so create-only never succeeds once entries
+                # exist. Only ``index`` after a lost list gets here (publish creates the
+                # list before the first entry); from the next write on, If-Match holds.
+                condition = {}
             try:
                 self.put(key, body, CATALOG_TYPE, REVALIDATE, **condition)
                 return document
             except Exception as exc:
                 if not is_conflict(exc):
                     raise
+                absent_but_refused = absent_but_refused + 1 if etag is None else 0
             time.sleep(random.uniform(0.01, 0.05) * min(attempt + 1, 10))
         raise StorageError(f"{key}: still changing under other publishers; try again")

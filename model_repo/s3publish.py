@@ -114,6 +114,8 @@ def publish_s3(store: Store, request: PublishRequest, now: datetime | None = Non
         status, manifest = _place_version(store, staged, manifest, manifest_key, request.force)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    # The list exists before any entry: see Store.update_json on folder-like stores.
+    store.update_json(location.list_key, lambda current: [] if current is None else None)
     store.update_json(
         location.entry_key(request.model_id),
         lambda entry: merge_entry(entry, manifest, request.make_default),
