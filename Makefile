@@ -3,7 +3,7 @@ PY := .venv/bin/python
 BRIDGE := electron-bridge
 HAVE_BRIDGE := $(wildcard $(BRIDGE)/package.json)
 
-.PHONY: install test lint typecheck schemas schemas-check pytest test-node demo bench stress clean
+.PHONY: install test lint typecheck schemas schemas-check pytest test-node demo bench bench-repo stress clean
 
 install:
 	test -x $(PY) || python3 -m venv .venv
@@ -45,6 +45,11 @@ demo:
 bench:
 	command -v nginx >/dev/null && command -v aria2c >/dev/null || apt-get install -y nginx aria2
 	$(PY) bench/run.py
+
+# Usage events from 200 clients for 30 s against the reference server on PostgreSQL.
+bench-repo:
+	command -v pg_ctlcluster >/dev/null || apt-get install -y postgresql
+	$(PY) bench/repo_load.py
 
 stress:
 	$(PY) -m pytest -m stress -p no:cacheprovider --timeout=3600

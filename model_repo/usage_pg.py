@@ -3,17 +3,18 @@ server, migrations applied at start under an advisory lock (several workers star
 at once migrate once), and a small connection pool per process.
 
 Each event is one transaction: the insert into ``usage_events`` and the increment of
-its model's row in ``usage_counts``. The ranking reads ``usage_counts`` through its
-index, so its cost does not grow with the number of events (see deploy/README.md for
-the plan).
+one of its model's rows in ``usage_counts``. The ranking sums ``usage_counts`` in
+primary-key order, so its cost does not grow with the number of events (see
+deploy/README.md for the plan).
 """
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any
 
-from model_repo.usage import COUNT_SQL, RANKING_SQL, RankingEntry, UsageEvent, ranked
+from model_repo.usage import COUNT_SHARDS, COUNT_SQL, RANKING_SQL, RankingEntry, UsageEvent, ranked
 
 MIGRATIONS = (
     """
@@ -27,12 +28,13 @@ MIGRATIONS = (
     """,
     """
     CREATE TABLE usage_counts (
-        model_id TEXT PRIMARY KEY,
-        request_count BIGINT NOT NULL
+        model_id TEXT NOT NULL,
+        shard INTEGER NOT NULL,
+        request_count BIGINT NOT NULL,
+        PRIMARY KEY (model_id, shard)
     );
-    INSERT INTO usage_counts (model_id, request_count)
-        SELECT model_id, COUNT(*) FROM usage_events GROUP BY model_id;
-    CREATE INDEX usage_counts_rank ON usage_counts (request_count DESC, model_id);
+    INSERT INTO usage_counts (model_id, shard, request_count)
+        SELECT model_id, 0, COUNT(*) FROM usage_events GROUP BY model_id;
     """,
 )
 MIGRATION_LOCK = 0x6D6F64656C  # pg_advisory_xact_lock key: "model"
@@ -59,7 +61,8 @@ class PostgresUsageStore:
                 "INSERT INTO usage_events (model_id, kind, recorded_at) VALUES (%s, %s, %s)",
                 (event.model_id, event.kind, time.time()),
             )
-            db.execute(COUNT_SQL.format(p="%s"), (event.model_id,))
+            shard = random.randrange(COUNT_SHARDS)
+            db.execute(COUNT_SQL.format(p="%s"), (event.model_id, shard))
 
     def ranking(self, limit: int = 100) -> list[RankingEntry]:
         with self.pool.connection() as db:

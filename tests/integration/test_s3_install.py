@@ -112,7 +112,8 @@ def test_install_through_signed_redirects(redirecting, sidecars, proxy, tmp_path
     head = httpx.head(file_url, headers=auth, follow_redirects=True)
     assert head.status_code == 200 and int(head.headers["Content-Length"]) == 40 * MiB
     catalog = httpx.get(f"{server.url}/api/models", headers=auth)
-    again = httpx.get(f"{server.url}/api/models", headers=auth | {"If-None-Match": catalog.headers["ETag"]})  # fmt: skip
+    revalidate = auth | {"If-None-Match": catalog.headers["ETag"]}
+    again = httpx.get(f"{server.url}/api/models", headers=revalidate)
     assert again.status_code == 304
 
     proxy.requests.clear()
