@@ -50,22 +50,32 @@ class PostgresUsageStore:
             raise RuntimeError("--usage-db postgresql:// needs 'model-manager[repo]'") from exc
         with psycopg.connect(url, connect_timeout=10) as db:
             migrate(db)
+        options = {"connect_timeout": 10, "autocommit": True}
         self.pool = ConnectionPool(
-            url, min_size=1, max_size=pool_size, open=True, timeout=30.0,
-            kwargs={"connect_timeout": 10}, name="usage",
+            url, min_size=1, max_size=pool_size, open=True, timeout=30.0, kwargs=options,
+            name="usage-writes",
+        )  # fmt: skip
+        # Reads have connections of their own: a ranking never queues behind a burst
+        # of events waiting for their commits.
+        self.read_pool = ConnectionPool(
+            url, min_size=1, max_size=2, open=True, timeout=30.0, kwargs=options,
+            name="usage-reads",
         )  # fmt: skip
 
     def record(self, event: UsageEvent) -> None:
-        with self.pool.connection() as db, db.transaction():
+        # One statement, so one round trip and one (implicit) transaction for both rows.
+        with self.pool.connection() as db:
             db.execute(
-                "INSERT INTO usage_events (model_id, kind, recorded_at) VALUES (%s, %s, %s)",
-                (event.model_id, event.kind, time.time()),
-            )
-            shard = random.randrange(COUNT_SHARDS)
-            db.execute(COUNT_SQL.format(p="%s"), (event.model_id, shard))
+                "WITH event AS (INSERT INTO usage_events (model_id, kind, recorded_at) "
+                "VALUES (%s, %s, %s)) " + COUNT_SQL.format(p="%s"),
+                (
+                    event.model_id, event.kind, time.time(), event.model_id,
+                    random.randrange(COUNT_SHARDS),
+                ),
+            )  # fmt: skip
 
     def ranking(self, limit: int = 100) -> list[RankingEntry]:
-        with self.pool.connection() as db:
+        with self.read_pool.connection() as db:
             rows = db.execute(RANKING_SQL.format(limit="%s"), (limit,)).fetchall()
         return ranked([(str(m), int(n)) for m, n in rows])
 
@@ -81,6 +91,7 @@ class PostgresUsageStore:
 
     def close(self) -> None:
         self.pool.close()
+        self.read_pool.close()
 
 
 def migrate(db: Any) -> None:
