@@ -20,9 +20,8 @@ import pytest
 
 from model_repo.background import BackgroundServer
 from model_repo.s3 import S3Location, Store
-from tests.integration.test_s3_publish import publish_dir
 from tests.support.faults import assert_installed_exactly, parts_of
-from tests.support.seaweed import PRIVATE_BUCKET, PUBLIC_BUCKET, SeaweedFS
+from tests.support.seaweed import PRIVATE_BUCKET, PUBLIC_BUCKET, SeaweedFS, publish_dir
 from tests.support.sidecar_proc import Sidecar
 from tests.support.tcpproxy import TcpProxy
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from model_repo.publish import PublishError, PublishRequest
+from model_repo.publish import PublishError
 from model_repo.s3 import S3Location, StorageError, Store
-from model_repo.s3publish import index_s3, publish_s3
+from model_repo.s3publish import index_s3
 from tests.support.repo_helpers import write_tree
-from tests.support.seaweed import PRIVATE_BUCKET, SeaweedFS
+from tests.support.seaweed import PRIVATE_BUCKET, SeaweedFS, publish_dir
 
 _prefixes = itertools.count()
 
@@ -28,12 +28,6 @@ _prefixes = itertools.count()
 def store(seaweed: SeaweedFS) -> Store:
     location = S3Location(PRIVATE_BUCKET, f"repo-{os.getpid()}-{next(_prefixes)}", seaweed.endpoint)
     return Store(location, seaweed.client())
-
-
-def publish_dir(store: Store, tmp_path: Path, model_id: str, version: str, files, **kw):
-    source = write_tree(tmp_path / f"src-{model_id}-{version}-{os.urandom(4).hex()}", files)
-    request = PublishRequest(source=source, model_id=model_id, version=version, **kw)
-    return publish_s3(store, request)
 
 
 def repo_tool(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

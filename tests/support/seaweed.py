@@ -16,13 +16,29 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from model_repo.publish import PublishRequest, PublishResult
+from model_repo.s3 import Store
+from model_repo.s3publish import publish_s3
+from tests.support.repo_helpers import write_tree
 
 ACCESS_KEY = "AKIATESTPUBLISHER0001"
 SECRET_KEY = "test-secret-key-for-seaweedfs-only-0001"
 PUBLIC_BUCKET = "public"
 PRIVATE_BUCKET = "models"
+
+
+def publish_dir(
+    store: Store, tmp_path: Path, model_id: str, version: str, files: dict[str, bytes], **kw: Any
+) -> PublishResult:
+    """Publish ``files`` (written to a fresh source folder) into the store."""
+    source = write_tree(tmp_path / f"src-{model_id}-{version}-{os.urandom(4).hex()}", files)
+    return publish_s3(
+        store, PublishRequest(source=source, model_id=model_id, version=version, **kw)
+    )
 
 
 def weed_binary() -> str | None:
