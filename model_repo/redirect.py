@@ -10,11 +10,15 @@ A client resuming later asks the server again and gets a fresh URL.
 
 from __future__ import annotations
 
+import logging
+
 import anyio
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
-from model_repo.s3 import REVALIDATE, S3Location, Store, make_client
+from model_repo.s3 import REVALIDATE, S3Location, Store, describe_s3_error, make_client
+
+log = logging.getLogger("model_repo.redirect")
 
 DEFAULT_EXPIRY = 300  # seconds: long enough to start a download, short enough to leak little
 
@@ -30,7 +34,18 @@ class S3Redirects:
         self.expiry = expiry
 
     async def catalog(self, request: Request, key: str, missing: Response) -> Response:
-        found = await anyio.to_thread.run_sync(self.store.get, key)
+        try:
+            found = await anyio.to_thread.run_sync(self.store.get, key)
+        except Exception as exc:
+            if not type(exc).__module__.startswith(("botocore", "boto3")):
+                raise
+            # The store is down or refuses us: a 503 clients retry, the cause in our log.
+            log.error("object store %s: %s", self.store.location, describe_s3_error(exc))
+            return JSONResponse(
+                {"error": {"code": "STORAGE_UNAVAILABLE", "message": "the object store "
+                           "behind this repository did not answer; try again later"}},
+                status_code=503, headers={"Retry-After": "5"},
+            )  # fmt: skip
         if found is None:
             return missing
         body, etag = found

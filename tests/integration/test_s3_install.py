@@ -212,3 +212,16 @@ def test_a_signed_url_that_expired_in_transit_is_resolved_again(
     task = sidecar.install_and_wait("whisper", timeout=120)
     assert task["state"] == "ready", (task, sidecar.stderr()[-3000:])
     assert_installed_exactly(tmp_path / "home", "whisper", "1.0.0", files)
+
+
+def test_a_store_refusing_the_server_is_a_503_not_a_traceback(
+    seaweed: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    for name, value in {**seaweed.env(), "AWS_SECRET_ACCESS_KEY": "not-the-secret"}.items():
+        monkeypatch.setenv(name, value)
+    location = S3Location(PRIVATE_BUCKET, "anything", seaweed.endpoint)
+    with BackgroundServer(location, usage_db=tmp_path / "usage.sqlite3") as server:
+        reply = httpx.get(f"{server.url}/api/models")
+    assert reply.status_code == 503 and reply.headers["Retry-After"] == "5"
+    assert reply.json()["error"]["code"] == "STORAGE_UNAVAILABLE"
+    assert "not-the-secret" not in reply.text
