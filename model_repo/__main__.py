@@ -237,7 +237,7 @@ def _serve(args: argparse.Namespace) -> int:
             **common,
         )  # fmt: skip
     else:
-        uvicorn.run(app, lifespan="off", **common)  # type: ignore[arg-type]
+        uvicorn.run(app, lifespan="off", **common)
     return 0
 
 

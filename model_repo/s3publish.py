@@ -19,6 +19,7 @@ import mimetypes
 import shutil
 import tempfile
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -178,10 +179,7 @@ def index_s3(store: Store) -> IndexReport:
         manifests = _valid_manifests(store, model_id, by_model[model_id], sizes, report.problems)
         if not manifests:
             continue
-        entry = store.update_json(
-            location.entry_key(model_id),
-            lambda current, found=manifests: _rebuilt_entry(found, current),
-        )
+        entry = store.update_json(location.entry_key(model_id), partial(_rebuilt_entry, manifests))
         report.models.append(CatalogModel.model_validate(entry))
     report.problems = sorted(set(report.problems))
     listed = {m.id for m in report.models}
