@@ -90,7 +90,8 @@ def make_client(location: S3Location, *, public: bool = False) -> Any:
         retries={"max_attempts": 5, "mode": "standard"},
         max_pool_connections=32,
     )
-    return boto3.client(
+    # A session of its own: boto3's default one keeps the first credentials it found.
+    return boto3.session.Session().client(
         "s3", endpoint_url=endpoint, region_name=location.region or None, config=config
     )
 
