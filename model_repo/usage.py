@@ -6,16 +6,14 @@ all, because all of them are demand a node with the model installed could serve.
 
 Two stores with one schema: SQLite (the embedded default, one file) and PostgreSQL
 (``usage_pg``, shared by many servers). ``usage_events`` is the append-only truth;
-``usage_counts`` is kept in the same transaction as each insert (one row per model and
-shard), so the ranking sums a few rows per model instead of scanning millions of events:
-its cost grows with the number of models, not of events.
+``usage_counts`` is kept in the same transaction as each insert, so the ranking is a
+top-N walk of an index (``usage_counts_rank``) instead of a scan of millions of events.
 Migrations are numbered and applied at start. Blocking calls: the server runs them in
 worker threads.
 """
 
 from __future__ import annotations
 
-import random
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -48,26 +46,23 @@ SQLITE_MIGRATIONS = (
     # 2: per-model counts kept with every insert, and the index the ranking reads.
     """
     CREATE TABLE usage_counts (
-        model_id TEXT NOT NULL,
-        shard INTEGER NOT NULL,
-        request_count INTEGER NOT NULL,
-        PRIMARY KEY (model_id, shard)
+        model_id TEXT PRIMARY KEY,
+        request_count INTEGER NOT NULL
     );
-    INSERT INTO usage_counts (model_id, shard, request_count)
-        SELECT model_id, 0, COUNT(*) FROM usage_events GROUP BY model_id;
+    INSERT INTO usage_counts (model_id, request_count)
+        SELECT model_id, COUNT(*) FROM usage_events GROUP BY model_id;
+    CREATE INDEX usage_counts_rank ON usage_counts (request_count DESC, model_id);
     """,
 )
 
-# Each model's count is spread over COUNT_SHARDS rows: concurrent events for one
-# popular model then rarely wait on the same row lock (held until the commit's fsync).
-COUNT_SHARDS = 32
+# The ranking walks usage_counts_rank from the top and stops after ``limit`` rows.
 RANKING_SQL = (
-    "SELECT model_id, SUM(request_count) AS n FROM usage_counts GROUP BY model_id "
-    "ORDER BY n DESC, model_id ASC LIMIT {limit}"
+    "SELECT model_id, request_count FROM usage_counts "
+    "ORDER BY request_count DESC, model_id ASC LIMIT {limit}"
 )
 COUNT_SQL = (
-    "INSERT INTO usage_counts (model_id, shard, request_count) VALUES ({p}, {p}, 1) "
-    "ON CONFLICT (model_id, shard) DO UPDATE SET request_count = usage_counts.request_count + 1"
+    "INSERT INTO usage_counts (model_id, request_count) VALUES ({p}, 1) "
+    "ON CONFLICT (model_id) DO UPDATE SET request_count = usage_counts.request_count + 1"
 )
 
 
@@ -131,7 +126,7 @@ class UsageStore:
                 "INSERT INTO usage_events (model_id, kind, recorded_at) VALUES (?, ?, ?)",
                 (event.model_id, event.kind, time.time()),
             )
-            db.execute(COUNT_SQL.format(p="?"), (event.model_id, random.randrange(COUNT_SHARDS)))
+            db.execute(COUNT_SQL.format(p="?"), (event.model_id,))
 
     def ranking(self, limit: int = 100) -> list[RankingEntry]:
         with self._connect() as db:

@@ -3,18 +3,17 @@ server, migrations applied at start under an advisory lock (several workers star
 at once migrate once), and a small connection pool per process.
 
 Each event is one transaction: the insert into ``usage_events`` and the increment of
-one of its model's rows in ``usage_counts``. The ranking sums ``usage_counts`` in
-primary-key order, so its cost does not grow with the number of events (see
+its model's row in ``usage_counts``. The ranking walks the index ``usage_counts_rank``
+from the top, so its cost does not grow with the number of events (see
 deploy/README.md for the plan).
 """
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Any
 
-from model_repo.usage import COUNT_SHARDS, COUNT_SQL, RANKING_SQL, RankingEntry, UsageEvent, ranked
+from model_repo.usage import COUNT_SQL, RANKING_SQL, RankingEntry, UsageEvent, ranked
 
 MIGRATIONS = (
     """
@@ -28,13 +27,12 @@ MIGRATIONS = (
     """,
     """
     CREATE TABLE usage_counts (
-        model_id TEXT NOT NULL,
-        shard INTEGER NOT NULL,
-        request_count BIGINT NOT NULL,
-        PRIMARY KEY (model_id, shard)
+        model_id TEXT PRIMARY KEY,
+        request_count BIGINT NOT NULL
     );
-    INSERT INTO usage_counts (model_id, shard, request_count)
-        SELECT model_id, 0, COUNT(*) FROM usage_events GROUP BY model_id;
+    INSERT INTO usage_counts (model_id, request_count)
+        SELECT model_id, COUNT(*) FROM usage_events GROUP BY model_id;
+    CREATE INDEX usage_counts_rank ON usage_counts (request_count DESC, model_id);
     """,
 )
 MIGRATION_LOCK = 0x6D6F64656C  # pg_advisory_xact_lock key: "model"
@@ -68,10 +66,7 @@ class PostgresUsageStore:
             db.execute(
                 "WITH event AS (INSERT INTO usage_events (model_id, kind, recorded_at) "
                 "VALUES (%s, %s, %s)) " + COUNT_SQL.format(p="%s"),
-                (
-                    event.model_id, event.kind, time.time(), event.model_id,
-                    random.randrange(COUNT_SHARDS),
-                ),
+                (event.model_id, event.kind, time.time(), event.model_id),
             )  # fmt: skip
 
     def ranking(self, limit: int = 100) -> list[RankingEntry]:
