@@ -10,7 +10,7 @@ PY_ENV := .venv/.installed
 # npm ci writes node_modules/.package-lock.json; newer than the lock file: installed as locked.
 NODE_ENV := $(if $(HAVE_BRIDGE),$(BRIDGE)/node_modules/.package-lock.json)
 
-.PHONY: install test lint typecheck schemas schemas-check pytest test-node demo bench stress clean
+.PHONY: install test lint typecheck schemas schemas-check pytest test-node demo bench bench-repo stress clean
 
 # The environment alone, reinstalled even when current.
 install:
@@ -68,6 +68,11 @@ demo: $(PY_ENV)
 bench: $(PY_ENV)
 	command -v nginx >/dev/null && command -v aria2c >/dev/null || apt-get install -y nginx aria2
 	$(PY) bench/run.py
+
+# Usage events from 200 clients for 30 s against the reference server on PostgreSQL.
+bench-repo: $(PY_ENV)
+	command -v pg_ctlcluster >/dev/null || apt-get install -y postgresql
+	$(PY) bench/repo_load.py
 
 stress: $(PY_ENV)
 	$(PY) -m pytest -m stress -p no:cacheprovider --timeout=3600
