@@ -13,7 +13,10 @@ from pydantic.alias_generators import to_camel
 
 
 class WireModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    # defer_build: a schema is built when a model is first used, not at import (start-up).
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", defer_build=True
+    )
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
@@ -21,7 +24,9 @@ class WireModel(BaseModel):
 
 class LenientWireModel(WireModel):
     # On-disk documents tolerate fields from newer versions (forward compatibility).
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", defer_build=True
+    )
 
 
 class TaskState(StrEnum):
@@ -258,7 +263,9 @@ class ModelsChanged(WireModel):
 class ErrorData(WireModel):
     """``data`` of every sidecar error response; MODEL_NOT_AVAILABLE adds its fields."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", defer_build=True
+    )
     code: str
     model_id: str | None = None
     version: str | None = None

@@ -23,9 +23,9 @@ from sidecar.store.locks import OwnedLock
 from sidecar.store.placement import discard_parts, move_into_place, part_sizes, recover_staging
 from sidecar.store.registry import Registry, write_metadata
 from sidecar.transfer.client import TransferClient
-from sidecar.transfer.fetch import FileTarget
 from sidecar.transfer.fileio import detach
 from sidecar.transfer.hashing import sha256_file
+from sidecar.transfer.target import FileTarget
 from sidecar.wire import (
     InstalledVersion,
     LimitsResult,

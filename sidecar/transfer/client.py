@@ -29,7 +29,7 @@ from anyio.abc import Process, TaskGroup, TaskStatus
 
 from sidecar.config import Settings
 from sidecar.errors import ALL_ERRORS, ModelManagerError, NetworkError
-from sidecar.transfer.fetch import FileTarget, Progress, SizeLearned
+from sidecar.transfer.target import FileTarget, Progress, SizeLearned
 
 log = logging.getLogger(__name__)
 worker_log = logging.getLogger("sidecar.transfer.worker")

@@ -12,9 +12,6 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
 
@@ -27,6 +24,7 @@ from sidecar.transfer.hashing import hash_into
 from sidecar.transfer.http import ServerRefused, SourceFailed, TransientError, check_status
 from sidecar.transfer.network import Network
 from sidecar.transfer.ratelimit import RateLimiter
+from sidecar.transfer.target import FileTarget, Progress, SizeLearned
 from sidecar.wire import PartRecord
 
 log = logging.getLogger(__name__)
@@ -35,22 +33,6 @@ WRITE_BATCH = 1024 * 1024  # bytes between trips to the event loop with progress
 BATCH_AGE = 0.25  # ...or fewer, once this long passed: a slow line still shows progress
 SYNC_EVERY = 64 * 1024 * 1024
 CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-
-# Called with how many bytes of the file are on disk now (it drops when a part restarts).
-Progress = Callable[[int], None]
-# Called with the file's full size when a manifest did not give it and the server does.
-SizeLearned = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class FileTarget:
-    part: Path
-    expected_size: int | None
-    sha256: str | None
-
-    @property
-    def record_path(self) -> Path:
-        return self.part.with_name(self.part.name + ".json")
 
 
 def read_record(target: FileTarget) -> PartRecord | None:

@@ -8,11 +8,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import anyio
 import httpx
 
 from sidecar import __version__
 from sidecar.config import Settings
-from sidecar.transfer.network import Network, RoutingTransport
+from sidecar.transfer.network import Network
 
 
 class TransientError(Exception):
@@ -116,3 +117,29 @@ def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
             return cause
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+class RoutingTransport(httpx.AsyncBaseTransport):
+    """httpx's side of the same rules: each request goes through the transport of the
+    proxy that ``Network.proxy_for`` picks for its URL at that moment."""
+
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        self._transports: dict[str | None, httpx.AsyncHTTPTransport] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        proxy = self.network.proxy_for(str(request.url))
+        transport = self._transports.get(proxy)
+        if transport is None:
+            trust = await anyio.to_thread.run_sync(getattr, self.network, "ssl")  # reads files
+            transport = self._transports[proxy] = httpx.AsyncHTTPTransport(
+                verify=trust,
+                proxy=httpx.Proxy(proxy) if proxy else None,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            )
+        return await transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for transport in self._transports.values():
+            await transport.aclose()
+        self._transports.clear()

@@ -18,12 +18,13 @@ import threading
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
-import httpx
-import truststore
-import urllib3
+
+if TYPE_CHECKING:
+    import urllib3
 
 DIRECT = "direct"
 # NO_PROXY as the standard library reads it (absent from typeshed).
@@ -37,6 +38,8 @@ class NetworkConfigError(ValueError):
 
 @functools.cache
 def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    import truststore  # here, not at start-up: the first answers need no network
+
     context = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if ca_bundle is not None:
         try:
@@ -82,11 +85,15 @@ class Network:
     def __init__(self, proxy: str | None, ca_bundle: Path | None, max_per_host: int) -> None:
         self.proxy = check_proxy(proxy)
         self.ca_bundle = ca_bundle
-        self.ssl = ssl_context(ca_bundle)
         self.max_per_host = max_per_host
         self._pools: dict[str | None, urllib3.PoolManager] = {}
         self._host_slots: dict[str, anyio.CapacityLimiter] = {}
         self._lock = threading.Lock()
+
+    @property
+    def ssl(self) -> ssl.SSLContext:
+        """Loaded on first use: the trust store takes tens of milliseconds to read."""
+        return ssl_context(self.ca_bundle)
 
     def set_proxy(self, proxy: str | None) -> None:
         """Connections opened from now on use it; open ones finish their request."""
@@ -123,6 +130,8 @@ class Network:
             return pool
 
     def _make_pool(self, proxy: str | None) -> urllib3.PoolManager:
+        import urllib3
+
         if proxy is None:
             return urllib3.PoolManager(maxsize=POOL_SIZE, ssl_context=self.ssl)
         parts = urlsplit(proxy)
@@ -144,28 +153,3 @@ class Network:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.clear()
-
-
-class RoutingTransport(httpx.AsyncBaseTransport):
-    """httpx's side of the same rules: each request goes through the transport of the
-    proxy that ``Network.proxy_for`` picks for its URL at that moment."""
-
-    def __init__(self, network: Network) -> None:
-        self.network = network
-        self._transports: dict[str | None, httpx.AsyncHTTPTransport] = {}
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        proxy = self.network.proxy_for(str(request.url))
-        transport = self._transports.get(proxy)
-        if transport is None:
-            transport = self._transports[proxy] = httpx.AsyncHTTPTransport(
-                verify=self.network.ssl,
-                proxy=httpx.Proxy(proxy) if proxy else None,
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-            )
-        return await transport.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        for transport in self._transports.values():
-            await transport.aclose()
-        self._transports.clear()

@@ -13,7 +13,7 @@ from sidecar.config import Settings
 from sidecar.errors import ChecksumMismatch, NetworkError, RepositoryUnavailable, TlsError
 from sidecar.redact import redact_url
 from sidecar.transfer.connection import Source
-from sidecar.transfer.fetch import FileTarget, Progress, SizeLearned, discard_part, fetch_once
+from sidecar.transfer.fetch import discard_part, fetch_once
 from sidecar.transfer.http import (
     ConnectionFailed,
     ServerRefused,
@@ -24,6 +24,7 @@ from sidecar.transfer.http import (
 )
 from sidecar.transfer.network import Network
 from sidecar.transfer.segmented import Limits, RangesUnsupported, SegmentedFetch
+from sidecar.transfer.target import FileTarget, Progress, SizeLearned
 
 log = logging.getLogger(__name__)
 

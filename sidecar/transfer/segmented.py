@@ -22,8 +22,6 @@ from sidecar.transfer.connection import BodyConnection, Reply, Source, in_thread
 from sidecar.transfer.fetch import (
     CONTENT_RANGE,
     WRITE_BATCH,
-    FileTarget,
-    Progress,
     first_error,
     read_record,
     validator_of,
@@ -34,6 +32,7 @@ from sidecar.transfer.http import ServerRefused, TransientError, check_status
 from sidecar.transfer.network import Network
 from sidecar.transfer.plan import SegmentPlan, Unit
 from sidecar.transfer.ratelimit import RateLimiter
+from sidecar.transfer.target import FileTarget, Progress
 from sidecar.wire import PartRecord
 
 log = logging.getLogger(__name__)

@@ -31,12 +31,12 @@ import anyio
 from sidecar.config import Settings
 from sidecar.errors import ModelManagerError
 from sidecar.store.diskspace import map_disk_full
-from sidecar.transfer.fetch import FileTarget
 from sidecar.transfer.network import Network
 from sidecar.transfer.priority import run_in_background
 from sidecar.transfer.ratelimit import RateLimiter
 from sidecar.transfer.retry import download_file
 from sidecar.transfer.segmented import Limits
+from sidecar.transfer.target import FileTarget
 
 log = logging.getLogger("sidecar.transfer.worker")
 

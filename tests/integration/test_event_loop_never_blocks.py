@@ -33,7 +33,8 @@ def test_install_verify_remove_never_block_the_loop(repo: RepoServer, home: Path
         notifications.append((method, params))
 
     async def scenario() -> None:
-        network = Network(None, None, 16)  # loads CA certificates: before the checks start
+        network = Network(None, None, 16)
+        assert network.ssl  # loads CA certificates: before the checks start
         client = make_client(settings, network)
         with blockbuster_ctx():
             async with client, anyio.create_task_group() as group:
