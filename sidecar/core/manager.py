@@ -13,7 +13,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from sidecar.config import Settings
 from sidecar.core.catalog import Catalog
-from sidecar.core.hooks import DownloadHooks, NoHooks, Notify
+from sidecar.core.hooks import DownloadHooks, NoHooks, Notify, installed_hooks
 from sidecar.core.library import Library
 from sidecar.core.ranking import RankingSource
 from sidecar.core.runner import TaskRunner
@@ -76,6 +76,11 @@ class Manager:
         self.ranking = RankingSource(settings, self.layout, client)
         self.notify = notify
         self.hooks: DownloadHooks = hooks or NoHooks()
+        # Those of installed packages, read after the first answers can go out (reading
+        # package metadata takes tens of milliseconds); tasks start once they are in.
+        self.hooks_loaded = anyio.Event()
+        if hooks is not None:
+            self.hooks_loaded.set()
         self.tasks: dict[str, TaskRuntime] = {}
         self.active: dict[tuple[str, str], TaskRuntime] = {}  # unfinished, by (model, version)
         self.failed: set[tuple[str, str]] = set()
@@ -94,6 +99,7 @@ class Manager:
             self._group = group
             for persisted in await anyio.to_thread.run_sync(self.store.load):
                 self._resume_persisted(persisted)
+            group.start_soon(self._install_hooks)
             group.start_soon(self._progress_ticker)
             group.start_soon(self._watch_registry)
             task_status.started()
@@ -180,10 +186,16 @@ class Manager:
         task.error = None
         self._group.start_soon(self._run, task)
 
+    async def _install_hooks(self) -> None:
+        if not self.hooks_loaded.is_set():
+            self.hooks = await anyio.to_thread.run_sync(installed_hooks)
+            self.hooks_loaded.set()
+
     async def _run(self, task: TaskRuntime) -> None:
         with anyio.CancelScope() as scope:
             task.scope = scope
             try:
+                await self.hooks_loaded.wait()
                 await self.set_state(task, TaskState.QUEUED)
                 if task.manifest is None and task.url_source is None:
                     await self._resolve_manifest(task)
