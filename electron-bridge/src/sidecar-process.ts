@@ -41,6 +41,8 @@ export class SidecarProcess {
   readonly child: ChildProcess;
   readonly exited: Promise<ExitInfo>;
   readonly startedAt = Date.now();
+  /** The last stderr lines, to explain an exit (an older sidecar refusing a flag). */
+  readonly stderrTail: string[] = [];
   private done = false;
 
   constructor(command: SidecarCommand, handlers: ProcessHandlers, maxLineBytes?: number) {
@@ -51,7 +53,11 @@ export class SidecarProcess {
       windowsHide: true,
     });
     const stdout = new LineSplitter(handlers, maxLineBytes);
-    const stderr = new LineSplitter({ line: handlers.stderr, overlong: () => handlers.stderr('[overlong stderr line dropped]') }, 64 * 1024);
+    const onStderr = (text: string) => {
+      if (this.stderrTail.push(text) > 20) this.stderrTail.shift();
+      handlers.stderr(text);
+    };
+    const stderr = new LineSplitter({ line: onStderr, overlong: () => handlers.stderr('[overlong stderr line dropped]') }, 64 * 1024);
     this.child.stdout!.on('data', (chunk: Buffer) => stdout.push(chunk));
     this.child.stdout!.on('end', () => stdout.end());
     this.child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk));
