@@ -17,33 +17,15 @@ import { ProxySync, type NetworkState } from './network.js';
 import { consoleLogger, sidecarCommand, type CallOptions, type Logger, type ModelManagerOptions } from './options.js';
 import { PROTOCOL_VERSION } from './protocol.js';
 import { RpcPeer } from './rpc.js';
-import { SidecarProcess, type ExitInfo, type SidecarCommand, type StopTimings } from './sidecar-process.js';
+import { SidecarProcess, type SidecarCommand, type StopTimings } from './sidecar-process.js';
+import type { ClientEvents, ClientState, ExitInfo, StatusEvent } from './status.js';
 import { DEFAULT_RESTART_POLICY, RestartBudget } from './supervisor.js';
 import { NOTIFICATION_NAMES, type MethodName, type Methods, type Notifications } from './types.js';
 import * as T from './types.js';
 
 export { consoleLogger, sidecarCommand, type CallOptions, type Logger, type ModelManagerOptions };
 
-export type ClientState = 'starting' | 'running' | 'restarting' | 'broken' | 'stopping' | 'stopped';
-
-export interface StatusEvent {
-  state: ClientState;
-  pid: number | null;
-  /** Restarts since the client was created. */
-  restarts: number;
-  /** How the last process ended (restarting, broken). */
-  exit?: ExitInfo;
-  /** When restarting: the backoff before the next start. */
-  delayMs?: number;
-  /** When broken: why, as an error payload (e.g. PROTOCOL_MISMATCH). */
-  error?: { code: string; message: string };
-}
-
-export interface ClientEvents extends Notifications {
-  status: StatusEvent;
-  /** Every notification, including ones this version of the bridge does not know. */
-  notification: { method: string; params: unknown };
-}
+export type { ClientEvents, ClientState, ExitInfo, StatusEvent };
 
 // verify re-hashes every file; listModels/install may walk several mirrors.
 const DEFAULT_METHOD_TIMEOUTS: Partial<Record<MethodName, number>> = {

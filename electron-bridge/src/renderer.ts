@@ -2,7 +2,7 @@
 // resolve with results or throw the typed ModelManagerError rebuilt from the envelope,
 // plus the store and the error classes.
 import { unwrap } from './envelope.js';
-import type { ClientEvents, StatusEvent } from './client.js';
+import type { ClientEvents, StatusEvent } from './status.js';
 import type { BridgeEventName, ModelManagerBridge } from './electron/preload.js';
 import type { RendererMethod } from './electron/channels.js';
 import type { StoreSnapshot } from './store.js';
@@ -57,5 +57,5 @@ export { ModelStore, createModelStore, type StoreSnapshot, type StoreSource, typ
 export * from './errors.js';
 export { unwrap, type Envelope } from './envelope.js';
 export type { ModelManagerBridge } from './electron/preload.js';
-export type { StatusEvent, ClientState } from './client.js';
+export type { StatusEvent, ClientState, ExitInfo } from './status.js';
 export type * from './types.js';

@@ -5,19 +5,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LineSplitter } from './lines.js';
+import type { ExitInfo } from './status.js';
+
+export type { ExitInfo };
 
 export interface SidecarCommand {
   command: string;
   args: readonly string[];
   env: NodeJS.ProcessEnv;
   cwd?: string | undefined;
-}
-
-export interface ExitInfo {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  /** Set when the process could not be started at all (e.g. ENOENT). */
-  error?: Error;
 }
 
 export interface ProcessHandlers {

@@ -2,7 +2,7 @@
 // a window opened late renders current progress at once instead of starting from 0%.
 // Works over the main-process client or over the renderer bridge (no Node imports),
 // and fits React's useSyncExternalStore (subscribe + a stable getSnapshot).
-import type { StatusEvent } from './client.js';
+import type { StatusEvent } from './status.js';
 import type { ListModelsResult, ListTasksResult, ModelInfo, ModelsChangedParams, Task } from './types.js';
 
 export interface StoreSnapshot {

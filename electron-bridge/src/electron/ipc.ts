@@ -4,7 +4,7 @@
 // this package installs and tests without Electron.
 import { ForbiddenSenderError, ProtocolError } from '../errors.js';
 import { envelope, type Envelope } from '../envelope.js';
-import type { ClientEvents, StatusEvent } from '../client.js';
+import type { ClientEvents, StatusEvent } from '../status.js';
 import type { ModelStore, StoreSnapshot } from '../store.js';
 import type { MethodName, Methods } from '../types.js';
 import {

@@ -16,7 +16,7 @@ import {
   type BridgeEventName,
   type RendererMethod,
 } from './channels.js';
-import type { ClientEvents, StatusEvent } from '../client.js';
+import type { ClientEvents, StatusEvent } from '../status.js';
 
 export interface ContextBridgeLike {
   exposeInMainWorld(apiKey: string, api: unknown): void;
