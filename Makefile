@@ -10,7 +10,8 @@ install:
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,repo,cli]"
 ifneq ($(HAVE_BRIDGE),)
-	cd $(BRIDGE) && npm ci --no-audit --no-fund
+	# electron is a devDependency for its types only: never download its binary
+	cd $(BRIDGE) && ELECTRON_SKIP_BINARY_DOWNLOAD=1 npm ci --no-audit --no-fund
 endif
 
 lint:
