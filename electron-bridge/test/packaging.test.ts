@@ -74,3 +74,13 @@ test('types resolve with moduleResolution node10 (typesVersions) and window.mode
   const run = await promisify(execFile)(process.execPath, [tsc, '-p', dir]).catch((e: { stdout: string; stderr: string }) => e);
   assert.equal(run.stdout + run.stderr, '', 'tsc found no errors');
 });
+
+test('the Electron example and its page build into one folder an Electron binary can run', async (t) => {
+  const out = await tempHome(t);
+  const script = join(PACKAGE_ROOT, 'scripts', 'build-example.mjs');
+  await promisify(execFile)(process.execPath, [script, out]);
+  const main = await readFile(join(out, 'main.js'), 'utf8');
+  assert.match(main, /from "electron"/);
+  assert.match(main, /preload\.cjs/);
+  for (const file of ['index.html', 'style.css', 'app.js']) assert.ok((await readFile(join(out, 'model-library', file))).length > 0, file);
+});

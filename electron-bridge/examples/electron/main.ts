@@ -1,7 +1,8 @@
 // A minimal Electron main process for the Model Library page: one sidecar for the app,
 // the page served from the app's own app:// scheme (not file://), the prebuilt
 // sandboxed preload, the system proxy passed on, and a clean stop on quit.
-// Copy it, then replace the paths and URLs. Build the page with esbuild (see README).
+// Copy it, then replace the paths and URLs. `npm run build-example` bundles this file and
+// the page into build-example/ (`npx electron build-example/main.js` with a real Electron).
 import { app, BrowserWindow, ipcMain, net, protocol, session, webContents } from 'electron';
 import { createRequire } from 'node:module';
 import { join, normalize, sep } from 'node:path';
