@@ -144,6 +144,11 @@ test('Model Library page in headless chromium: install with a dependency, progre
   await page.screenshot({ path: join(SCREENSHOTS, 'model-library-installed.png') });
 
   step('installed');
+  // Remove one version from its row.
+  await page.getByRole('button', { name: 'Remove Whisper Small zh 1.0.0' }).click();
+  await assertEventually(async () => (await installed.count()) === 1, 'one installed row left');
+  await page.locator('#catalog').getByRole('button', { name: 'Install Whisper Small zh' }).waitFor();
+
   // The repository goes away: an install the sidecar cannot resolve is a readable, typed error.
   await repo.stop();
   await page.getByLabel('Install a model by its id').fill('whisper-large-v3-zh');
@@ -154,13 +159,19 @@ test('Model Library page in headless chromium: install with a dependency, progre
   await page.screenshot({ path: join(SCREENSHOTS, 'model-library-error.png') });
   await error.getByRole('button', { name: 'Dismiss this message' }).click();
   await assertEventually(async () => (await error.count()) === 0, 'the message dismissed');
+  // Refreshing now keeps the last lists, marked as possibly out of date.
+  await page.getByRole('button', { name: 'Refresh catalog' }).click();
+  await page.locator('#catalog-notice').waitFor({ state: 'visible', timeout: 60_000 });
+  await page.locator('#top-notice').waitFor({ state: 'visible', timeout: 60_000 });
+  assert.match(await page.locator('#top-notice').innerText(), /ranking could not be refreshed/i);
+  assert.equal(await top.count(), 3, 'the last ranking is still shown');
 
   // The sidecar dies: the page says so, then shows it running again.
   step('error shown');
   process.kill(client.pid!, 'SIGKILL');
   await page.getByRole('alert').filter({ hasText: /The model service stopped; restarting in 1\.0 s/ }).waitFor({ timeout: 10_000 });
   await page.getByRole('status').filter({ hasText: 'Model service running.' }).waitFor({ timeout: 30_000 });
-  assert.equal(await page.locator('#installed tr').count(), 2, 'the restarted sidecar still has both models');
+  assert.equal(await page.locator('#installed tr').count(), 1, 'the restarted sidecar still has Align zh');
 
   assert.deepEqual(problems, [], 'no page errors');
 });
