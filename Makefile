@@ -31,7 +31,8 @@ $(NODE_ENV): $(BRIDGE)/package-lock.json
 	@node -e 'process.exit(parseInt(process.versions.node) < 20 ? 1 : 0)' 2>/dev/null || { \
 	  echo "make: the bridge needs Node.js >= 20 with npm (found: $$(node --version 2>&1))" >&2; \
 	  exit 1; }
-	cd $(BRIDGE) && npm ci --no-audit --no-fund
+	# electron is a devDependency for its types only: never download its binary
+	cd $(BRIDGE) && ELECTRON_SKIP_BINARY_DOWNLOAD=1 npm ci --no-audit --no-fund
 	touch $@
 endif
 

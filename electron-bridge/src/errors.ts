@@ -118,6 +118,12 @@ export class ProtocolError extends ModelManagerError {
     super('PROTOCOL_ERROR', message, data, rpcCode);
   }
 }
+/** The sidecar speaks another protocol version than this bridge was built for. */
+export class ProtocolMismatchError extends ModelManagerError {
+  constructor(message: string, data?: unknown) {
+    super('PROTOCOL_MISMATCH', message, data);
+  }
+}
 /** IPC: the calling frame is not one the app trusts. */
 export class ForbiddenSenderError extends ModelManagerError {
   constructor(message: string, data?: unknown) {
@@ -131,6 +137,7 @@ const BRIDGE_ERRORS: Record<string, ErrorClass> = {
   SIDECAR_BROKEN: SidecarBrokenError,
   CLIENT_DISPOSED: ClientDisposedError,
   PROTOCOL_ERROR: ProtocolError,
+  PROTOCOL_MISMATCH: ProtocolMismatchError,
   FORBIDDEN_SENDER: ForbiddenSenderError,
 };
 
