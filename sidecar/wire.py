@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from sidecar.ratelimit import MAX_BYTES_PER_SECOND
+
 
 class WireModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
@@ -115,11 +117,14 @@ class InstallUrlParams(WireModel):
 
 
 class SetLimitsParams(WireModel):
-    """Absent fields stay as they are; ``maxBytesPerSecond: 0`` removes the cap."""
+    """Absent fields stay as they are; ``maxBytesPerSecond: 0`` removes the cap.
+    Strict integers: ``true`` would otherwise be a cap of 1 B/s."""
 
-    max_bytes_per_second: Annotated[int, Field(ge=0)] | None = None
-    max_concurrent_tasks: Annotated[int, Field(ge=1, le=16)] | None = None
-    max_connections_per_file: Annotated[int, Field(ge=1, le=64)] | None = None
+    max_bytes_per_second: (
+        Annotated[int, Field(ge=0, le=MAX_BYTES_PER_SECOND, strict=True)] | None
+    ) = None
+    max_concurrent_tasks: Annotated[int, Field(ge=1, le=16, strict=True)] | None = None
+    max_connections_per_file: Annotated[int, Field(ge=1, le=64, strict=True)] | None = None
 
 
 # --- results --------------------------------------------------------------------------
