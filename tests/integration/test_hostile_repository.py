@@ -148,3 +148,39 @@ def test_a_deeply_nested_reply_is_a_typed_error_and_the_daemon_carries_on(
 
 def json_entry_requiring(model_id: str, other: str) -> Any:
     return json.loads(manifest_text(model_id, [other]))
+
+
+# --- the scheduler's ranking ------------------------------------------------------------
+
+RANKING = "/api/model-usage/ranking"
+SCHEDULER_UNAVAILABLE = 1010
+
+
+@linux_only
+@pytest.mark.parametrize(
+    "fault",
+    [
+        lambda: Compressed(gzip_of_padded_json([], 256 << 20), match=RANKING),
+        lambda: RawJson(nested(100_000).encode(), match=RANKING),
+        lambda: RawJson(b" " * (8 << 20) + b"[]", match=RANKING),
+        lambda: Drip(b"[" + b" " * 1000 + b"]", interval=0.2, match=RANKING),
+    ],
+    ids=["gzip-bomb", "nested", "too-large", "dripped"],
+)
+def test_a_hostile_scheduler_is_scheduler_unavailable_in_bounded_memory(
+    start_sidecar, repo: RepoServer, fault
+) -> None:
+    repo.fault = hostile = fault()
+    sidecar = start_sidecar(args=["--scheduler", repo.url])
+    try:
+        engine = sidecar.call("getInfo")["enginePid"]
+        before = peak_rss(engine)
+        with pytest.raises(RpcError) as raised:
+            sidecar.call("ranking", {"refresh": True}, timeout=30)
+        grew = peak_rss(engine) - before
+    finally:
+        hostile.release()
+    assert raised.value.code == SCHEDULER_UNAVAILABLE, raised.value.message
+    assert grew < 48 << 20, grew
+    asked = [r for r in repo.requests if r[1] == RANKING]
+    assert asked and all(r[2].get("Accept-Encoding") == "identity" for r in asked)
