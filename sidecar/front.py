@@ -47,6 +47,9 @@ from sidecar.watchdog import watch_parent
 log = logging.getLogger(__name__)
 
 MAX_NAME = 128  # as ``wire.Name``: anything else goes to the engine, which explains it
+# A plain getModelPath is a few hundred bytes: longer lines go to the engine unparsed, so a
+# 16 MiB line of a million values never becomes objects in the process the app started.
+MAX_LANE_LINE = 64 * 1024
 ENGINE_LINE_LIMIT = 1 << 30  # the engine is trusted; a bound only against a runaway
 NEWS_PREFIX = encode_message({"jsonrpc": "2.0", "method": AVAILABILITY_NEWS})[:-2] + b',"params":'
 SIGNALS_PASSED_ON = (
@@ -65,7 +68,7 @@ class FrontLane:
 
     def __call__(self, line: bytes) -> bytes | None:
         availability = self.availability
-        if availability is None or b'"getModelPath"' not in line:
+        if availability is None or len(line) > MAX_LANE_LINE or b'"getModelPath"' not in line:
             return None
         try:
             query = _plain_query(parse_json(line.decode("utf-8")))

@@ -78,20 +78,24 @@ def test_a_batch_is_answered_whole_up_to_the_limit_and_refused_past_it(shared, c
         + "[" * (MAX_LINE_VALUES + 1)
         + "]" * (MAX_LINE_VALUES + 1)
         + "}",
+        '{"jsonrpc":"2.0","id":1,"method":"getModelPath","params":{"modelId":"m","x":['
+        + "{}," * 4_000_000
+        + "{}]}}",  # 12 MB: the front's lane must not parse it either
     ],
-    ids=["100k-calls", "empty-objects", "fast-lane-method-nested"],
+    ids=["100k-calls", "empty-objects", "fast-lane-method-nested", "fast-lane-method-wide"],
 )
 def test_a_line_of_too_many_values_is_refused_before_it_is_parsed(shared, line: str) -> None:
     _, sidecar = shared
-    engine = sidecar.call("getInfo")["enginePid"]
-    before = peak_rss(engine)
+    info = sidecar.call("getInfo")
+    before = {pid: peak_rss(pid) for pid in (info["pid"], info["enginePid"])}
     since = len(sidecar.null_id_responses)
     sidecar.send_raw(line.encode() + b"\n")
     error = refusal(sidecar, since)
     assert "JSON values" in error["data"]
-    grew = peak_rss(engine) - before
-    print(f"engine peak RSS grew by {grew / 2**20:.1f} MiB for a {len(line)} byte line")
-    assert grew < 64 << 20, grew
+    for pid, peak in before.items():
+        grew = peak_rss(pid) - peak
+        print(f"peak RSS of {pid} grew by {grew / 2**20:.1f} MiB for a {len(line)} byte line")
+        assert grew < 64 << 20, (pid, grew)
     assert sidecar.call("getInfo")["version"]
 
 
