@@ -4,8 +4,19 @@ questions, and nothing starts. Chains up to the limits install."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sidecar.catalog import Catalog
+from sidecar.config import Settings
+from sidecar.errors import UnsafeManifest
+from sidecar.http import make_client
+from sidecar.layout import HomeLayout
+from sidecar.requirements import resolve_requirements
 from tests.support.hostile_json import EndlessRequirements
 from tests.support.repo_server import RepoServer
 from tests.support.sidecar_proc import RpcError
@@ -57,3 +68,53 @@ def test_requirements_up_to_the_limit_install(start_sidecar, repo: RepoServer, l
     assert sidecar.install_and_wait("level-0")["state"] == "ready"
     sidecar.wait_for(lambda: all(t["state"] == "ready" for t in sidecar.call("listTasks")["tasks"]))
     assert len(sidecar.call("listTasks")["tasks"]) == levels + 1
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    length=st.integers(0, 24),
+    fan_out=st.integers(0, 4),
+    max_depth=st.integers(1, 20),
+    max_count=st.integers(1, 80),
+)
+def test_requirements_are_refused_exactly_when_a_limit_is_passed(
+    repo: RepoServer, home: Path, length: int, fan_out: int, max_depth: int, max_count: int
+) -> None:
+    """In-process, against the real loopback repository: a chain ``length`` deep with
+    ``fan_out`` leaves on each link needs ``length`` levels and ``length * (1 + fan_out)``
+    models; past either limit it is refused naming a chain, else resolved in full."""
+    repo.fault = EndlessRequirements(fan_out=fan_out, length=length)
+    settings_ = Settings(
+        home=home, repositories=(repo.url,), max_dependency_depth=max_depth,
+        max_dependencies=max_count,
+    )  # fmt: skip
+    needed = length * (1 + fan_out)
+
+    async def resolve() -> list[str]:
+        async with make_client(settings_) as client:
+            catalog = Catalog(settings_, HomeLayout(home), client)
+            root = await catalog.get_model("chain-0")
+            with anyio.fail_after(60):
+                found = await resolve_requirements(catalog, settings_, root, "1")
+            return [f"{model.id}@{version}" for model, version in found]
+
+    if length > max_depth or needed > max_count:
+        with pytest.raises(UnsafeManifest) as raised:
+            anyio.run(resolve)
+        chain = raised.value.extra["chain"]
+        assert chain[0] == "chain-0@1"
+        if length <= max_depth:
+            assert f"more than {max_count} requirements" in raised.value.message
+            assert len(chain) <= max_depth + 1
+        elif needed <= max_count:
+            assert f"more than {max_depth} levels" in raised.value.message
+            assert len(chain) == max_depth + 2
+    else:
+        resolved = anyio.run(resolve)
+        assert len(resolved) == len(set(resolved)) == needed
+        assert {f"chain-{n}@1" for n in range(1, length + 1)} <= set(resolved)

@@ -113,18 +113,22 @@ def manifest_text(model_id: str, requires: list[str], extra: str = "{}") -> str:
 
 class EndlessRequirements(Fault):
     """Asked for ``chain-<n>``, the manifest says it requires ``chain-<n+1>`` (and, with
-    ``fan_out``, also ``side-<n>-<k>`` for k < fan_out, which require nothing)."""
+    ``fan_out``, also ``side-<n>-<k>`` for k < fan_out, which require nothing); with a
+    ``length``, ``chain-<length>`` requires nothing."""
 
-    def __init__(self, *, fan_out: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *, fan_out: int = 0, length: int | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("match", "/api/models/")
         kwargs.setdefault("times", None)
         super().__init__(**kwargs)
         self.fan_out = fan_out
+        self.length = length
 
     def act(self, handler: RepoHandler, path: str, range_start: int | None) -> bool:
         if match := re.fullmatch(r"/api/models/chain-(\d+)", path):
             n = int(match.group(1))
-            requires = [f"chain-{n + 1}", *(f"side-{n}-{k}" for k in range(self.fan_out))]
+            last = self.length is not None and n >= self.length
+            requires = [] if last else [f"chain-{n + 1}"]
+            requires += [] if last else [f"side-{n}-{k}" for k in range(self.fan_out)]
             body = manifest_text(f"chain-{n}", requires)
         elif match := re.fullmatch(r"/api/models/(side-\d+-\d+)", path):
             body = manifest_text(match.group(1), [])
