@@ -29,8 +29,9 @@ from typing import IO, Any
 import anyio
 
 from sidecar.config import Settings
-from sidecar.errors import ModelManagerError
-from sidecar.store.diskspace import map_disk_full
+from sidecar.errors import InsufficientDiskSpace, ModelManagerError
+from sidecar.store.diskspace import disk_full_cause, free_bytes
+from sidecar.transfer.fetch import discard_part
 from sidecar.transfer.network import Network
 from sidecar.transfer.priority import run_in_background
 from sidecar.transfer.ratelimit import RateLimiter
@@ -54,6 +55,8 @@ class Worker:
             retries_per_file=config["retries"],
             stall_timeout=config["stallTimeout"],
             network_patience=config["networkPatience"],
+            min_speed=config["minSpeed"],
+            min_speed_window=config["minSpeedWindow"],
         )
         ca_bundle = Path(config["caBundle"]) if config.get("caBundle") else None
         self.network = Network(config.get("proxy"), ca_bundle, config["maxConnectionsPerHost"])
@@ -102,22 +105,37 @@ class Worker:
         with anyio.CancelScope() as scope:
             self.jobs[number] = scope
             try:
-                with map_disk_full(Path(job["root"])):
-                    digest = await download_file(
-                        self.network, job["urls"], target, self.settings, progress,
-                        self.limits, size_learned,
-                    )  # fmt: skip
+                digest = await download_file(
+                    self.network, job["urls"], target, self.settings, progress,
+                    self.limits, size_learned,
+                )  # fmt: skip
                 outcome = {"done": digest}
-            except ModelManagerError as exc:
-                outcome = {"error": {"name": exc.name, "message": exc.message, "data": exc.extra}}
-            except OSError as exc:
-                outcome = {"error": {"name": "OSError", "errno": exc.errno, "message": str(exc)}}
             except Exception as exc:
-                log.exception("transfer of %s failed", target.part.name)
-                outcome = {"error": {"name": "internal", "message": f"{type(exc).__name__}"}}
+                outcome = self._failure(exc, target, Path(job["root"]))
         del self.jobs[number]
         self._flush(number)
         self.send({"id": number, **outcome})
+
+    @staticmethod
+    def _failure(exc: Exception, target: FileTarget, root: Path) -> dict[str, Any]:
+        """A failure as the parent re-raises it. A full disk is said as such, whatever
+        error it caused next, and the part is freed: kept, it would keep the disk full
+        for every other program (the download starts over once there is room)."""
+        if (full := disk_full_cause(exc)) is not None:
+            held = part_bytes(target)
+            discard_part(target)
+            message = (
+                f"the disk under {root} is full ({full.strerror}); the partial download "
+                f"({held} bytes) was removed to free them: make room and install again"
+            )
+            data = {"freedBytes": held, "freeBytes": free_bytes(root)}
+            return {"error": {"name": InsufficientDiskSpace.name, "message": message, "data": data}}
+        if isinstance(exc, ModelManagerError):
+            return {"error": {"name": exc.name, "message": exc.message, "data": exc.extra}}
+        if isinstance(exc, OSError):
+            return {"error": {"name": "OSError", "errno": exc.errno, "message": str(exc)}}
+        log.error("transfer of %s failed", target.part.name, exc_info=exc)
+        return {"error": {"name": "internal", "message": type(exc).__name__}}
 
     def _flush(self, number: int) -> None:
         size = self.progress.pop(number, None)
@@ -129,6 +147,15 @@ class Worker:
             await anyio.sleep(PROGRESS_EVERY)
             for number in list(self.progress):
                 self._flush(number)
+
+
+def part_bytes(target: FileTarget) -> int:
+    """What the part takes on the disk (a segmented part is sparse until filled)."""
+    try:
+        info = target.part.stat()
+    except OSError:
+        return 0
+    return min(info.st_size, getattr(info, "st_blocks", 0) * 512 or info.st_size)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -157,8 +184,10 @@ async def _main(protocol: IO[bytes]) -> None:
 
 def main() -> None:
     _die_with_parent(int(sys.argv[1]))
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # as the sidecar's
     run_in_background()  # before any thread, so every thread inherits it
     logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(message)s")
+    logging.getLogger("urllib3").setLevel(logging.WARNING)  # a line per request otherwise
     # stdout is the protocol: keep a private handle, and send fd 1 (a stray print, a C
     # library) to stderr.
     protocol = os.fdopen(os.dup(1), "wb", buffering=0)

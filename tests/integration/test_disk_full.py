@@ -25,13 +25,13 @@ from tests.support.faults import (
 from tests.support.repo_server import RepoServer, sha256
 from tests.support.sidecar_proc import RpcError
 
-SIZE_MB = 48
+SIZE_MB = 64  # room for a segmented download (32 MiB or more) and the margin
 KEEP = {"keep.bin": os.urandom(300_000), "keep.txt": b"keep me\n"}
 
 
 @pytest.fixture
 def small_home(home: Path) -> Iterator[Path]:
-    """``home`` as its own 48 MiB tmpfs; skipped where mounting is not allowed."""
+    """``home`` as its own small tmpfs; skipped where mounting is not allowed."""
     if shutil.which("mount") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
         pytest.skip("needs root and mount(8) to give the home a size-limited filesystem")
     home.mkdir(parents=True)
@@ -96,13 +96,18 @@ def test_manifest_that_will_not_fit_starts_nothing(
     assert_home_undamaged(sidecar, small_home)
 
 
+@pytest.mark.parametrize(
+    ("size", "rate"),
+    [(8_000_000, 2_000_000), (34 * 1024 * 1024, 4_000_000)],
+    ids=["one-stream", "segmented"],
+)
 def test_disk_filling_up_mid_download_fails_cleanly(
-    small_home: Path, start_sidecar, repo: RepoServer
+    small_home: Path, start_sidecar, repo: RepoServer, size: int, rate: int
 ):
     sidecar = install_kept_model(start_sidecar, repo, small_home)
-    data = os.urandom(8_000_000)
+    data = os.urandom(size)
     repo.add("big", "1", {"w.bin": data, "small.txt": b"s" * 100})
-    repo.bytes_per_second = 2_000_000
+    repo.bytes_per_second = rate
     task_id = sidecar.call("install", {"modelId": "big"})["taskId"]
     sidecar.wait_for(
         lambda: sum(p.stat().st_size for p in parts_of(small_home, "big").values()) > 1_000_000,
@@ -117,8 +122,11 @@ def test_disk_filling_up_mid_download_fails_cleanly(
     task = sidecar.wait_task(task_id, {"ready", "failed"}, timeout=30)
     assert task["state"] == "failed", task
     assert task["error"]["code"] == "INSUFFICIENT_DISK_SPACE", task["error"]
+    # The partial download is freed (kept, it would keep the disk full), and said so.
+    assert "was removed to free them" in task["error"]["message"], task["error"]
     assert time.monotonic() - began < 15
     assert_nothing_installed(small_home, "big")
+    assert "w.bin" not in parts_of(small_home, "big")
     for path, part in parts_of(small_home, "big").items():
         assert_part_is_prefix(part, {"w.bin": data, "small.txt": b"s" * 100}[path])
     assert sidecar.call("getInfo")["pid"]  # the daemon lives on a full disk
