@@ -14,6 +14,9 @@ from sidecar.config import settings_from_args
 
 
 def main(argv: list[str] | None = None) -> None:
+    # We use no pydantic plugins; looking for them scans every installed package's
+    # metadata (tens of milliseconds) when the first model is used: the first answer.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     arguments = sys.argv[1:] if argv is None else argv
     settings = settings_from_args(arguments)
     code = 0

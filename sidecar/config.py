@@ -62,6 +62,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("stall_timeout", "--stall-timeout", float, 30.0, 0.1, 3600.0,
            "seconds without a byte before a request counts as stalled",
            "MODEL_MANAGER_STALL_TIMEOUT"),
+    Option("min_speed", "--min-speed", int, 1024, 0, 1 << 30,
+           "bytes a second below which a download connection is dropped and retried, "
+           "judged over --min-speed-window (0: never; off while a bandwidth cap is set)"),
+    Option("min_speed_window", "--min-speed-window", float, 60.0, 1.0, 3600.0,
+           "seconds over which --min-speed is judged"),
     Option("network_patience", "--network-patience", float, 300.0, 0.0, 7 * 86400.0,
            "seconds a task keeps retrying through a network outage before it fails",
            "MODEL_MANAGER_NETWORK_PATIENCE"),
@@ -96,6 +101,8 @@ class Settings:
     max_bytes_per_second: int | None = None  # None: no cap (0 on the command line)
     retries_per_file: int = _DEFAULT["retries_per_file"]
     stall_timeout: float = _DEFAULT["stall_timeout"]
+    min_speed: int = _DEFAULT["min_speed"]
+    min_speed_window: float = _DEFAULT["min_speed_window"]
     network_patience: float = _DEFAULT["network_patience"]
     # A reply that trickles in never stalls: the whole request must end by then.
     request_deadline: float = _DEFAULT["request_deadline"]

@@ -12,6 +12,10 @@ from hypothesis import settings
 from tests.support.repo_server import RepoServer
 from tests.support.sidecar_proc import Sidecar
 
+# As the sidecar runs (sidecar/__main__.py): no pydantic plugin scan when a model is
+# first used, which in-process tests would otherwise see as blocking I/O on the loop.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
 # CI must not fail on a counterexample nobody has seen before: fixed seeds there, fresh
 # ones on developers' machines (and in make stress) to keep finding new cases.
 settings.register_profile("ci", derandomize=True)

@@ -168,6 +168,8 @@ class TransferClient:
             "retries": s.retries_per_file,
             "stallTimeout": s.stall_timeout,
             "networkPatience": s.network_patience,
+            "minSpeed": s.min_speed,
+            "minSpeedWindow": s.min_speed_window,
             "caBundle": str(s.ca_bundle) if s.ca_bundle else None,
             "proxy": self.proxy,
             "maxConnectionsPerHost": s.max_connections_per_host,

@@ -18,6 +18,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -85,12 +86,33 @@ class Source:
         return headers
 
 
+@dataclass
+class SpeedFloor:
+    """A reply slower than ``bytes_per_second`` over ``window`` seconds is dropped and
+    retried: a server that drips a byte now and then never trips a stall timeout. Off
+    while a bandwidth cap is set (the slowness is then ours) or at 0."""
+
+    bytes_per_second: float = 0.0
+    window: float = 60.0
+    capped: Callable[[], bool] = lambda: False
+
+
 class BodyConnection:
     """One worker's requests, one after another, on keep-alive connections."""
 
-    def __init__(self, network: Network, source: Source, stall_timeout: float) -> None:
+    def __init__(
+        self,
+        network: Network,
+        source: Source,
+        stall_timeout: float,
+        floor: SpeedFloor | None = None,
+    ) -> None:
         self.network = network
         self.source = source
+        self.floor = floor or SpeedFloor()
+        self._window_start = 0.0
+        self._window_bytes = 0
+        self._too_slow: str | None = None
         self.timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=stall_timeout)
         self.aborted = False
         self.response: urllib3.BaseHTTPResponse | None = None
@@ -125,6 +147,8 @@ class BodyConnection:
             with self.source.lock:
                 self.source.resolved = url if url != self.source.url else None
             self.response, self.url = response, url
+            self._window_start, self._window_bytes = time.monotonic(), 0
+            self._too_slow = None
             return response
         raise SourceFailed(f"too many redirects from {redact_url(self.source.url)}")
 
@@ -147,24 +171,41 @@ class BodyConnection:
 
     def readinto(self, view: memoryview) -> int:
         """Fill ``view`` from the body; an early end of the body is an error."""
-        assert self.response is not None
-        if self.aborted:
-            raise TransientError("aborted")
-        with self.map_errors(self.url):
-            count = self.response.readinto(view)
+        count = self.read_some(view)
         if count == 0 and len(view):
             self.close()
             raise TransientError("the reply ended early")
         return count
 
     def read_some(self, view: memoryview) -> int:
-        """Fill ``view`` from the body; 0 at its end (a body cut short before its
-        Content-Length raises instead)."""
+        """Put what the socket has (one read, up to ``len(view)``) into ``view``; 0 at
+        the body's end (a body cut short before its Content-Length raises instead)."""
         assert self.response is not None
         if self.aborted:
             raise TransientError("aborted")
+        if self._too_slow is not None:  # said after the bytes before it were kept
+            self.close()
+            raise TransientError(self._too_slow)
         with self.map_errors(self.url):
-            return self.response.readinto(view)
+            data = self.response.read1(len(view), decode_content=False)
+        count = len(data)
+        view[:count] = data
+        self._check_speed(count)
+        return count
+
+    def _check_speed(self, count: int) -> None:
+        self._window_bytes += count
+        elapsed = time.monotonic() - self._window_start
+        if elapsed < self.floor.window:
+            return
+        speed = self._window_bytes / elapsed
+        self._window_start, self._window_bytes = time.monotonic(), 0
+        if speed < self.floor.bytes_per_second and not self.floor.capped():
+            host = urlsplit(self.url).hostname or "the server"
+            self._too_slow = (
+                f"{host} sent {speed:.0f} bytes/s over {elapsed:.0f} s, below the minimum of "
+                f"{self.floor.bytes_per_second:.0f} (--min-speed): retrying"
+            )
 
     def abort(self) -> None:
         """Wake a read blocked in another thread (from the event loop: never blocks)."""

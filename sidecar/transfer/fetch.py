@@ -18,7 +18,7 @@ import anyio
 from sidecar.errors import ChecksumMismatch
 from sidecar.redact import redact_url
 from sidecar.store.fsutil import atomic_write_bytes
-from sidecar.transfer.connection import BodyConnection, Reply, Source, in_thread
+from sidecar.transfer.connection import BodyConnection, Reply, Source, SpeedFloor, in_thread
 from sidecar.transfer.fileio import PartHandle
 from sidecar.transfer.hashing import hash_into
 from sidecar.transfer.http import ServerRefused, SourceFailed, TransientError, check_status
@@ -123,11 +123,12 @@ async def fetch_once(
     rate: RateLimiter,
     stall_timeout: float,
     size_learned: SizeLearned | None = None,
+    floor: SpeedFloor | None = None,
 ) -> str:
     """One attempt from one source over one connection. Returns the part's SHA-256."""
     writer = _PartWriter(target)
     await anyio.to_thread.run_sync(_keep_prefix_of_segmented_part, target)
-    connection = BodyConnection(network, source, stall_timeout)
+    connection = BodyConnection(network, source, stall_timeout, floor)
     try:
         offset = await anyio.to_thread.run_sync(writer.open_for_resume)
         if target.expected_size is not None and offset > target.expected_size:

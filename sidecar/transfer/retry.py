@@ -12,7 +12,7 @@ import anyio
 from sidecar.config import Settings
 from sidecar.errors import ChecksumMismatch, NetworkError, RepositoryUnavailable, TlsError
 from sidecar.redact import redact_url
-from sidecar.transfer.connection import Source
+from sidecar.transfer.connection import Source, SpeedFloor
 from sidecar.transfer.fetch import discard_part, fetch_once
 from sidecar.transfer.http import (
     ConnectionFailed,
@@ -51,6 +51,11 @@ async def fetch_from(
     """Several ranged connections for a large file, one stream otherwise."""
     size = target.expected_size
     url = source.url
+    floor = SpeedFloor(
+        settings.min_speed,
+        settings.min_speed_window,
+        capped=lambda: limits.rate.bytes_per_second is not None,
+    )
     if (
         size is not None
         and size >= SEGMENTED_MIN_SIZE
@@ -59,7 +64,7 @@ async def fetch_from(
     ):
         try:
             return await SegmentedFetch(
-                network, source, target, progress, limits, settings.stall_timeout
+                network, source, target, progress, limits, settings.stall_timeout, floor
             ).run()
         except RangesUnsupported as exc:
             log.info("%s: %s; using one connection", redact_url(url), exc)
@@ -67,8 +72,9 @@ async def fetch_from(
                 _no_ranges.clear()
             _no_ranges.add(url)
     return await fetch_once(
-        network, source, target, progress, limits.rate, settings.stall_timeout, size_learned
-    )
+        network, source, target, progress, limits.rate, settings.stall_timeout, size_learned,
+        floor,
+    )  # fmt: skip
 
 
 async def download_file(

@@ -19,7 +19,7 @@ from sidecar.config import OPTION
 from sidecar.errors import ChecksumMismatch
 from sidecar.redact import redact_url
 from sidecar.store.fsutil import atomic_write_bytes
-from sidecar.transfer.connection import BodyConnection, Reply, Source, in_thread
+from sidecar.transfer.connection import BodyConnection, Reply, Source, SpeedFloor, in_thread
 from sidecar.transfer.fetch import (
     CONTENT_RANGE,
     WRITE_BATCH,
@@ -77,8 +77,10 @@ class SegmentedFetch:
         progress: Progress,
         limits: Limits,
         stall_timeout: float,
+        floor: SpeedFloor | None = None,
     ) -> None:
         assert target.expected_size is not None
+        self.floor = floor
         self.network = network
         self.source = source
         self.url = source.url
@@ -182,7 +184,7 @@ class SegmentedFetch:
             await anyio.sleep(ADAPT_EVERY)  # judge the new count once it has started
 
     async def _work(self) -> None:
-        connection = BodyConnection(self.network, self.source, self.stall_timeout)
+        connection = BodyConnection(self.network, self.source, self.stall_timeout, self.floor)
         try:
             while (unit := self.plan.next_unit(MIN_SPLIT)) is not None:
                 try:
