@@ -11,7 +11,10 @@
     ├── UnsafeManifest           1008  a manifest that would escape the home or is malformed
     ├── InvalidState             1009  e.g. resume a task that is not paused
     ├── SchedulerUnavailable     1010  no ranking and no cached one
-    └── NetworkError             1011  transport failures after retries
+    ├── NetworkError             1011  transport failures after retries
+    ├── PermissionDenied         1012  the home (or a folder in it) is not writable by us
+    └── HomeUnavailable          1013  the home is damaged where we must write: a link,
+                                       a file where a folder belongs, a folder gone
 
 Lower-level errors (httpx, OSError) are translated at the boundaries in
 ``sidecar.http`` and ``sidecar.diskspace``; the RPC layer turns these into
@@ -100,6 +103,16 @@ class NetworkError(ModelManagerError):
     name = "NETWORK_ERROR"
 
 
+class PermissionDenied(ModelManagerError):
+    code = 1012
+    name = "PERMISSION_DENIED"
+
+
+class HomeUnavailable(ModelManagerError):
+    code = 1013
+    name = "HOME_UNAVAILABLE"
+
+
 ALL_ERRORS: tuple[type[ModelManagerError], ...] = (
     ModelNotAvailable,
     ModelNotFound,
@@ -112,4 +125,6 @@ ALL_ERRORS: tuple[type[ModelManagerError], ...] = (
     InvalidState,
     SchedulerUnavailable,
     NetworkError,
+    PermissionDenied,
+    HomeUnavailable,
 )

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from sidecar.homefs import HomeFS, is_link, register_home
+
+log = logging.getLogger(__name__)
 
 NAME_MAX = 255  # bytes in one file name on ext4, APFS and NTFS (UTF-16 units there)
 
@@ -13,6 +20,13 @@ NAME_MAX = 255  # bytes in one file name on ext4, APFS and NTFS (UTF-16 units th
 @dataclass(frozen=True)
 class HomeLayout:
     root: Path
+
+    def __post_init__(self) -> None:
+        register_home(self.root)  # so HomeFS.of() knows where links stop being trusted
+
+    @property
+    def fs(self) -> HomeFS:
+        return HomeFS(self.root)
 
     @property
     def models(self) -> Path:
@@ -51,10 +65,40 @@ class HomeLayout:
     def tasks_file(self) -> Path:
         return self.root / "tasks.json"
 
-    def create(self) -> None:
+    def create(self) -> list[OSError]:
+        """Make the home's folders. Whatever is in the way (a file, or a link that could
+        lead writes outside the home) is set aside as ``<name>.damaged-<time>``. Never
+        raises: a home we cannot write still answers, and each write that fails then
+        says why (PERMISSION_DENIED / HOME_UNAVAILABLE); the problems are returned."""
+        problems: list[OSError] = []
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.warning("cannot create the model home %s: %s", self.root, exc)
+            return [exc]
         for folder in (self.models, self.temp, self.task_locks, self.metadata, self.cache):
-            folder.mkdir(parents=True, exist_ok=True)
-        self.logs.mkdir(parents=True, exist_ok=True)
+            if (problem := self.ensure_folder(folder)) is not None:
+                problems.append(problem)
+        if (problem := self.ensure_folder(self.logs)) is not None:
+            problems.append(problem)
+        return problems
+
+    def ensure_folder(self, folder: Path) -> OSError | None:
+        try:
+            info = os.lstat(folder)
+        except FileNotFoundError:
+            info = None
+        except OSError as exc:
+            return exc
+        if info is not None and (not stat.S_ISDIR(info.st_mode) or is_link(info)):
+            aside = self.fs.set_aside(folder)
+            log.warning("%s was not a folder: set aside as %s", folder, aside)
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            log.warning("cannot create %s: %s", folder, exc)
+            return exc
+        return None
 
     def model_dir(self, model_id: str, version: str) -> Path:
         return self.models / model_id / version

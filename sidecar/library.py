@@ -13,6 +13,7 @@ from sidecar.availability import NOT_INSTALLED, Availability, ModelAvailability
 from sidecar.catalog import Catalog
 from sidecar.config import Settings
 from sidecar.errors import InvalidState, ModelNotAvailable
+from sidecar.homefs import map_home_errors
 from sidecar.hooks import Notify
 from sidecar.install import remove_version
 from sidecar.layout import HomeLayout
@@ -64,7 +65,10 @@ class Library:
                 state = "ready" if intact else "incomplete"
                 if state != entry.state:
                     log.warning("%s@%s is %s", model_id, version, state)
-                    self.registry.set_state(model_id, version, state)
+                    try:
+                        self.registry.set_state(model_id, version, state)
+                    except OSError as exc:  # a read-only home: the daemon still answers
+                        log.warning("cannot record it: %s", exc)
 
     def model_path(self, model_id: str, version: str | None) -> dict[str, Any]:
         """The getModelPath result, from memory only: never the network, never a task.
@@ -156,11 +160,17 @@ class Library:
                 self.layout.task_lock(model_id, installed), model_id, installed,
                 self.settings.lock_timeout_ms,
             )  # fmt: skip
-            if not await anyio.to_thread.run_sync(lock.try_acquire):
+            with map_home_errors():
+                acquired = await anyio.to_thread.run_sync(lock.try_acquire)
+            if not acquired:
                 raise InvalidState(f"{model_id}@{installed} is being installed by another process")
             try:
-                await anyio.to_thread.run_sync(remove_version, self.layout, model_id, installed)
-                await anyio.to_thread.run_sync(self.registry.forget, model_id, installed)
+                # Never through a link planted at models/<id>: the folder it leads to is
+                # not ours to delete.
+                self.layout.fs.check(self.layout.model_dir(model_id, installed))
+                with map_home_errors():
+                    await anyio.to_thread.run_sync(remove_version, self.layout, model_id, installed)
+                    await anyio.to_thread.run_sync(self.registry.forget, model_id, installed)
             finally:
                 await anyio.to_thread.run_sync(lock.release)
             removed.append(installed)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 import sys
+from pathlib import Path
 
+from sidecar.homefs import HomeFS
 from sidecar.layout import HomeLayout
 
 FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
@@ -25,12 +28,27 @@ def setup_logging(layout: HomeLayout | None, level: str) -> None:
     if layout is None:
         return
     try:
-        layout.logs.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.handlers.RotatingFileHandler(
-            layout.logs / "sidecar.log", maxBytes=5 * 1024 * 1024, backupCount=3, encoding="utf-8"
-        )
-    except OSError as exc:
+        problem = layout.ensure_folder(layout.logs)
+        if problem is not None:
+            raise problem
+        file_handler = _HomeLogHandler(layout.fs, layout.logs / "sidecar.log")
+    except (OSError, ValueError) as exc:
         root.warning("no log file: %s", exc)
     else:
         file_handler.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(file_handler)
+
+
+class _HomeLogHandler(logging.handlers.RotatingFileHandler):
+    """Opens its file through HomeFS: a link planted as ``logs/sidecar.log`` (or as a
+    rotated name, which is renamed, never followed) cannot send the log elsewhere."""
+
+    def __init__(self, fs: HomeFS, path: Path) -> None:
+        self._fs = fs
+        super().__init__(str(path), maxBytes=5 * 1024 * 1024, backupCount=3, encoding="utf-8")
+
+    def _open(self) -> io.TextIOWrapper:
+        path = Path(self.baseFilename)
+        self._fs.drop_link(path)
+        binary = self._fs.open_file(path, "ab")
+        return io.TextIOWrapper(binary, encoding="utf-8", errors="backslashreplace")

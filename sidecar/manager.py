@@ -21,6 +21,7 @@ from sidecar.errors import (
     VersionNotFound,
 )
 from sidecar.fsutil import sweep_temp_files
+from sidecar.homefs import home_error
 from sidecar.hooks import DownloadHooks, NoHooks, Notify
 from sidecar.install import remove_legacy_parts, remove_parts
 from sidecar.layout import HomeLayout
@@ -396,6 +397,8 @@ def _domain_error(exc: BaseException) -> ModelManagerError | None:
         return exc
     if (disk_full := as_disk_full(exc)) is not None:
         return disk_full
+    if (home := home_error(exc)) is not None:
+        return home
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
             if (found := _domain_error(inner)) is not None:

@@ -117,6 +117,7 @@ class TaskStore:
     a crash. Read-modify-write under a lock; blocking (call through ``anyio.to_thread``)."""
 
     def __init__(self, layout: HomeLayout) -> None:
+        self.fs = layout.fs
         self.path = layout.tasks_file
         self.lock_path = layout.root / "tasks.json.lock"
 
@@ -144,8 +145,14 @@ class TaskStore:
             return _persisted_list.validate_python(read_json(self.path))
         except FileNotFoundError:
             return []
-        except (OSError, ValueError, ValidationError) as exc:
-            log.warning("tasks.json unreadable, starting without it: %s", exc)
+        except PermissionError as exc:
+            log.warning("cannot read tasks.json, starting without it: %s", exc)
+            return []
+        except (OSError, ValueError, ValidationError, RecursionError) as exc:
+            # Kept for a human as tasks.json.damaged-<time>; the next save starts afresh.
+            aside = self.fs.set_aside(self.path)
+            log.warning("tasks.json unreadable, starting without it (kept as %s): %.200s",
+                        aside.name if aside else "nothing", exc)  # fmt: skip
             return []
 
     def _write(self, tasks: list[PersistedTask]) -> None:

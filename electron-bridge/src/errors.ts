@@ -1,4 +1,4 @@
-// Errors the bridge raises. Sidecar errors (JSON-RPC codes 1001..1011, data.code = the
+// Errors the bridge raises. Sidecar errors (JSON-RPC codes 1001..1013, data.code = the
 // name) become one subclass per name; the bridge adds its own for timeouts, exits and
 // IPC. Pure module (no Node imports) so the renderer can rebuild typed errors too.
 import { ERROR_CODES, type ErrorName } from './generated/wire.js';
@@ -67,6 +67,8 @@ export class UnsafeManifestError extends sidecarError('UNSAFE_MANIFEST') {}
 export class InvalidStateError extends sidecarError('INVALID_STATE') {}
 export class SchedulerUnavailableError extends sidecarError('SCHEDULER_UNAVAILABLE') {}
 export class NetworkError extends sidecarError('NETWORK_ERROR') {}
+export class PermissionDeniedError extends sidecarError('PERMISSION_DENIED') {}
+export class HomeUnavailableError extends sidecarError('HOME_UNAVAILABLE') {}
 
 // `satisfies` makes tsc fail when schemas/errors.json gains a name without a class.
 const SIDECAR_ERRORS = {
@@ -81,6 +83,8 @@ const SIDECAR_ERRORS = {
   INVALID_STATE: InvalidStateError,
   SCHEDULER_UNAVAILABLE: SchedulerUnavailableError,
   NETWORK_ERROR: NetworkError,
+  PERMISSION_DENIED: PermissionDeniedError,
+  HOME_UNAVAILABLE: HomeUnavailableError,
 } as const satisfies Record<ErrorName, ErrorClass>;
 
 // --- errors of the bridge itself -------------------------------------------------------
