@@ -221,6 +221,9 @@ def _short(exc: BaseException) -> str:
 def write_metadata(
     layout: HomeLayout, model_id: str, name: str, task: str, entry: InstalledVersion
 ) -> None:
+    """Written just before the version moves into ``models/``: refuse here, before
+    anything moves, when that folder would be reached through a planted link."""
+    layout.fs.check(layout.model_dir(model_id, entry.version))
     atomic_write_json(
         layout.metadata_file(model_id, entry.version),
         {"name": name, "task": task, "entry": entry.wire()},
