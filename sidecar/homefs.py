@@ -32,7 +32,7 @@ PERMISSION_DENIED / HOME_UNAVAILABLE (None for other errors, e.g. a full disk).
 """
 
 # Paths here are strings on purpose: Path.resolve() would follow the very links we refuse.
-# ruff: noqa: PTH100, PTH102, PTH118, PTH119, PTH120, PTH206
+# ruff: noqa: PTH100, PTH102, PTH117, PTH118, PTH119, PTH120, PTH206
 
 from __future__ import annotations
 
@@ -183,7 +183,14 @@ class HomeFS:
                 inner = self._open_dir(fd, name, walked, create)
                 os.close(fd)
                 fd = inner
-            yield fd, parts[-1]
+            try:
+                yield fd, parts[-1]
+            except OSError as exc:  # name the file in full, not relative to ``fd``
+                for attribute in ("filename", "filename2"):
+                    name = getattr(exc, attribute)
+                    if isinstance(name, str) and not os.path.isabs(name):
+                        setattr(exc, attribute, os.path.join(walked, name))
+                raise
         finally:
             os.close(fd)
 
@@ -195,9 +202,13 @@ class HomeFS:
             if not create:
                 exc.filename = str(walked)
                 raise
-            with suppress(FileExistsError):
-                os.mkdir(name, 0o777, dir_fd=fd)
-            return os.open(name, flags, dir_fd=fd)
+            try:
+                with suppress(FileExistsError):
+                    os.mkdir(name, 0o777, dir_fd=fd)
+                return os.open(name, flags, dir_fd=fd)
+            except OSError as inner:
+                inner.filename = str(walked)
+                raise
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
                 info = os.stat(name, dir_fd=fd, follow_symlinks=False)

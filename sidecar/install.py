@@ -89,7 +89,7 @@ def remove_legacy_parts(layout: HomeLayout) -> list[Path]:
     """Parts and staging folders named before names were joined with "@" (their
     owners cannot be told apart, so they cannot be resumed): free their space."""
     removed = []
-    for path in layout.temp.iterdir():
+    for path in layout.temp.iterdir() if layout.temp.is_dir() else ():  # a home we cannot write
         legacy = "@" not in path.name and path.name.endswith(
             (".part", ".part.json", ".part.lock", ".staging")
         )

@@ -122,8 +122,12 @@ class TaskStore:
         self.lock_path = layout.root / "tasks.json.lock"
 
     def load(self) -> list[PersistedTask]:
-        with BlockingFileLock(self.lock_path):
-            return self._read()
+        try:
+            with BlockingFileLock(self.lock_path):
+                return self._read()
+        except OSError as exc:  # a home we cannot write: read what is there
+            log.warning("cannot lock tasks.json (%s): reading it unlocked", exc)
+            return self._read(set_aside=False)
 
     def save(self, task: PersistedTask) -> None:
         with BlockingFileLock(self.lock_path):
@@ -140,7 +144,7 @@ class TaskStore:
             if len(kept) != len(tasks):
                 self._write(kept)
 
-    def _read(self) -> list[PersistedTask]:
+    def _read(self, set_aside: bool = True) -> list[PersistedTask]:
         try:
             return _persisted_list.validate_python(read_json(self.path))
         except FileNotFoundError:
@@ -150,7 +154,7 @@ class TaskStore:
             return []
         except (OSError, ValueError, ValidationError, RecursionError) as exc:
             # Kept for a human as tasks.json.damaged-<time>; the next save starts afresh.
-            aside = self.fs.set_aside(self.path)
+            aside = self.fs.set_aside(self.path) if set_aside else None
             log.warning("tasks.json unreadable, starting without it (kept as %s): %.200s",
                         aside.name if aside else "nothing", exc)  # fmt: skip
             return []
