@@ -14,6 +14,7 @@ from sidecar.http import make_client
 from sidecar.layout import HomeLayout
 from sidecar.logs import setup_logging
 from sidecar.manager import Manager
+from sidecar.network import Network
 from sidecar.rpc.methods import build_fast_methods, build_methods
 from sidecar.rpc.news import publish_availability
 from sidecar.rpc.server import FastLane, RpcServer
@@ -44,9 +45,10 @@ async def run(settings: Settings) -> None:
     )  # fmt: skip
     writer = LineWriter(claim_stdout())
     stop = anyio.Event()
-    async with make_client(settings) as client, anyio.create_task_group() as group:
+    network = Network(settings.proxy, settings.ca_bundle, settings.max_connections_per_host)
+    async with make_client(settings, network) as client, anyio.create_task_group() as group:
         server: RpcServer
-        manager = Manager(settings, client, notify=lambda m, p: server.notify(m, p))
+        manager = Manager(settings, client, network, notify=lambda m, p: server.notify(m, p))
         server = RpcServer(writer, build_methods(manager, stop.set))
         fast_lane = FastLane(build_fast_methods(manager))
         reader = StdinReader(sys.stdin.fileno(), settings.max_line_bytes, fast_lane, writer)
@@ -69,4 +71,5 @@ async def run(settings: Settings) -> None:
         await stop.wait()
         await server.drain(SHUTDOWN_ANSWER_TIMEOUT)
         group.cancel_scope.cancel()
+    network.close()
     log.info("sidecar stopped")

@@ -13,10 +13,11 @@ import anyio
 import httpx
 
 from sidecar.config import Settings
-from sidecar.errors import ModelNotFound, RepositoryUnavailable, UnsafeManifest
+from sidecar.errors import ModelNotFound, RepositoryUnavailable, TlsError, UnsafeManifest
 from sidecar.fsutil import atomic_write_json, read_json
 from sidecar.http import (
     SourceFailed,
+    TlsFailed,
     TransientError,
     auth_headers,
     map_transport_errors,
@@ -90,6 +91,7 @@ class Catalog:
         """GET from each mirror in turn; 404 everywhere that answered is MODEL_NOT_FOUND."""
         problems = []
         not_found = False
+        tls: TlsFailed | None = None
         for base in self.settings.repositories:
             url = base + path
             try:
@@ -100,9 +102,13 @@ class Catalog:
                     continue
                 return json.loads(body)
             except (TransientError, SourceFailed, ValueError) as exc:
+                if isinstance(exc, TlsFailed):
+                    tls = exc
                 problems.append(f"{base}: {exc}")
         if not_found:
             raise ModelNotFound(f"not in the repository: {path}")
+        if tls is not None and len(problems) == 1:
+            raise TlsError(tls.host, tls.reason)
         raise RepositoryUnavailable(
             "no repository answered: " + ("; ".join(problems) or "none configured"),
         )

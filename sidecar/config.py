@@ -34,6 +34,9 @@ class Settings:
     front_pid: int | None = None  # set in the engine: the front process that started it
     log_level: str = "INFO"
     max_line_bytes: int = 16 * 1024 * 1024
+    proxy: str | None = field(default=None, repr=False)  # None: the environment decides
+    ca_bundle: Path | None = None
+    max_connections_per_host: int = 16
 
 
 def _split_urls(value: str | None) -> tuple[str, ...]:
@@ -88,6 +91,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-connections", type=int, default=48, help="connections for all downloads together"
+    )
+    parser.add_argument(
+        "--max-connections-per-host",
+        type=int,
+        default=16,
+        help="connections to one host for all downloads together (home routers drop more)",
+    )
+    parser.add_argument(
+        "--proxy",
+        default=env("MODEL_MANAGER_PROXY"),
+        help="proxy for every request, http://[user:password@]host:port, or 'direct' for "
+        "none (env MODEL_MANAGER_PROXY; default: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and "
+        "NO_PROXY decide)",
+    )
+    parser.add_argument(
+        "--ca-bundle",
+        default=env("MODEL_MANAGER_CA_BUNDLE"),
+        help="PEM file of extra certificate authorities to trust besides the system's "
+        "(env MODEL_MANAGER_CA_BUNDLE)",
     )
     parser.add_argument(
         "--max-bytes-per-second",
@@ -162,4 +184,7 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         parent_pid=args.parent_pid,
         front_pid=args.engine_for,
         log_level=args.log_level,
+        proxy=args.proxy or None,
+        ca_bundle=Path(args.ca_bundle).expanduser().resolve() if args.ca_bundle else None,
+        max_connections_per_host=max(1, args.max_connections_per_host),
     )

@@ -8,18 +8,21 @@ import random
 from collections.abc import Sequence
 
 import anyio
-import httpx
 
+from sidecar.body import Source
 from sidecar.config import Settings
-from sidecar.errors import ChecksumMismatch, NetworkError, RepositoryUnavailable
+from sidecar.errors import ChecksumMismatch, NetworkError, RepositoryUnavailable, TlsError
 from sidecar.fetch import FileTarget, Progress, SizeLearned, discard_part, fetch_once
 from sidecar.http import (
     ConnectionFailed,
     ServerRefused,
     SourceFailed,
+    TlsFailed,
     TransientError,
     auth_headers,
 )
+from sidecar.network import Network
+from sidecar.redact import redact_url
 from sidecar.segmented import Limits, RangesUnsupported, SegmentedFetch
 
 log = logging.getLogger(__name__)
@@ -36,16 +39,17 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
 
 
 async def fetch_from(
-    client: httpx.AsyncClient,
-    url: str,
+    network: Network,
+    source: Source,
     target: FileTarget,
-    headers: dict[str, str],
+    settings: Settings,
     progress: Progress,
     limits: Limits,
     size_learned: SizeLearned | None = None,
 ) -> str:
     """Several ranged connections for a large file, one stream otherwise."""
     size = target.expected_size
+    url = source.url
     if (
         size is not None
         and size >= SEGMENTED_MIN_SIZE
@@ -53,17 +57,21 @@ async def fetch_from(
         and url not in _no_ranges
     ):
         try:
-            return await SegmentedFetch(client, url, target, headers, progress, limits).run()
+            return await SegmentedFetch(
+                network, source, target, progress, limits, settings.stall_timeout
+            ).run()
         except RangesUnsupported as exc:
-            log.info("%s: %s; using one connection", url, exc)
+            log.info("%s: %s; using one connection", redact_url(url), exc)
             if len(_no_ranges) > 1000:
                 _no_ranges.clear()
             _no_ranges.add(url)
-    return await fetch_once(client, url, target, headers, progress, limits.rate, size_learned)
+    return await fetch_once(
+        network, source, target, progress, limits.rate, settings.stall_timeout, size_learned
+    )
 
 
 async def download_file(
-    client: httpx.AsyncClient,
+    network: Network,
     urls: Sequence[str],
     target: FileTarget,
     settings: Settings,
@@ -80,6 +88,8 @@ async def download_file(
     URL's last answer was the server's (an HTTP error, a page that is not the file),
     the repository is unavailable; anything else (resets, stalls) is the network.
     """
+    sources = {url: Source.of(url, auth_headers(settings, url)) for url in urls}
+    tls_failure: TlsFailed | None = None
     checksum_retried = False
     patience_deadline: float | None = None
     high_water = -1
@@ -101,9 +111,8 @@ async def download_file(
                 before = high_water
                 try:
                     return await fetch_from(
-                        client, url, target, auth_headers(settings, url), tracking, limits,
-                        size_learned,
-                    )  # fmt: skip
+                        network, sources[url], target, settings, tracking, limits, size_learned
+                    )
                 except ChecksumMismatch:
                     await anyio.to_thread.run_sync(discard_part, target)
                     if checksum_retried:
@@ -113,6 +122,8 @@ async def download_file(
                     log.warning("%s: checksum mismatch, downloading once more", target.part.name)
                     continue
                 except SourceFailed as exc:
+                    if isinstance(exc, TlsFailed):
+                        tls_failure = exc
                     last_problem = str(exc)
                     log.warning("%s", exc)
                     url_down = False
@@ -135,6 +146,8 @@ async def download_file(
                         await anyio.sleep(delay)
             network_down = network_down and url_down
             only_source_failures = only_source_failures and server_answered
+        if tls_failure is not None and only_source_failures:
+            raise TlsError(tls_failure.host, tls_failure.reason)
         if not urls or only_source_failures:
             raise RepositoryUnavailable(f"no source serves {target.part.name}: {last_problem}")
         if not network_down:

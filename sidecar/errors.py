@@ -12,8 +12,9 @@
     ├── InvalidState             1009  e.g. resume a task that is not paused
     ├── SchedulerUnavailable     1010  no ranking and no cached one
     ├── NetworkError             1011  transport failures after retries
-    ├── PermissionDenied         1012  the home (or a folder in it) is not writable by us
-    └── HomeUnavailable          1013  the home is damaged where we must write: a link,
+    ├── TlsError                 1012  a host's TLS certificate could not be verified
+    ├── PermissionDenied         1013  the home (or a folder in it) is not writable by us
+    └── HomeUnavailable          1014  the home is damaged where we must write: a link,
                                        a file where a folder belongs, a folder gone
 
 Lower-level errors (httpx, OSError) are translated at the boundaries in
@@ -103,13 +104,27 @@ class NetworkError(ModelManagerError):
     name = "NETWORK_ERROR"
 
 
-class PermissionDenied(ModelManagerError):
+class TlsError(ModelManagerError):
     code = 1012
+    name = "TLS_ERROR"
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(
+            f"cannot verify the TLS certificate of {host} ({reason}). If your network uses "
+            "its own certificate authority, add it to the system's trust store or name "
+            "its PEM file with --ca-bundle (MODEL_MANAGER_CA_BUNDLE)",
+            host=host,
+            reason=reason,
+        )
+
+
+class PermissionDenied(ModelManagerError):
+    code = 1013
     name = "PERMISSION_DENIED"
 
 
 class HomeUnavailable(ModelManagerError):
-    code = 1013
+    code = 1014
     name = "HOME_UNAVAILABLE"
 
 
@@ -125,6 +140,7 @@ ALL_ERRORS: tuple[type[ModelManagerError], ...] = (
     InvalidState,
     SchedulerUnavailable,
     NetworkError,
+    TlsError,
     PermissionDenied,
     HomeUnavailable,
 )

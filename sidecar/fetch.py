@@ -7,36 +7,33 @@ part's record (``.part.json``) says which URL and validator its bytes came from.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-import httpx
 
+from sidecar.body import BodyConnection, Reply, Source, in_thread
 from sidecar.errors import ChecksumMismatch
 from sidecar.fileio import PartHandle
 from sidecar.fsutil import atomic_write_bytes
 from sidecar.hashing import hash_into
-from sidecar.http import (
-    ServerRefused,
-    SourceFailed,
-    TransientError,
-    map_transport_errors,
-    raise_for_status,
-)
+from sidecar.http import ServerRefused, SourceFailed, TransientError, check_status
+from sidecar.network import Network
 from sidecar.ratelimit import RateLimiter
+from sidecar.redact import redact_url
 from sidecar.wire import PartRecord
 
 log = logging.getLogger(__name__)
 
-WRITE_BATCH = 1024 * 1024  # bytes handed to the worker threads per write+hash
-BATCH_AGE = 0.25  # ...or fewer, once they waited this long: a slow line still shows progress
+WRITE_BATCH = 1024 * 1024  # bytes between trips to the event loop with progress
+BATCH_AGE = 0.25  # ...or fewer, once this long passed: a slow line still shows progress
 SYNC_EVERY = 64 * 1024 * 1024
-PIPELINE_DEPTH = 4  # batches received ahead of the disk: memory stays flat (~5 MiB a file)
 CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 # Called with how many bytes of the file are on disk now (it drops when a part restarts).
@@ -92,25 +89,18 @@ class _PartWriter:
         self.hasher = hashlib.sha256()
         self.size = self.synced = 0
 
-    async def write(self, chunks: list[bytes]) -> None:
-        """Write and hash in two worker threads at once (both release the GIL); every
-        ``SYNC_EVERY`` bytes a third flushes what is written so far, so the disk keeps
-        up behind the download instead of all of it being flushed at the end."""
-        async with anyio.create_task_group() as group:
-            if self.size - self.synced >= SYNC_EVERY:
-                self.synced = self.size
-                group.start_soon(anyio.to_thread.run_sync, self.part.sync)
-            group.start_soon(anyio.to_thread.run_sync, self.part.write_at, chunks, self.size)
-            group.start_soon(anyio.to_thread.run_sync, _hash_chunks, self.hasher, chunks)
-        self.size += sum(len(c) for c in chunks)
+    def append(self, view: memoryview) -> None:
+        """Blocking: write and hash; every ``SYNC_EVERY`` bytes flush what is written so
+        far, so the disk keeps up behind the download instead of all at the end."""
+        self.part.write_at([view], self.size)
+        self.hasher.update(view)
+        self.size += len(view)
+        if self.size - self.synced >= SYNC_EVERY:
+            self.part.sync()
+            self.synced = self.size
 
 
-def _hash_chunks(hasher: hashlib._Hash, chunks: list[bytes]) -> None:
-    for chunk in chunks:
-        hasher.update(chunk)
-
-
-def _save_record(target: FileTarget, url: str, response: httpx.Response) -> None:
+def _save_record(target: FileTarget, url: str, response: Reply) -> None:
     record = PartRecord(
         url=url,
         etag=response.headers.get("ETag"),
@@ -137,24 +127,25 @@ def _resume_headers(record: PartRecord | None, url: str, offset: int) -> dict[st
     return headers
 
 
-def _continues_at(response: httpx.Response, offset: int) -> bool:
+def _continues_at(response: Reply, offset: int) -> bool:
     match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
     encoding = response.headers.get("Content-Encoding", "identity").lower()
     return match is not None and int(match.group(1)) == offset and encoding == "identity"
 
 
 async def fetch_once(
-    client: httpx.AsyncClient,
-    url: str,
+    network: Network,
+    source: Source,
     target: FileTarget,
-    headers: dict[str, str],
     progress: Progress,
     rate: RateLimiter,
+    stall_timeout: float,
     size_learned: SizeLearned | None = None,
 ) -> str:
-    """One attempt from one URL over one connection. Returns the part's SHA-256."""
+    """One attempt from one source over one connection. Returns the part's SHA-256."""
     writer = _PartWriter(target)
     await anyio.to_thread.run_sync(_keep_prefix_of_segmented_part, target)
+    connection = BodyConnection(network, source, stall_timeout)
     try:
         offset = await anyio.to_thread.run_sync(writer.open_for_resume)
         if target.expected_size is not None and offset > target.expected_size:
@@ -163,20 +154,21 @@ async def fetch_once(
         progress(offset)
         if target.expected_size is None or offset < target.expected_size:
             record = await anyio.to_thread.run_sync(read_record, target)
-            request_headers = headers | _resume_headers(record, url, offset)
-            await _stream_into(
-                client, url, target, request_headers, writer, progress, rate, size_learned
-            )
+            headers = _resume_headers(record, source.url, offset)
+            async with network.host_slots(source.url):
+                await _stream_into(
+                    connection, target, headers, writer, progress, rate, size_learned
+                )
         await anyio.to_thread.run_sync(writer.part.sync)
         return _check_complete(target, writer)
     finally:
         with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(connection.close)
             await anyio.to_thread.run_sync(writer.part.close)
 
 
 async def _stream_into(
-    client: httpx.AsyncClient,
-    url: str,
+    connection: BodyConnection,
     target: FileTarget,
     headers: dict[str, str],
     writer: _PartWriter,
@@ -184,81 +176,65 @@ async def _stream_into(
     rate: RateLimiter,
     size_learned: SizeLearned | None,
 ) -> None:
-    with map_transport_errors():
-        async with client.stream("GET", url, headers=headers) as response:
-            if _already_complete(response, writer.size):
-                # A plain URL's part was whole when a kill came before the install.
-                if size_learned is not None:
-                    size_learned(writer.size)
-                return
-            raise_for_status(response)
-            appending = response.status_code == 206 and _continues_at(response, writer.size)
-            if not appending:
-                if response.status_code != 200:
-                    await anyio.to_thread.run_sync(writer.restart)
-                    progress(0)
-                    raise ServerRefused(f"unusable {response.status_code} reply: starting over")
-                _check_length(response, target)
-                if writer.size:
-                    log.info("server sent the whole file: restarting %s", target.part.name)
-                    await anyio.to_thread.run_sync(writer.restart)
-                    progress(0)
-            await anyio.to_thread.run_sync(_save_record, target, url, response)
-            full_size = _full_size(response)
-            if size_learned is not None and target.expected_size is None and full_size:
-                size_learned(full_size)
-            # Raw bytes unless the server insisted on compressing a whole-body reply.
-            encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
-            chunks = response.aiter_bytes() if encoded else response.aiter_raw()
-            await _pump(chunks, writer, target, progress, rate)
+    response = await in_thread(connection, connection.get, headers)
+    if _already_complete(response, writer.size):
+        # A plain URL's part was whole when a kill came before the install.
+        if size_learned is not None:
+            size_learned(writer.size)
+        return
+    check_status(response.status, redact_url(connection.url), response.headers.get("Retry-After"))
+    appending = response.status == 206 and _continues_at(response, writer.size)
+    if not appending:
+        if response.status != 200:
+            await anyio.to_thread.run_sync(writer.restart)
+            progress(0)
+            raise ServerRefused(f"unusable {response.status} reply: starting over")
+        _check_length(response, target)
+        if writer.size:
+            log.info("server sent the whole file: restarting %s", target.part.name)
+            await anyio.to_thread.run_sync(writer.restart)
+            progress(0)
+    await anyio.to_thread.run_sync(_save_record, target, connection.source.url, response)
+    full_size = _full_size(response)
+    if size_learned is not None and target.expected_size is None and full_size:
+        size_learned(full_size)
+    # The body as sent, never decoded: a compressed reply is bytes to check against the
+    # manifest's size and digest, so no decompression can be made to run without bound.
+    await in_thread(connection, _pump, connection, writer, target, progress, rate)
 
 
-async def _pump(
-    chunks: AsyncIterator[bytes],
+def _pump(
+    connection: BodyConnection,
     writer: _PartWriter,
     target: FileTarget,
     progress: Progress,
     rate: RateLimiter,
 ) -> None:
-    """Receive on the event loop while worker threads write and hash the previous
-    batches: the three overlap, so a download costs about the slowest of them."""
-    send, receive = anyio.create_memory_object_stream[list[bytes]](PIPELINE_DEPTH)
-
-    async def write_batches() -> None:
-        async with receive:
-            async for batch in receive:
-                await writer.write(batch)
-                progress(writer.size)
-
+    """Blocking: socket → buffer → part + hash, telling the event loop every
+    ``WRITE_BATCH`` bytes (or ``BATCH_AGE`` seconds, so a slow line shows progress)."""
+    view = connection.buffer
+    booked_at, booked_size = time.monotonic(), writer.size
     try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(write_batches)
-            async with send:
-                pending: list[bytes] = []
-                pending_size = 0
-                batch_due = anyio.current_time() + BATCH_AGE
-                received = writer.size
-                dropped: httpx.HTTPError | None = None
-                try:
-                    async for chunk in chunks:
-                        await rate.consume(len(chunk))
-                        received += len(chunk)
-                        if target.expected_size is not None and received > target.expected_size:
-                            raise ServerRefused("server sent more bytes than the manifest says")
-                        pending.append(chunk)
-                        pending_size += len(chunk)
-                        if pending_size >= WRITE_BATCH or anyio.current_time() >= batch_due:
-                            await send.send(pending)
-                            pending, pending_size = [], 0
-                            batch_due = anyio.current_time() + BATCH_AGE
-                except httpx.HTTPError as exc:
-                    dropped = exc  # keep every byte that did arrive: the retry resumes after it
-                if pending:
-                    await send.send(pending)
-        if dropped is not None:
-            raise dropped
-    except BaseExceptionGroup as group:
-        raise first_error(group) from None
+        while True:
+            want = len(view)
+            if (cap := rate.bytes_per_second) is not None:
+                want = min(want, max(16 * 1024, cap // 8))  # a smooth, fair cap
+                anyio.from_thread.run(rate.consume, want)
+            count = connection.read_some(view[:want])
+            if count == 0:
+                break
+            if target.expected_size is not None and writer.size + count > target.expected_size:
+                raise ServerRefused("server sent more bytes than the manifest says")
+            writer.append(view[:count])
+            now = time.monotonic()
+            if writer.size - booked_size >= WRITE_BATCH or now - booked_at >= BATCH_AGE:
+                anyio.from_thread.run_sync(progress, writer.size)
+                booked_at, booked_size = now, writer.size
+        connection.release(body_read=True)
+    finally:
+        if writer.size != booked_size:  # every byte that did arrive counts; a retry resumes
+            with contextlib.suppress(Exception):
+                anyio.from_thread.run_sync(progress, writer.size)
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -282,33 +258,30 @@ def _keep_prefix_of_segmented_part(target: FileTarget) -> None:
     atomic_write_bytes(target.record_path, plain.model_dump_json(by_alias=True).encode())
 
 
-def _already_complete(response: httpx.Response, offset: int) -> bool:
+def _already_complete(response: Reply, offset: int) -> bool:
     """416 to ``Range: bytes=<offset>-`` with ``Content-Range: bytes */<offset>``: the
     part holds the whole file (its hash is still checked)."""
-    if response.status_code != 416 or offset <= 0:
+    if response.status != 416 or offset <= 0:
         return False
     content_range: str = response.headers.get("Content-Range", "")
     return content_range == f"bytes */{offset}"
 
 
-def _full_size(response: httpx.Response) -> int | None:
-    """The whole file's size as the reply states it (None when it does not, or is
-    compressed)."""
-    if response.headers.get("Content-Encoding", "identity").lower() != "identity":
-        return None
-    if response.status_code == 206:
+def _full_size(response: Reply) -> int | None:
+    """The whole file's size as the reply states it (None when it does not)."""
+    if response.status == 206:
         match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
         return int(match.group(3)) if match and match.group(3) != "*" else None
     length = response.headers.get("Content-Length", "")
     return int(length) if length.isdigit() else None
 
 
-def _check_length(response: httpx.Response, target: FileTarget) -> None:
-    """A whole-body reply of the wrong length (an HTML error page, say) is never written."""
+def _check_length(response: Reply, target: FileTarget) -> None:
+    """A whole-body reply of the wrong length (an HTML error page, a body compressed
+    although we asked for identity) is never written."""
     length = response.headers.get("Content-Length")
-    encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
     expected = target.expected_size
-    if length is not None and not encoded and expected is not None and int(length) != expected:
+    if length is not None and expected is not None and length != str(expected):
         raise ServerRefused(f"reply has {length} bytes, manifest says {expected}")
 
 

@@ -8,7 +8,9 @@ and, spread over worker-thread malloc arenas, kept peak RSS near 200 MiB.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,8 +76,15 @@ class PartHandle:
         if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
             self.path.unlink()
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
-        self._fd = os.open(self.path, flags, 0o644)
-        return os.fstat(self._fd).st_size
+        fd = os.open(self.path, flags, 0o644)
+        if os.fstat(fd).st_nlink > 1:
+            # Another name shares this inode (an installed file, say): writing through
+            # it would change that file too. Work on a copy of our own instead.
+            os.close(fd)
+            detach(self.path)
+            fd = os.open(self.path, flags, 0o644)
+        self._fd = fd
+        return os.fstat(fd).st_size
 
     def truncate(self, size: int) -> None:
         os.ftruncate(self.fd, size)
@@ -94,3 +103,12 @@ class PartHandle:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+def detach(path: Path) -> None:
+    """Give ``path`` a fresh inode holding the same bytes (blocking)."""
+    if not path.exists():
+        return
+    fresh = path.with_name(path.name + f".{uuid.uuid4().hex[:8]}.tmp")
+    shutil.copyfile(path, fresh)
+    os.replace(fresh, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import ssl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ import httpx
 
 from sidecar import __version__
 from sidecar.config import Settings
-from sidecar.transport import large_read_transport
+from sidecar.network import Network, RoutingTransport
 
 
 class TransientError(Exception):
@@ -35,12 +36,20 @@ class SourceFailed(Exception):
     """This URL cannot serve the file (404, 403, ...); try the next mirror."""
 
 
-def make_client(settings: Settings) -> httpx.AsyncClient:
-    transport, _ = large_read_transport(
-        httpx.Limits(max_connections=64, max_keepalive_connections=16)
-    )
+class TlsFailed(SourceFailed):
+    """The host's certificate could not be verified (or TLS failed): another mirror may
+    do, retrying this one will not."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"TLS with {host} failed: {reason}")
+        self.host = host
+        self.reason = reason
+
+
+def make_client(settings: Settings, network: Network) -> httpx.AsyncClient:
+    """The client for the small JSON calls; proxies and trust as ``network`` says."""
     return httpx.AsyncClient(
-        transport=transport,
+        transport=RoutingTransport(network),
         timeout=httpx.Timeout(connect=10.0, read=settings.stall_timeout, write=30.0, pool=None),
         follow_redirects=True,  # httpx drops Authorization on a redirect to another origin
         headers={"User-Agent": f"ModelManager/{__version__}"},
@@ -87,6 +96,10 @@ def map_transport_errors() -> Iterator[None]:
     try:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        if (tls := _ssl_cause(exc)) is not None:
+            host = exc.request.url.host if exc._request is not None else "the server"
+            reason = getattr(tls, "verify_message", None) or tls.reason or str(tls)
+            raise TlsFailed(host, reason) from exc
         raise ConnectionFailed(f"cannot connect: {exc}") from exc
     except httpx.TimeoutException as exc:
         raise TransientError(f"stalled: {type(exc).__name__}") from exc
@@ -94,3 +107,12 @@ def map_transport_errors() -> Iterator[None]:
         raise SourceFailed(f"unusable location: {type(exc).__name__}: {exc}") from exc
     except (httpx.TransportError, httpx.DecodingError) as exc:
         raise TransientError(f"transfer failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None

@@ -26,20 +26,18 @@ def link_or_copy(source: Path, destination: Path) -> None:
     os.replace(temp, destination)
 
 
-def detach_part(part: Path) -> None:
-    """Copy a part to a fresh inode in its place (after taking over a stalled holder)."""
-    if not part.exists():
-        return
-    fresh = part.with_name(part.name + f".{uuid.uuid4().hex[:8]}.tmp")
-    shutil.copyfile(part, fresh)
-    os.replace(fresh, part)
-
-
 def move_into_place(
-    layout: HomeLayout, model_id: str, version: str, parts: dict[str, Path]
+    layout: HomeLayout,
+    model_id: str,
+    version: str,
+    parts: dict[str, Path],
+    reused: dict[str, Path] | None = None,
 ) -> Path:
-    """Assemble ``parts`` (relative path → verified .part) in a staging folder, then
-    rename it to ``models/<id>/<version>`` in one step."""
+    """Assemble ``parts`` (relative path → verified .part) and ``reused`` (relative path
+    → identical installed file, linked or copied) in a staging folder, then rename it
+    to ``models/<id>/<version>`` in one step. An installed file is only ever linked
+    into staging, never into a part: parts are written to, installed files never."""
+    reused = reused or {}
     staging = layout.staging_dir(model_id, version)
     if staging.exists():
         shutil.rmtree(staging)
@@ -47,6 +45,9 @@ def move_into_place(
     for relative, part in parts.items():
         destination = staging.joinpath(*relative.split("/"))
         destination.parent.mkdir(parents=True, exist_ok=True)
+        if relative in reused:
+            link_or_copy(reused[relative], destination)
+            continue
         os.replace(part, destination)
         part.with_name(part.name + ".json").unlink(missing_ok=True)
     for folder in {staging, *(staging.joinpath(*r.split("/")).parent for r in parts)}:
@@ -102,6 +103,13 @@ def remove_legacy_parts(layout: HomeLayout) -> list[Path]:
     return removed
 
 
+def discard_parts(parts: list[Path]) -> None:
+    """Parts (and their records) that will not be fetched after all."""
+    for part in parts:
+        part.unlink(missing_ok=True)
+        part.with_name(part.name + ".json").unlink(missing_ok=True)
+
+
 def part_sizes(parts: dict[str, Path]) -> dict[str, int]:
     sizes = {}
     for relative, part in parts.items():
@@ -122,6 +130,9 @@ def recover_staging(
         return
     for relative, part in parts.items():
         staged = staging.joinpath(*relative.split("/"))
-        if staged.is_file() and not part.exists():
+        # A staged file with other names is an installed file linked for reuse: it
+        # must never become a part (parts are written to). It is linked again later.
+        own = staged.is_file() and not staged.is_symlink() and staged.stat().st_nlink == 1
+        if own and not part.exists():
             os.replace(staged, part)
     shutil.rmtree(staging, ignore_errors=True)

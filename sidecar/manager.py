@@ -28,6 +28,7 @@ from sidecar.layout import HomeLayout
 from sidecar.library import Library
 from sidecar.locks import clean_stale_lock_files
 from sidecar.manifest import CatalogModel, check_safe_name
+from sidecar.network import Network
 from sidecar.ranking import RankingSource
 from sidecar.registry import Registry
 from sidecar.runner import TaskRunner
@@ -60,10 +61,12 @@ class Manager:
         self,
         settings: Settings,
         client: httpx.AsyncClient,
+        network: Network,
         notify: Notify,
         hooks: DownloadHooks | None = None,
     ) -> None:
         self.settings = settings
+        self.network = network
         self.layout = HomeLayout(settings.home)
         self.registry = Registry(self.layout)
         self.catalog = Catalog(settings, self.layout, client)
@@ -77,7 +80,7 @@ class Manager:
         self.library = Library(
             settings, self.layout, self.registry, self.catalog, notify, self.active, self.failed
         )
-        self.runner = TaskRunner(settings, self.layout, self.registry, client, self.set_state)
+        self.runner = TaskRunner(settings, self.layout, self.registry, network, self.set_state)
         self._group: TaskGroup | None = None
 
     # --- service -------------------------------------------------------------------

@@ -5,6 +5,7 @@ download/fetch → install → registry."""
 from __future__ import annotations
 
 import logging
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,16 +13,18 @@ from pathlib import Path
 from urllib.parse import quote
 
 import anyio
-import httpx
 
 from sidecar.config import Settings
 from sidecar.diskspace import free_bytes, map_disk_full
 from sidecar.download import download_file
 from sidecar.errors import InsufficientDiskSpace, InvalidState
 from sidecar.fetch import FileTarget
-from sidecar.install import detach_part, link_or_copy, move_into_place, part_sizes, recover_staging
+from sidecar.fileio import detach
+from sidecar.hashing import sha256_file
+from sidecar.install import discard_parts, move_into_place, part_sizes, recover_staging
 from sidecar.layout import HomeLayout
 from sidecar.locks import OwnedLock
+from sidecar.network import Network
 from sidecar.ratelimit import RateLimiter
 from sidecar.registry import Registry, write_metadata
 from sidecar.segmented import Limits
@@ -66,13 +69,13 @@ class TaskRunner:
         settings: Settings,
         layout: HomeLayout,
         registry: Registry,
-        client: httpx.AsyncClient,
+        network: Network,
         set_state: SetState,
     ) -> None:
         self.settings = settings
         self.layout = layout
         self.registry = registry
-        self.client = client
+        self.network = network
         self.set_state = set_state
         # CapacityLimiters, not semaphores: setLimits changes their size at run time.
         self.slots = anyio.CapacityLimiter(settings.max_concurrent_tasks)
@@ -174,13 +177,16 @@ class TaskRunner:
         await anyio.to_thread.run_sync(
             recover_staging, self.layout, task.model_id, task.version, parts
         )
+        reused = await self._find_identical(task, files)
+        if reused:
+            await anyio.to_thread.run_sync(discard_parts, [parts[p] for p in reused])
         sizes = await anyio.to_thread.run_sync(part_sizes, parts)
-        await self._reuse_identical(task, files, parts, sizes)
-        await self._check_disk_space(files, sizes)
+        await self._check_disk_space([f for f in files if f.path not in reused], sizes)
         task.files_total = len(files)
         task.files_done = 0
         task.bytes_total = sum(f.size or 0 for f in files)
         on_disk = {f.path: min(sizes[f.path], f.size or sizes[f.path]) for f in files}
+        on_disk |= {f.path: f.size or 0 for f in files if f.path in reused}
         task.raw_bytes = sum(on_disk.values())
         task.add_bytes(0)
         task.reset_speed()
@@ -194,9 +200,12 @@ class TaskRunner:
                 digests[file.path] = await self._fetch_file(task, file, parts[file.path], on_disk)
                 task.files_done += 1
 
+        digests |= {f.path: f.sha256 or "" for f in files if f.path in reused}
+        task.files_done = len(reused)
         async with anyio.create_task_group() as group:
             for file in files:
-                group.start_soon(fetch, file)
+                if file.path not in reused:
+                    group.start_soon(fetch, file)
 
         await self.set_state(task, TaskState.VERIFYING)
         entry = InstalledVersion(
@@ -222,7 +231,7 @@ class TaskRunner:
                 write_metadata, self.layout, task.model_id, task.name, task.model_task, entry
             )
             await anyio.to_thread.run_sync(
-                move_into_place, self.layout, task.model_id, task.version, parts
+                move_into_place, self.layout, task.model_id, task.version, parts, reused
             )
             await anyio.to_thread.run_sync(
                 self.registry.record, task.model_id, task.name, task.model_task, entry
@@ -255,10 +264,10 @@ class TaskRunner:
             if lock.took_over:
                 # The stalled holder may wake and write through its open descriptor:
                 # give the part a new inode so those writes land in an orphan.
-                await anyio.to_thread.run_sync(detach_part, part)
+                await anyio.to_thread.run_sync(detach, part)
             with map_disk_full(self.layout.root):
                 return await download_file(
-                    self.client, self._urls(task, file), target, self.settings, progress,
+                    self.network, self._urls(task, file), target, self.settings, progress,
                     self.limits, size_learned,
                 )  # fmt: skip
         finally:
@@ -274,33 +283,39 @@ class TaskRunner:
             for base in self.settings.repositories
         ]
 
-    async def _reuse_identical(
-        self, task: TaskRuntime, files: list[FileSpec], parts: dict[str, Path],
-        sizes: dict[str, int],
-    ) -> None:  # fmt: skip
-        """A file already installed in another version is linked or copied, not fetched."""
+    async def _find_identical(self, task: TaskRuntime, files: list[FileSpec]) -> dict[str, Path]:
+        """Files already installed in another version, by path: linked or copied into
+        this version's staging folder at the end instead of fetched. Only a file whose
+        size and SHA-256 on disk both agree with this manifest qualifies."""
         known = self._installed_files_by_hash(exclude=task.key)
+        reused: dict[str, Path] = {}
         for file in files:
-            source = known.get(file.sha256) if file.sha256 else None
-            if source is None or file.size is None or sizes[file.path] >= file.size:
+            candidate = known.get(file.sha256) if file.sha256 else None
+            if candidate is None or file.size is None or candidate[1] != file.size:
                 continue
+            source = candidate[0]
             try:
-                await anyio.to_thread.run_sync(link_or_copy, source, parts[file.path])
+                if await anyio.to_thread.run_sync(_digest_if_size, source, file.size) != (
+                    file.sha256
+                ):
+                    continue
             except OSError as exc:
                 log.warning("cannot reuse %s: %s", source, exc)
                 continue
-            sizes[file.path] = file.size
+            reused[file.path] = source
             log.info("reusing %s for %s@%s", source, task.model_id, task.version)
+        return reused
 
-    def _installed_files_by_hash(self, exclude: tuple[str, str]) -> dict[str, Path]:
-        found: dict[str, Path] = {}
+    def _installed_files_by_hash(self, exclude: tuple[str, str]) -> dict[str, tuple[Path, int]]:
+        found: dict[str, tuple[Path, int]] = {}
         for model_id, model in self.registry.document.models.items():
             for version, entry in model.versions.items():
                 if (model_id, version) == exclude or entry.state != "ready":
                     continue
                 folder = self.layout.model_dir(model_id, version)
                 for file in entry.files:
-                    found.setdefault(file.sha256, folder.joinpath(*file.path.split("/")))
+                    path = folder.joinpath(*file.path.split("/"))
+                    found.setdefault(file.sha256, (path, file.size_bytes))
         return found
 
     async def _check_disk_space(self, files: list[FileSpec], sizes: dict[str, int]) -> None:
@@ -312,6 +327,14 @@ class TaskRunner:
                 neededBytes=needed,
                 freeBytes=free,
             )
+
+
+def _digest_if_size(path: Path, size: int) -> str | None:
+    """The SHA-256 of a regular file of exactly ``size`` bytes, else None (blocking)."""
+    info = path.lstat()
+    if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+        return None
+    return sha256_file(path)
 
 
 def _extra(task: TaskRuntime) -> dict[str, object]:

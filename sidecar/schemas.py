@@ -30,6 +30,7 @@ METHODS: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     "ranking": (wire.RankingParams, wire.RankingResult),
     "installUrl": (wire.InstallUrlParams, wire.InstallResult),
     "setLimits": (wire.SetLimitsParams, wire.LimitsResult),
+    "setNetwork": (wire.SetNetworkParams, wire.NetworkResult),
     "shutdown": (wire.NoParams, wire.ShutdownResult),
 }
 NOTIFICATIONS: dict[str, type[BaseModel]] = {

@@ -11,15 +11,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
-import httpx
 
+from sidecar.body import BodyConnection, Reply, Source, in_thread
 from sidecar.errors import ChecksumMismatch
 from sidecar.fetch import (
-    BATCH_AGE,
     CONTENT_RANGE,
     WRITE_BATCH,
     FileTarget,
@@ -31,22 +29,15 @@ from sidecar.fetch import (
 from sidecar.fileio import PartHandle
 from sidecar.fsutil import atomic_write_bytes
 from sidecar.hashing import READ_SIZE
-from sidecar.http import (
-    ServerRefused,
-    TransientError,
-    check_status,
-    map_transport_errors,
-    raise_for_status,
-)
-from sidecar.rangeread import RangeConnection
+from sidecar.http import ServerRefused, TransientError, check_status
+from sidecar.network import Network
 from sidecar.ratelimit import RateLimiter
+from sidecar.redact import redact_url
 from sidecar.segments import SegmentPlan, Unit
 from sidecar.wire import PartRecord
 
 log = logging.getLogger(__name__)
 
-# Per connection on the direct path: 16 of them stay in the sidecar's memory budget.
-DIRECT_BUFFER = 256 * 1024
 MIN_SPLIT = 4 * 1024 * 1024  # never split a tail into pieces smaller than this
 SAVE_EVERY = 1.0  # seconds between durable records of the ranges on disk
 SAVE_BYTES = 64 * 1024 * 1024  # ...or this many bytes, whichever comes first
@@ -67,8 +58,8 @@ class Limits:
         default_factory=lambda: anyio.CapacityLimiter(64)
     )  # shared by every file
     rate: RateLimiter = field(default_factory=RateLimiter)
-    # Direct-path readers, one per connection held: as many as there may be connections,
-    # so they never queue behind other thread work (anyio's default pool has 40).
+    # Body readers, one per connection held: as many as there may be connections, so
+    # they never queue behind other thread work (anyio's default pool has 40).
     threads: anyio.CapacityLimiter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -78,18 +69,19 @@ class Limits:
 class SegmentedFetch:
     def __init__(
         self,
-        client: httpx.AsyncClient,
-        url: str,
+        network: Network,
+        source: Source,
         target: FileTarget,
-        headers: dict[str, str],
         progress: Progress,
         limits: Limits,
+        stall_timeout: float,
     ) -> None:
         assert target.expected_size is not None
-        self.client = client
-        self.url = url
+        self.network = network
+        self.source = source
+        self.url = source.url
         self.target = target
-        self.headers = headers
+        self.stall_timeout = stall_timeout
         self.progress = progress
         self.limits = limits
         self.total = target.expected_size
@@ -98,7 +90,6 @@ class SegmentedFetch:
         self.record: PartRecord | None = None
         self.validator: str | None = None
         self.confirmed = anyio.Event()  # the server did a ranged reply
-        self.direct_url: httpx.URL | None = None  # ...itself: other units may skip httpx
         self.progressed = anyio.Event()
         self.hasher = hashlib.sha256()
         self.hashed = 0
@@ -189,33 +180,25 @@ class SegmentedFetch:
             await anyio.sleep(ADAPT_EVERY)  # judge the new count once it has started
 
     async def _work(self) -> None:
-        connection: RangeConnection | None = None  # this worker's, for the direct path
+        connection = BodyConnection(self.network, self.source, self.stall_timeout)
         try:
             while (unit := self.plan.next_unit(MIN_SPLIT)) is not None:
-                if connection is None and self.direct_url is not None:
-                    connection = RangeConnection(
-                        self.direct_url, self.client.timeout.read, DIRECT_BUFFER
-                    )
                 try:
                     await self._fetch_unit_with_retries(unit, connection)
                 finally:
                     self.plan.release(unit)
         finally:
             self.workers -= 1
-            if connection is not None:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(connection.close)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(connection.close)
 
-    async def _fetch_unit_with_retries(
-        self, unit: Unit, connection: RangeConnection | None
-    ) -> None:
+    async def _fetch_unit_with_retries(self, unit: Unit, connection: BodyConnection) -> None:
         for attempt in range(UNIT_ATTEMPTS):
             try:
-                async with self.limits.connections:
-                    if connection is None:
-                        await self._fetch_unit(unit)
-                    else:
-                        await self._fetch_unit_direct(unit, connection)
+                async with self.limits.connections, self.network.host_slots(self.url):
+                    await in_thread(
+                        connection, self._pump, unit, connection, limiter=self.limits.threads
+                    )
                 return
             except TransientError as exc:
                 if attempt + 1 == UNIT_ATTEMPTS:
@@ -223,40 +206,8 @@ class SegmentedFetch:
                 log.info("segment %d-%d: %s; retrying", unit.position, unit.end, exc)
                 await anyio.sleep(0.2 * 2**attempt)
 
-    async def _fetch_unit(self, unit: Unit) -> None:
-        headers = self._range_headers(unit)
-        with map_transport_errors():
-            async with self.client.stream("GET", self.url, headers=headers) as response:
-                raise_for_status(response)
-                self._check_ranged_reply(unit, response.status_code, response.headers.get)
-                await self._remember_validator(response)
-                pending: list[bytes] = []
-                pending_size = 0
-                batch_due = anyio.current_time() + BATCH_AGE
-                try:
-                    async for chunk in response.aiter_raw():
-                        await self.limits.rate.consume(len(chunk))
-                        self.received += len(chunk)
-                        pending.append(chunk)
-                        pending_size += len(chunk)
-                        if (
-                            pending_size >= WRITE_BATCH
-                            or unit.position + pending_size >= unit.end
-                            or anyio.current_time() >= batch_due
-                        ):
-                            if not await self._write(unit, pending):
-                                return  # our tail was given to another connection
-                            pending, pending_size = [], 0
-                            batch_due = anyio.current_time() + BATCH_AGE
-                finally:
-                    if pending:  # a dropped connection keeps every byte that arrived
-                        with anyio.CancelScope(shield=True):
-                            await self._write(unit, pending)
-                if unit.position < unit.end:
-                    raise TransientError("the reply ended early")
-
     def _range_headers(self, unit: Unit) -> dict[str, str]:
-        headers = self.headers | {
+        headers = {
             "Accept-Encoding": "identity",
             "Range": f"bytes={unit.position}-{unit.end - 1}",
         }
@@ -264,9 +215,8 @@ class SegmentedFetch:
             headers["If-Range"] = self.validator
         return headers
 
-    def _check_ranged_reply(
-        self, unit: Unit, status: int, header: Callable[[str], str | None]
-    ) -> None:
+    def _check_ranged_reply(self, unit: Unit, response: Reply) -> None:
+        status, header = response.status, response.headers.get
         if status != 206:
             raise RangesUnsupported(f"HTTP {status} to a ranged request")
         match = CONTENT_RANGE.match(header("Content-Range") or "")
@@ -276,20 +226,6 @@ class SegmentedFetch:
             raise ServerRefused("the file on the server has another size")
         if (header("Content-Encoding") or "identity").lower() != "identity":
             raise ServerRefused("a compressed ranged reply")
-
-    async def _write(self, unit: Unit, chunks: list[bytes]) -> bool:
-        room = unit.end - unit.position  # the tail may have been given away meanwhile
-        kept, size = [], 0
-        for chunk in chunks:
-            if size + len(chunk) > room:
-                chunk = chunk[: room - size]
-            if chunk:
-                kept.append(chunk)
-                size += len(chunk)
-        if size:
-            await anyio.to_thread.run_sync(self.file.write_at, kept, unit.position)
-            self._mark_written(unit, size)
-        return unit.position < unit.end
 
     def _mark_written(self, unit: Unit, size: int) -> int:
         """Book ``size`` bytes written at the unit's position; returns the room left
@@ -303,46 +239,21 @@ class SegmentedFetch:
         self.progressed.set()
         return unit.end - unit.position
 
-    # --- the direct path (see sidecar.rangeread) ---------------------------------------
+    # --- the body path (see sidecar.body) ---------------------------------------------
 
-    async def _fetch_unit_direct(self, unit: Unit, connection: RangeConnection) -> None:
-        """The unit through ``connection`` in a worker thread; a cancellation shuts the
-        socket so the thread's blocked read returns at once."""
-        finished = False
-        error: Exception | None = None  # raised outside the group, so unwrapped
-
-        async def abort_when_cancelled() -> None:
-            try:
-                await anyio.sleep_forever()
-            finally:
-                if not finished:
-                    connection.abort()
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(abort_when_cancelled)
-            try:
-                headers = dict(self.client.headers) | self._range_headers(unit)
-                await anyio.to_thread.run_sync(
-                    self._pump, unit, connection, headers, limiter=self.limits.threads
-                )
-            except Exception as exc:
-                error = exc
-            finally:
-                finished = True
-                group.cancel_scope.cancel()
-        if error is not None:
-            if connection.aborted:
-                await anyio.lowlevel.checkpoint()  # the cancellation is the news, not the read
-            raise error
-
-    def _pump(self, unit: Unit, connection: RangeConnection, headers: dict[str, str]) -> None:
+    def _pump(self, unit: Unit, connection: BodyConnection) -> None:
         """Blocking: socket → buffer → part, booking what was written on the event loop
         every WRITE_BATCH bytes; the loop answers with the room left in the unit."""
-        response = connection.get(headers)
+        asked_end = unit.end  # the tail may be given to another connection meanwhile
+        response = connection.get(self._range_headers(unit))
         unbooked = 0
+        body_read = False
         try:
-            check_status(response.status, str(connection.url), response.getheader("Retry-After"))
-            self._check_ranged_reply(unit, response.status, response.getheader)
+            url = redact_url(connection.url)
+            check_status(response.status, url, response.headers.get("Retry-After"))
+            self._check_ranged_reply(unit, response)
+            if not self.confirmed.is_set():
+                anyio.from_thread.run_sync(self._remember_validator, response)
             view = connection.buffer
             position, room = unit.position, unit.end - unit.position
             while room > 0:
@@ -351,28 +262,30 @@ class SegmentedFetch:
                 if rate is not None:
                     want = min(want, max(64 * 1024, rate // 8))  # a smooth, fair cap
                     anyio.from_thread.run(self.limits.rate.consume, want)
-                count = connection.readinto(response, view[:want])
+                count = connection.readinto(view[:want])
                 self.file.write_at([view[:count]], position)
                 position, room, unbooked = position + count, room - count, unbooked + count
                 if unbooked >= WRITE_BATCH or room == 0:
                     room, unbooked = (
-                        anyio.from_thread.run_sync(self._received_direct, unit, unbooked),
+                        anyio.from_thread.run_sync(self._received, unit, unbooked),
                         0,
                     )
+            body_read = position == asked_end
         except Exception:
             if unbooked:  # written before the read failed: keep it
                 with contextlib.suppress(Exception):
-                    anyio.from_thread.run_sync(self._received_direct, unit, unbooked)
+                    anyio.from_thread.run_sync(self._received, unit, unbooked)
             raise
         finally:
-            if not response.isclosed():  # a body left unread would precede the next reply
-                connection.close()
+            # A body left unread (the tail went to another connection) would precede the
+            # next reply on this connection: only a whole one lets it be reused.
+            connection.release(body_read=body_read)
 
-    def _received_direct(self, unit: Unit, count: int) -> int:
+    def _received(self, unit: Unit, count: int) -> int:
         self.received += count
         return self._mark_written(unit, count)
 
-    async def _remember_validator(self, response: httpx.Response) -> None:
+    def _remember_validator(self, response: Reply) -> None:
         if not self.confirmed.is_set():
             etag = response.headers.get("ETag")
             fresh = etag if etag and not etag.startswith("W/") else None
@@ -385,9 +298,6 @@ class SegmentedFetch:
                 sha256=self.target.sha256,
                 done=[],
             )
-            url = response.url  # not redirected, and no credentials only httpx would send
-            if not response.history and url.scheme in ("http", "https") and not url.userinfo:
-                self.direct_url = url
             self.confirmed.set()
 
     # --- hashing and durability --------------------------------------------------------

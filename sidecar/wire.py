@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -122,6 +123,29 @@ class SetLimitsParams(WireModel):
     max_connections_per_file: Annotated[int, Field(ge=1, le=64)] | None = None
 
 
+class SetNetworkParams(WireModel):
+    """What the app's main process resolved for the repository (``session.resolveProxy``):
+    a proxy URL ``http://[user:password@]host:port``, ``"direct"`` for none, or null to
+    let the environment (HTTPS_PROXY, NO_PROXY, ...) decide again."""
+
+    proxy: Annotated[str, Field(max_length=2048)] | None
+
+    @field_validator("proxy")
+    @classmethod
+    def _usable(cls, value: str | None) -> str | None:
+        if value is None or value.strip() in ("", "direct"):
+            return value
+        candidate = value.strip() if "://" in value else "http://" + value.strip()
+        parts = urlsplit(candidate)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("give http://[user:password@]host:port, or 'direct'")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError as exc:
+            raise ValueError("the proxy's port is not a number") from exc
+        return value
+
+
 # --- results --------------------------------------------------------------------------
 
 
@@ -210,6 +234,10 @@ class LimitsResult(WireModel):
     max_bytes_per_second: int = Field(description="0: no cap")
     max_concurrent_tasks: int
     max_connections_per_file: int
+
+
+class NetworkResult(WireModel):
+    proxy: str | None = Field(description="in force now, password masked; null: environment")
 
 
 class ShutdownResult(WireModel):

@@ -17,6 +17,7 @@ from sidecar import PROTOCOL_VERSION, __version__
 from sidecar.errors import ModelManagerError, UnsafeManifest
 from sidecar.manager import Manager
 from sidecar.manifest import check_safe_name
+from sidecar.network import redact_proxy
 from sidecar.tasks import UrlSource
 from sidecar.wire import (
     GetModelPathParams,
@@ -26,11 +27,13 @@ from sidecar.wire import (
     ListModelsParams,
     ListTasksResult,
     ModelRefParams,
+    NetworkResult,
     NoParams,
     RankingItem,
     RankingParams,
     RankingResult,
     SetLimitsParams,
+    SetNetworkParams,
     ShutdownResult,
     TaskIdParams,
     WireModel,
@@ -190,6 +193,11 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
     async def set_limits(p: SetLimitsParams) -> WireModel:
         return manager.runner.set_limits(p)
 
+    @handler(SetNetworkParams)
+    async def set_network(p: SetNetworkParams) -> WireModel:
+        manager.network.set_proxy(p.proxy)
+        return NetworkResult(proxy=redact_proxy(manager.network.proxy))
+
     @handler(NoParams)
     async def shutdown(_: NoParams) -> WireModel:
         request_stop()
@@ -210,6 +218,7 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
         "ranking": ranking,
         "installUrl": install_url,
         "setLimits": set_limits,
+        "setNetwork": set_network,
         "shutdown": shutdown,
     }
 

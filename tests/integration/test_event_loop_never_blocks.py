@@ -15,6 +15,7 @@ from sidecar.config import Settings
 from sidecar.errors import ModelNotAvailable
 from sidecar.http import make_client
 from sidecar.manager import Manager
+from sidecar.network import Network
 from sidecar.wire import TaskState
 from tests.support.repo_server import RepoServer
 
@@ -31,10 +32,11 @@ def test_install_verify_remove_never_block_the_loop(repo: RepoServer, home: Path
         notifications.append((method, params))
 
     async def scenario() -> None:
-        client = make_client(settings)  # loads CA certificates: before the checks start
+        network = Network(None, None, 16)  # loads CA certificates: before the checks start
+        client = make_client(settings, network)
         with blockbuster_ctx():
             async with client, anyio.create_task_group() as group:
-                manager = Manager(settings, client, notify)
+                manager = Manager(settings, client, network, notify)
                 await group.start(manager.serve)
                 with pytest.raises(ModelNotAvailable):
                     manager.library.model_path("whisper-small", None)

@@ -4,6 +4,7 @@ models/, the .part kept where a resume makes sense, and no hang."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import threading
 import time
@@ -219,9 +220,34 @@ def test_gzipped_ranged_reply_is_never_written(start_sidecar, model: RepoServer,
     assert_ready(install(start_sidecar(args=ARGS)), home)
 
 
-def test_gzipped_whole_reply_is_decoded(start_sidecar, model: RepoServer, home: Path):
+def test_gzipped_whole_reply_is_never_decoded(start_sidecar, model: RepoServer, home: Path):
+    """A body compressed against our ``identity`` is bytes of the wrong size, never
+    inflated (a small gzip body can expand to gigabytes): a typed failure, nothing
+    installed, no part larger than what was sent."""
     model.fault = Gzip(ranged=False, times=None, match=W_PATH)
-    assert_ready(install(start_sidecar(args=ARGS)), home)
+    task = install(start_sidecar(args=ARGS))
+    assert task["state"] == "failed"
+    assert task["error"]["code"] == "REPOSITORY_UNAVAILABLE", task
+    assert not (home / "models" / "m").exists()
+    assert all(p.stat().st_size <= SIZE for p in (home / "temp").glob("*.part"))
+
+
+@pytest.mark.parametrize("expansion", [1, 1000])
+def test_a_compressed_url_body_is_kept_as_sent(
+    start_sidecar, repo: RepoServer, home: Path, expansion: int
+):
+    """installUrl of a gzip body (a 'gzip bomb' when it expands a thousandfold) installs
+    the bytes the server sent, as a browser's download would, and never inflates them."""
+    plain = (os.urandom(1024) * expansion)[: 1024 * expansion]
+    repo.add("bomb", "1", {"x.bin": plain})
+    repo.fault = Gzip(ranged=False, times=None, match="/storage/models/bomb/1/x.bin")
+    sidecar = start_sidecar(args=ARGS)
+    url = f"{repo.url}/storage/models/bomb/1/x.bin"
+    started = sidecar.call("installUrl", {"url": url, "modelId": "bomb"})
+    task = sidecar.wait_task(started["taskId"], {"ready", "failed"})
+    assert task["state"] == "ready", task
+    (installed,) = (home / "models" / "bomb").rglob("x.bin")
+    assert installed.read_bytes() == gzip.compress(plain, compresslevel=1)
 
 
 # --- short and wrong bodies ------------------------------------------------------------

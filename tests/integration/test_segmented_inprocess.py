@@ -1,28 +1,24 @@
 """SegmentedFetch in-process against the loopback test server, under blockbuster:
 the ranges on disk are recorded as bytes arrive (not only on the timer), a finished
-file never waits for the save timer, and the direct path (``sidecar.rangeread``)
-carries every unit after the first reply unless that reply came by a redirect, and
-lets go of its thread at once when cancelled."""
+file never waits for the save timer, a redirect is resolved once for every
+connection, and a cancelled read lets go of its thread at once."""
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
-import httpx
 import pytest
 from blockbuster import blockbuster_ctx
 
 from sidecar import segmented
-from sidecar.config import Settings
+from sidecar.body import Source
 from sidecar.fetch import FileTarget, read_record
-from sidecar.http import make_client
-from sidecar.rangeread import RangeConnection
+from sidecar.network import Network
 from sidecar.segmented import Limits, RangesUnsupported, SegmentedFetch
 from tests.support.faults import ChangeFile, CloseAfterReply, Redirect, Stall
 from tests.support.repo_server import RepoServer
@@ -48,17 +44,15 @@ def test_ranges_are_saved_by_bytes_and_the_end_does_not_wait_for_the_timer(
     target = FileTarget(
         part=home / "temp" / "big.part", expected_size=SIZE, sha256=hashlib.sha256(DATA).hexdigest()
     )
-    settings = Settings(home=home, repositories=(repo.url,))
     url = f"{repo.url}/storage/models/big/1/w.bin"
     seen: list[int] = []
+    network = Network(None, None, 16)  # loads CA certificates: before the checks start
 
     async def scenario() -> str:
-        client = make_client(settings)
         with blockbuster_ctx():
-            async with client:
-                fetch = SegmentedFetch(client, url, target, {}, seen.append, Limits())
-                with anyio.fail_after(60):
-                    return await fetch.run()
+            fetch = SegmentedFetch(network, Source(url), target, seen.append, Limits(), 30.0)
+            with anyio.fail_after(60):
+                return await fetch.run()
 
     assert anyio.run(scenario) == target.sha256
     assert target.part.read_bytes() == DATA
@@ -74,7 +68,6 @@ def fetch_big(
     *,
     url: str | None = None,
     stall_timeout: float = 30.0,
-    requests: list[str] | None = None,
     cancel_after: Callable[[], Awaitable[None]] | None = None,
     limits: Limits | None = None,
 ) -> str | None:
@@ -82,22 +75,17 @@ def fetch_big(
     target = FileTarget(
         part=home / "temp" / "big.part", expected_size=SIZE, sha256=hashlib.sha256(DATA).hexdigest()
     )
-    settings = Settings(home=home, repositories=(repo.url,), stall_timeout=stall_timeout)
     url = url or f"{repo.url}/storage/models/big/1/w.bin"
-
-    async def count(request: httpx.Request) -> None:
-        if requests is not None:
-            requests.append(request.headers.get("Range", ""))
+    network = Network(None, None, 16)
 
     async def scenario() -> str | None:
-        client = make_client(settings)
-        client.event_hooks["request"] = [count]
         result: str | None = None
         with blockbuster_ctx():
-            async with client, anyio.create_task_group() as group:
+            async with anyio.create_task_group() as group:
                 fetch = SegmentedFetch(
-                    client, url, target, {}, lambda done: None, limits or Limits()
-                )
+                    network, Source.of(url, {}), target, lambda done: None,
+                    limits or Limits(), stall_timeout,
+                )  # fmt: skip
 
                 async def run() -> None:
                     nonlocal result
@@ -116,48 +104,23 @@ def fetch_big(
     return anyio.run(scenario)
 
 
-def test_units_after_the_first_reply_bypass_httpx(repo: RepoServer, home: Path) -> None:
-    repo.add("big", "1", {"w.bin": DATA})
-    through_httpx: list[str] = []
-    assert fetch_big(repo, home, requests=through_httpx) == hashlib.sha256(DATA).hexdigest()
-    assert (home / "temp" / "big.part").read_bytes() == DATA
-    ranged = [r[2].get("Range") for r in repo.file_requests("big")]
-    assert len(through_httpx) == 1, through_httpx  # the reply that proved ranges work
-    assert len(ranged) >= 4 and all(ranged), ranged  # the rest came the direct way
-
-
-@pytest.fixture
-def opened(monkeypatch: pytest.MonkeyPatch) -> list[RangeConnection]:
-    """The direct-path connections a test's fetch uses."""
-    connections: list[RangeConnection] = []
-
-    class Counted(RangeConnection):
-        def get(self, headers: dict[str, str]) -> http.client.HTTPResponse:
-            connections.append(self)
-            return super().get(headers)
-
-    monkeypatch.setattr(segmented, "RangeConnection", Counted)
-    return connections
-
-
-def test_a_redirected_file_never_takes_the_direct_path(
-    repo: RepoServer, home: Path, opened: list[RangeConnection]
-) -> None:
+def test_a_redirect_is_resolved_once_for_every_connection(repo: RepoServer, home: Path) -> None:
     other = RepoServer().start()
     try:
         repo.add("big", "1", {"w.bin": DATA})
         other.models = repo.models
         repo.fault = Redirect(other.url, times=None)
         assert fetch_big(repo, home) == hashlib.sha256(DATA).hexdigest()
-        assert not opened  # a redirect target may expire or need httpx's redirect rules
-        assert other.storage_bytes("big") >= SIZE
+        assert (home / "temp" / "big.part").read_bytes() == DATA
+        assert len(repo.file_requests("big")) == 1  # the one that was redirected
+        assert len(other.file_requests("big")) >= 4  # every range went to the target
     finally:
         other.stop()
 
 
-def test_cancelling_wakes_blocked_direct_reads_at_once(repo: RepoServer, home: Path) -> None:
+def test_cancelling_wakes_blocked_reads_at_once(repo: RepoServer, home: Path) -> None:
     repo.add("big", "1", {"w.bin": DATA})
-    # The first reply is whole; every direct one stalls after a megabyte for a minute,
+    # The first reply is whole; every later one stalls after a megabyte for a minute,
     # and the stall timeout is longer still: only the socket shutdown ends those reads
     # early. (Without it the test fails after the minute rather than hang.)
     stall = Stall(60, after_bytes=1024 * 1024, skip=1, times=None, ranged=True)
@@ -192,19 +155,16 @@ def test_a_keep_alive_connection_the_server_closed_is_reopened_at_once(
     assert (home / "temp" / "big.part").read_bytes() == DATA
 
 
-def test_credentials_in_the_url_keep_the_file_on_httpx(
-    repo: RepoServer, home: Path, opened: list[RangeConnection]
-) -> None:
+def test_credentials_in_the_url_are_sent_as_basic_auth(repo: RepoServer, home: Path) -> None:
     repo.add("big", "1", {"w.bin": DATA})
     url = repo.url.replace("http://", "http://reader:s3cret@") + "/storage/models/big/1/w.bin"
     assert fetch_big(repo, home, url=url) == hashlib.sha256(DATA).hexdigest()
-    assert not opened  # http.client would drop them; httpx sends them as Basic auth
     assert all(r[2].get("Authorization", "").startswith("Basic ") for r in repo.requests)
 
 
-def test_a_file_changed_during_direct_reads_is_never_mixed_in(repo: RepoServer, home: Path) -> None:
+def test_a_file_changed_during_the_download_is_never_mixed_in(repo: RepoServer, home: Path) -> None:
     repo.add("big", "1", {"w.bin": DATA})
-    # The third request (a direct one) finds a new file: its If-Range no longer matches.
+    # The third request finds a new file: its If-Range no longer matches.
     repo.fault = ChangeFile(repo, "big/1/w.bin", os.urandom(SIZE), skip=2, ranged=True)
     with pytest.raises(ExceptionGroup) as raised:
         fetch_big(repo, home)

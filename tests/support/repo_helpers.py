@@ -92,21 +92,33 @@ def nginx_binary() -> str | None:
 class Nginx:
     """A real nginx in the foreground, everything (config, logs, pid, temp) in ``prefix``."""
 
-    def __init__(self, binary: str, storage: Path, prefix: Path) -> None:
+    def __init__(
+        self, binary: str, storage: Path, prefix: Path, tls: tuple[Path, Path] | None = None
+    ) -> None:
         self.binary = binary
         self.storage = storage.resolve()
         self.prefix = prefix
         self.port = free_port()
+        self.tls = tls  # (certificate chain, key) in PEM files: serve HTTPS
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def access_log(self) -> list[str]:
+        with contextlib.suppress(OSError):
+            return (self.prefix / "access.log").read_text().splitlines()
+        return []
 
     def write_config(self) -> Path:
         self.prefix.mkdir(parents=True, exist_ok=True)
         server = NGINX_TEMPLATE.read_text()
-        server = server.replace("${LISTEN}", f"127.0.0.1:{self.port}")
+        listen = f"127.0.0.1:{self.port}" + (" ssl" if self.tls else "")
+        server = server.replace("${LISTEN}", listen)
+        if self.tls:
+            certificates = f"ssl_certificate {self.tls[0]}; ssl_certificate_key {self.tls[1]};"
+            server = server.replace("server_name _;", f"server_name _; {certificates}")
         server = server.replace("${STORAGE_ROOT}", str(self.storage))
         (self.prefix / "model-repository.conf").write_text(server)
         temp_paths = "\n".join(
@@ -125,7 +137,8 @@ events {{ worker_connections 64; }}
 http {{
     types {{ application/json json; application/octet-stream bin; text/plain txt; }}
     default_type application/octet-stream;
-    access_log {self.prefix / "access.log"};
+    log_format via '$request $status $body_bytes_sent via="$http_via" auth="$http_authorization"';
+    access_log {self.prefix / "access.log"} via;
 {temp_paths}
     include {self.prefix / "model-repository.conf"};
 }}

@@ -27,6 +27,8 @@ export interface WireSchemas {
   RemoveResult: RemoveResult;
   SetLimitsParams: SetLimitsParams;
   SetLimitsResult: SetLimitsResult;
+  SetNetworkParams: SetNetworkParams;
+  SetNetworkResult: SetNetworkResult;
   ShutdownResult: ShutdownResult;
   VerifyResult: VerifyResult;
   ErrorData: ErrorData;
@@ -245,6 +247,23 @@ export interface SetLimitsResult {
   maxConnectionsPerFile: number;
 }
 /**
+ * What the app's main process resolved for the repository (``session.resolveProxy``):
+ * a proxy URL ``http://[user:password@]host:port``, ``"direct"`` for none, or null to
+ * let the environment (HTTPS_PROXY, NO_PROXY, ...) decide again.
+ */
+export interface SetNetworkParams {
+  proxy: string | null;
+}
+/**
+ * schemas/methods/setNetwork.result.json
+ */
+export interface SetNetworkResult {
+  /**
+   * in force now, password masked; null: environment
+   */
+  proxy: string | null;
+}
+/**
  * schemas/methods/shutdown.result.json
  */
 export interface ShutdownResult {
@@ -429,13 +448,14 @@ export interface Methods {
   remove: { params: RemoveParams; result: RemoveResult };
   resume: { params: ResumeParams; result: ResumeResult };
   setLimits: { params: SetLimitsParams; result: SetLimitsResult };
+  setNetwork: { params: SetNetworkParams; result: SetNetworkResult };
   shutdown: { params: ShutdownParams; result: ShutdownResult };
   verify: { params: VerifyParams; result: VerifyResult };
 }
 
 export type MethodName = keyof Methods;
 
-export const METHOD_NAMES = ['cancel', 'getInfo', 'getModelPath', 'getTask', 'install', 'installUrl', 'listModels', 'listTasks', 'pause', 'ranking', 'remove', 'resume', 'setLimits', 'shutdown', 'verify'] as const satisfies readonly MethodName[];
+export const METHOD_NAMES = ['cancel', 'getInfo', 'getModelPath', 'getTask', 'install', 'installUrl', 'listModels', 'listTasks', 'pause', 'ranking', 'remove', 'resume', 'setLimits', 'setNetwork', 'shutdown', 'verify'] as const satisfies readonly MethodName[];
 
 /** Every notification the sidecar sends: its params. */
 export interface Notifications {
@@ -451,16 +471,17 @@ export const NOTIFICATION_NAMES = ['models.changed', 'task.progress', 'task.stat
 /** schemas/errors.json: the sidecar's error names and their JSON-RPC codes. */
 export const ERROR_CODES = {
   CHECKSUM_MISMATCH: 1005,
-  HOME_UNAVAILABLE: 1013,
+  HOME_UNAVAILABLE: 1014,
   INSUFFICIENT_DISK_SPACE: 1006,
   INVALID_STATE: 1009,
   MODEL_NOT_AVAILABLE: 1001,
   MODEL_NOT_FOUND: 1002,
   NETWORK_ERROR: 1011,
-  PERMISSION_DENIED: 1012,
+  PERMISSION_DENIED: 1013,
   REPOSITORY_UNAVAILABLE: 1004,
   SCHEDULER_UNAVAILABLE: 1010,
   TASK_NOT_FOUND: 1007,
+  TLS_ERROR: 1012,
   UNSAFE_MANIFEST: 1008,
   VERSION_NOT_FOUND: 1003,
 } as const;
