@@ -26,12 +26,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from sidecar.redact import redact_text
+
 
 class ModelManagerError(Exception):
     code: ClassVar[int] = 1000
     name: ClassVar[str] = "MODEL_MANAGER_ERROR"
 
     def __init__(self, message: str, **data: Any) -> None:
+        # Every typed error reaches the app (and often a log): no URL secret in it.
+        message = redact_text(message)
+        data = {k: redact_text(v) if isinstance(v, str) else v for k, v in data.items()}
         super().__init__(message)
         self.message = message
         self.extra = data

@@ -22,10 +22,11 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Readers see the old content or the new one, never a torn file, even after a crash.
-    Never through a link planted in the home (see ``sidecar.homefs``)."""
-    HomeFS.of(path).atomic_write(path, data)
+    Never through a link planted in the home (see ``sidecar.homefs``). Only the user
+    can read it (0600), as with mkstemp before."""
+    HomeFS.of(path).atomic_write(path, data, mode)
 
 
 def atomic_write_json(path: Path, document: Any) -> None:

@@ -293,7 +293,7 @@ class HomeFS:
     def read_json(self, path: Path, limit: int = MAX_STATE_BYTES) -> Any:
         return loads_bounded(self.read_bytes(path, limit), str(path))
 
-    def atomic_write(self, path: Path, data: bytes, mode: int = 0o644) -> None:
+    def atomic_write(self, path: Path, data: bytes, mode: int = 0o600) -> None:
         """Readers see the old content or the new one, never a torn file, even after a
         crash. A folder or other non-file in the way is set aside first."""
         self.root.mkdir(parents=True, exist_ok=True)

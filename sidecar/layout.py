@@ -84,7 +84,9 @@ class HomeLayout:
         return problems
 
     def ensure_folder(self, folder: Path) -> OSError | None:
+        """``folder`` (a folder of the home's own) made, or what stopped it."""
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             info = os.lstat(folder)
         except FileNotFoundError:
             info = None

@@ -10,8 +10,17 @@ from pathlib import Path
 
 from sidecar.homefs import HomeFS
 from sidecar.layout import HomeLayout
+from sidecar.redact import redact_text
 
 FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
+
+
+class RedactingFormatter(logging.Formatter):
+    """Every line, traceback included, with URL credentials and query values masked:
+    no logger anywhere (ours, httpx's, urllib3's) can put a secret in a log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
 
 
 def setup_logging(layout: HomeLayout | None, level: str) -> None:
@@ -21,7 +30,7 @@ def setup_logging(layout: HomeLayout | None, level: str) -> None:
     for existing in list(root.handlers):
         root.removeHandler(existing)
     stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(logging.Formatter(FORMAT))
+    stderr.setFormatter(RedactingFormatter(FORMAT))
     root.addHandler(stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
@@ -35,7 +44,7 @@ def setup_logging(layout: HomeLayout | None, level: str) -> None:
     except (OSError, ValueError) as exc:
         root.warning("no log file: %s", exc)
     else:
-        file_handler.setFormatter(logging.Formatter(FORMAT))
+        file_handler.setFormatter(RedactingFormatter(FORMAT))
         root.addHandler(file_handler)
 
 

@@ -19,6 +19,7 @@ from sidecar.homefs import is_link
 from sidecar.layout import HomeLayout
 from sidecar.locks import BlockingFileLock
 from sidecar.manifest import check_safe_name
+from sidecar.redact import redact_url
 from sidecar.wire import InstalledModel, InstalledVersion, RegistryDocument
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class Registry:
             self._remember_stat()
 
     def record(self, model_id: str, name: str, task: str, entry: InstalledVersion) -> None:
+        entry = without_secrets(entry)
+
         def mutate(document: RegistryDocument) -> None:
             model = document.models.setdefault(model_id, InstalledModel(name=name, task=task))
             model.versions[entry.version] = entry
@@ -213,6 +216,17 @@ def _real_folders(folder: Path) -> list[Path]:
     return found
 
 
+def without_secrets(entry: InstalledVersion) -> InstalledVersion:
+    """An installed version as stored: where it came from (``source``, ``extra.url``)
+    with user info and query values masked. Nothing needs the secret once installed."""
+    update: dict[str, object] = {}
+    if entry.source:
+        update["source"] = redact_url(entry.source)
+    if isinstance(entry.extra.get("url"), str):
+        update["extra"] = {**entry.extra, "url": redact_url(entry.extra["url"])}
+    return entry.model_copy(update=update) if update else entry
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc)
     return text if len(text) <= 200 else text[:200] + "..."
@@ -224,6 +238,7 @@ def write_metadata(
     """Written just before the version moves into ``models/``: refuse here, before
     anything moves, when that folder would be reached through a planted link."""
     layout.fs.check(layout.model_dir(model_id, entry.version))
+    entry = without_secrets(entry)
     atomic_write_json(
         layout.metadata_file(model_id, entry.version),
         {"name": name, "task": task, "entry": entry.wire()},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -14,6 +15,7 @@ from sidecar.fsutil import atomic_write_bytes, read_json
 from sidecar.layout import HomeLayout
 from sidecar.locks import BlockingFileLock
 from sidecar.manifest import CatalogVersion
+from sidecar.redact import redact_text, redact_url
 from sidecar.wire import PersistedTask, Task, TaskError, TaskState
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,10 @@ class TaskRuntime:
             eta_seconds=round(eta, 1) if eta is not None else None,
             files_done=self.files_done,
             files_total=self.files_total,
-            error=self.error,
+            # What getTask and every notification carry: no URL secret in a message.
+            error=self.error.model_copy(update={"message": redact_text(self.error.message)})
+            if self.error
+            else None,
             waiting_for=self.waiting_for,
         )
 
@@ -114,11 +119,16 @@ _persisted_list = TypeAdapter(list[PersistedTask])
 
 class TaskStore:
     """tasks.json: unfinished tasks of every process on this home, so they resume after
-    a crash. Read-modify-write under a lock; blocking (call through ``anyio.to_thread``)."""
+    a crash. Read-modify-write under a lock; blocking (call through ``anyio.to_thread``).
+
+    An installUrl task's URL is kept in tasks.json with its user info and query values
+    masked; the URL itself, needed to resume, is kept in ``tasks.secrets.json`` (mode
+    0600, by task id) until the task ends, and the file is removed when none is left."""
 
     def __init__(self, layout: HomeLayout) -> None:
         self.fs = layout.fs
         self.path = layout.tasks_file
+        self.secrets_path = layout.root / "tasks.secrets.json"
         self.lock_path = layout.root / "tasks.json.lock"
 
     def load(self) -> list[PersistedTask]:
@@ -145,6 +155,28 @@ class TaskStore:
                 self._write(kept)
 
     def _read(self, set_aside: bool = True) -> list[PersistedTask]:
+        tasks = self._read_tasks(set_aside)
+        if not any(t.url for t in tasks):
+            return tasks
+        secrets = self._read_secrets()
+        return [
+            t.model_copy(update={"url": secrets[t.task_id]}) if t.task_id in secrets else t
+            for t in tasks
+        ]
+
+    def _read_secrets(self) -> dict[str, str]:
+        try:
+            raw = read_json(self.secrets_path)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("tasks.secrets.json unreadable: %.200s", exc)
+            return {}
+        if not isinstance(raw, dict):
+            return {}
+        return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)}
+
+    def _read_tasks(self, set_aside: bool) -> list[PersistedTask]:
         try:
             return _persisted_list.validate_python(read_json(self.path))
         except FileNotFoundError:
@@ -160,5 +192,13 @@ class TaskStore:
             return []
 
     def _write(self, tasks: list[PersistedTask]) -> None:
-        data = _persisted_list.dump_json(tasks, by_alias=True, indent=2)
+        secrets = {
+            t.task_id: t.url for t in tasks if t.url is not None and redact_url(t.url) != t.url
+        }
+        if secrets:  # first: a crash between the two writes leaves a spare secret, no loss
+            atomic_write_bytes(self.secrets_path, json.dumps(secrets).encode(), mode=0o600)
+        shown = [t.model_copy(update={"url": redact_url(t.url)}) if t.url else t for t in tasks]
+        data = _persisted_list.dump_json(shown, by_alias=True, indent=2)
         atomic_write_bytes(self.path, data)
+        if not secrets:
+            self.secrets_path.unlink(missing_ok=True)

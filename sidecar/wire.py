@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from sidecar.redact import redact_url
+
 
 class WireModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
@@ -156,6 +158,11 @@ class InfoResult(WireModel):
     engine_pid: int  # its engine, which downloads and holds the locks
     home: str
     repositories: list[str]
+
+    @field_validator("repositories")
+    @classmethod
+    def _without_secrets(cls, urls: list[str]) -> list[str]:
+        return [redact_url(url) for url in urls]  # user:password@ in a repository URL
 
 
 class ModelPathResult(WireModel):
