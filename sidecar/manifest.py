@@ -8,6 +8,7 @@ the disk untouched.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -16,20 +17,28 @@ from sidecar.errors import UnsafeManifest
 
 MAX_FILES_PER_VERSION = 10_000
 MAX_FILE_SIZE = 1 << 40  # 1 TiB: far above any model, far below overflow tricks
-MAX_PATH_LENGTH = 1024
+MAX_PATH_LENGTH = 1024  # characters of one file path in a manifest
+# Bytes (UTF-8) of that path: with the home, models/<id>/<version>/ (up to 270 bytes)
+# and this, a path stays under Linux's PATH_MAX of 4096 for any home shorter than 700.
+MAX_PATH_BYTES = 3072
+MAX_SEGMENT_BYTES = 255  # one file or folder name: ext4, APFS; NTFS counts UTF-16 units
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+# Device names Windows reserves in every folder, with any extension: COM¹..³ and LPT¹..³
+# (superscript digits) too, and the console's CONIN$ / CONOUT$.
 _WINDOWS_RESERVED = {
-    "con", "prn", "aux", "nul",
-    *(f"com{i}" for i in range(10)),
-    *(f"lpt{i}" for i in range(10)),
+    "con", "prn", "aux", "nul", "conin$", "conout$", "clock$",
+    *(f"com{i}" for i in "0123456789¹²³"),
+    *(f"lpt{i}" for i in "0123456789¹²³"),
 }  # fmt: skip
 _FORBIDDEN_IN_SEGMENT = re.compile(r'[\x00-\x1f\x7f<>:"\\|?*]')
 
 
 def _reserved_on_windows(segment: str) -> bool:
-    return segment.split(".", 1)[0].lower() in _WINDOWS_RESERVED
+    # "CON.txt" and "con .tar.gz" name the device too: the part before the first dot,
+    # without trailing spaces, decides.
+    return segment.split(".", 1)[0].rstrip(" ").lower() in _WINDOWS_RESERVED
 
 
 def check_safe_name(value: str, what: str) -> str:
@@ -46,21 +55,42 @@ def check_safe_name(value: str, what: str) -> str:
 
 
 def check_relative_path(path: str) -> str:
-    """A file path inside a model folder: relative, no traversal, portable."""
-    if not isinstance(path, str) or not path or len(path) > MAX_PATH_LENGTH:
+    """A file path inside a model folder: relative, no traversal, portable to Windows,
+    macOS and Linux, within the lengths every one of them takes."""
+    if not isinstance(path, str) or not path:
         raise UnsafeManifest(f"unsafe file path: {path!r}", field="path")
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        raise UnsafeManifest(f"absolute file path: {path!r}", field="path")
-    for segment in path.split("/"):
-        if (
-            segment in {"", ".", ".."}
-            or _FORBIDDEN_IN_SEGMENT.search(segment)
-            or segment.endswith((".", " "))
-            or len(segment.encode()) > 255
-            or _reserved_on_windows(segment)
-        ):
-            raise UnsafeManifest(f"unsafe file path: {path!r}", field="path")
+    if (problem := _path_problem(path)) is not None:
+        raise UnsafeManifest(f"unsafe file path {path!r}: {problem}", field="path", path=path)
     return path
+
+
+def _path_problem(path: str) -> str | None:
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "not valid Unicode"
+    if len(path) > MAX_PATH_LENGTH or size > MAX_PATH_BYTES:
+        return f"longer than {MAX_PATH_LENGTH} characters or {MAX_PATH_BYTES} bytes"
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        return "absolute"
+    for segment in path.split("/"):
+        if segment in {"", ".", ".."}:
+            return "empty, '.' or '..' folder"
+        if _FORBIDDEN_IN_SEGMENT.search(segment):
+            return 'a control character or one of <>:"\\|?*'
+        if segment.endswith((".", " ")):
+            return f"{segment!r} ends with a dot or a space (Windows drops them)"
+        if len(segment.encode()) > MAX_SEGMENT_BYTES:
+            return f"a name longer than {MAX_SEGMENT_BYTES} bytes"
+        if _reserved_on_windows(segment):
+            return f"{segment!r} is a device name on Windows"
+    return None
+
+
+def portable_key(path: str) -> str:
+    """What a path is on a case-insensitive, normalisation-insensitive filesystem
+    (macOS, Windows): two paths with one key would be one file there."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", path).casefold())
 
 
 class _Lenient(BaseModel):
@@ -117,14 +147,21 @@ def check_version_safe(version: CatalogVersion) -> CatalogVersion:
     directories: set[str] = set()
     for file in version.files:
         check_relative_path(file.path)
-        folded = file.path.casefold()
+        folded = portable_key(file.path)
         if folded in seen:
-            raise UnsafeManifest(f"duplicate or case-clashing path: {file.path!r}", field="path")
+            raise UnsafeManifest(
+                f"unsafe file path {file.path!r}: duplicate or case-clashing, the same file as "
+                "another one on Windows or macOS (differs only in case or Unicode form)",
+                field="path", path=file.path,
+            )  # fmt: skip
         seen.add(folded)
         parts = folded.split("/")
         directories.update("/".join(parts[:i]) for i in range(1, len(parts)))
     if clash := seen & directories:
-        raise UnsafeManifest(f"path is both file and folder: {sorted(clash)[0]!r}", field="path")
+        shown = sorted(clash)[0]
+        raise UnsafeManifest(
+            f"unsafe file path {shown!r}: both file and folder", field="path", path=shown
+        )
     for requirement in version.requires:
         check_safe_name(requirement.model_id, "requires.model_id")
         if requirement.version is not None:
