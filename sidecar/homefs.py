@@ -88,7 +88,7 @@ class DamagedFile(ValueError):
 
 def register_home(root: Path) -> None:
     with _homes_lock:
-        _homes.add(os.path.abspath(root))
+        _homes.add(_absolute(root))
 
 
 def home_error(exc: BaseException) -> ModelManagerError | None:
@@ -121,7 +121,7 @@ def map_home_errors() -> Iterator[None]:
 
 def _shown(path: str | os.PathLike[str]) -> str:
     """The folder to tell the user about: the home's top-level folder the path is in."""
-    text = os.path.abspath(os.fspath(path)) if path else ""
+    text = _absolute(os.fspath(path)) if path else ""
     for root in sorted(_homes, key=len, reverse=True):
         if text == root:
             return root
@@ -133,11 +133,11 @@ def _shown(path: str | os.PathLike[str]) -> str:
 
 class HomeFS:
     def __init__(self, root: Path) -> None:
-        self.root = Path(os.path.abspath(root))
+        self.root = Path(_absolute(root))
 
     @classmethod
     def of(cls, path: Path) -> HomeFS:
-        text = os.path.abspath(path)
+        text = _absolute(path)
         with _homes_lock:
             roots = [r for r in _homes if text.startswith(r + os.sep)]
         if roots:
@@ -147,7 +147,7 @@ class HomeFS:
     # --- paths ---------------------------------------------------------------------
 
     def _parts(self, path: Path) -> list[str]:
-        absolute = os.path.abspath(path)
+        absolute = _absolute(path)
         root = str(self.root)
         if not absolute.startswith(root + os.sep):
             raise UnsafeHomePath(path, f"not inside the model home {root}")
@@ -264,7 +264,7 @@ class HomeFS:
             raise
 
     def makedirs(self, path: Path) -> None:
-        if os.path.abspath(path) == str(self.root):
+        if _absolute(path) == str(self.root):
             self.root.mkdir(parents=True, exist_ok=True)
             return
         self.root.mkdir(parents=True, exist_ok=True)
@@ -367,6 +367,13 @@ def loads_bounded(data: bytes, what: str, max_depth: int = MAX_JSON_DEPTH) -> An
             children = value.values() if isinstance(value, dict) else value
             stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
     return document
+
+
+def _absolute(path: str | os.PathLike[str]) -> str:
+    """The path made absolute without following links; pure string work when it
+    already is (os.path.abspath asks for the working folder: I/O on the event loop)."""
+    text = os.fspath(path)
+    return os.path.normpath(text) if os.path.isabs(text) else os.path.abspath(text)
 
 
 def _sibling(fd: int | None, name: str, other: str) -> str:

@@ -167,7 +167,8 @@ class Library:
             try:
                 # Never through a link planted at models/<id>: the folder it leads to is
                 # not ours to delete.
-                self.layout.fs.check(self.layout.model_dir(model_id, installed))
+                folder = self.layout.model_dir(model_id, installed)
+                await anyio.to_thread.run_sync(self.layout.fs.check, folder)
                 with map_home_errors():
                     await anyio.to_thread.run_sync(remove_version, self.layout, model_id, installed)
                     await anyio.to_thread.run_sync(self.registry.forget, model_id, installed)
