@@ -87,10 +87,13 @@ def _path_problem(path: str) -> str | None:
     return None
 
 
-def portable_key(path: str) -> str:
-    """What a path is on a case-insensitive, normalisation-insensitive filesystem
-    (macOS, Windows): two paths with one key would be one file there."""
-    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", path).casefold())
+def portable_keys(path: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """What a path is where names are compared without case: on macOS (APFS: Unicode
+    case folding, any normalisation) and on Windows (NTFS: each character upper-cased
+    on its own, so dotless i (U+0131) is "I" there). Two paths sharing a key would be one file."""
+    mac = unicodedata.normalize("NFD", unicodedata.normalize("NFD", path).casefold())
+    windows = "".join(c.upper() if len(c.upper()) == 1 else c for c in path)
+    return ("mac", mac), ("windows", windows)
 
 
 class _Lenient(BaseModel):
@@ -143,25 +146,29 @@ def check_version_safe(version: CatalogVersion) -> CatalogVersion:
     check_safe_name(version.version, "version")
     if len(version.files) > MAX_FILES_PER_VERSION:
         raise UnsafeManifest(f"too many files: {len(version.files)}", field="files")
-    seen: set[str] = set()
-    directories: set[str] = set()
+    seen: dict[tuple[str, str], str] = {}  # portable key → the path that has it
+    directories: dict[tuple[str, str], str] = {}  # portable key of a folder → a path in it
     for file in version.files:
         check_relative_path(file.path)
-        folded = portable_key(file.path)
-        if folded in seen:
+        keys = portable_keys(file.path)
+        if any(key in seen for key in keys):
             raise UnsafeManifest(
                 f"unsafe file path {file.path!r}: duplicate or case-clashing, the same file as "
                 "another one on Windows or macOS (differs only in case or Unicode form)",
                 field="path", path=file.path,
             )  # fmt: skip
-        seen.add(folded)
-        parts = folded.split("/")
-        directories.update("/".join(parts[:i]) for i in range(1, len(parts)))
-    if clash := seen & directories:
-        shown = sorted(clash)[0]
+        seen.update(dict.fromkeys(keys, file.path))
+        for kind, key in keys:
+            parts = key.split("/")
+            directories.update(
+                {(kind, "/".join(parts[:i])): file.path for i in range(1, len(parts))}
+            )
+    if clash := seen.keys() & directories.keys():
+        shown = seen[min(clash)]
         raise UnsafeManifest(
-            f"unsafe file path {shown!r}: both file and folder", field="path", path=shown
-        )
+            f"unsafe file path {shown!r}: both file and folder (with "
+            f"{directories[min(clash)]!r})", field="path", path=shown,
+        )  # fmt: skip
     for requirement in version.requires:
         check_safe_name(requirement.model_id, "requires.model_id")
         if requirement.version is not None:

@@ -5,6 +5,7 @@ they always had; and names Windows or macOS cannot hold are refused."""
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -111,14 +112,20 @@ def test_windows_device_names_are_refused(device: str, upper: list[bool], ext: s
 def test_paths_one_file_on_windows_or_macos_are_refused(path: str, change: str):
     assume(accepted(path))
     other = {
-        "upper": path.upper(),
-        "lower": path.lower(),
+        "upper": _each(path, str.upper),
+        "lower": _each(path, str.lower),
         "nfd": unicodedata.normalize("NFD", path),
         "nfc": unicodedata.normalize("NFC", path),
-        "swapcase": path.swapcase(),
+        "swapcase": _each(path, str.swapcase),
     }[change]
     assume(other != path and accepted(other))
     files = [{"path": p, "size_bytes": 1, "sha256": "0" * 64} for p in (path, other)]
     with pytest.raises(UnsafeManifest) as raised:
         check_version_safe(CatalogVersion.model_validate({"version": "1", "files": files}))
     assert raised.value.to_data()["path"] in (path, other)
+
+
+def _each(path: str, change: Callable[[str], str]) -> str:
+    """Case changed character by character, as a case-insensitive filesystem compares
+    ("ß".upper() is "SS": two characters, which no filesystem takes for one)."""
+    return "".join(change(c) if len(change(c)) == 1 else c for c in path)
