@@ -11,6 +11,7 @@ from pathlib import Path
 import portalocker
 
 from model_repo import catalog
+from model_repo.asgi import ASGI_OPTIONS, app_from_env
 from model_repo.layout import StorageLayout
 from model_repo.publish import (
     LOCK_TIMEOUT,
@@ -19,17 +20,40 @@ from model_repo.publish import (
     parse_requirement,
     publish,
 )
+from model_repo.redirect import DEFAULT_EXPIRY
+from model_repo.s3 import S3Location, StorageError, Store, describe_s3_error
+from model_repo.s3publish import index_s3, publish_s3
+from model_repo.server import EVENT_BURST, EVENT_RATE
 
 
 def _storage_arg(parser: argparse.ArgumentParser) -> None:
     default = os.environ.get("MODEL_REPO_STORAGE")
     parser.add_argument(
         "--storage",
-        type=Path,
-        default=Path(default) if default else None,
+        default=default,
         required=default is None,
-        help="repository storage folder (env MODEL_REPO_STORAGE)",
+        help="storage folder, or s3://bucket/prefix (env MODEL_REPO_STORAGE)",
     )
+    s3 = parser.add_argument_group(
+        "S3 storage", "credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+    )
+    s3.add_argument(
+        "--s3-endpoint",
+        default=None,
+        help="S3 API endpoint, e.g. http://seaweedfs:8333 (default: AWS_ENDPOINT_URL, or AWS)",
+    )
+    s3.add_argument("--s3-region", default=None, help="region (default: AWS_REGION)")
+
+
+def _location(args: argparse.Namespace) -> Path | S3Location:
+    if str(args.storage).startswith("s3://"):
+        return S3Location.parse(
+            args.storage,
+            endpoint=args.s3_endpoint,
+            region=args.s3_region,
+            public_endpoint=getattr(args, "s3_public_endpoint", None),
+        )
+    return Path(args.storage)
 
 
 def _csv(value: str) -> list[str]:
@@ -79,7 +103,38 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
-        "--usage-db", type=Path, default=None, help="SQLite file (default: <storage>/usage.sqlite3)"
+        "--usage-db",
+        default=os.environ.get("MODEL_REPO_USAGE_DB"),
+        help="SQLite file or postgresql://user@host/db (env MODEL_REPO_USAGE_DB; "
+        "default: <storage>/usage.sqlite3)",
+    )
+    serve.add_argument(
+        "--redirect",
+        choices=["s3"],
+        default=None,
+        help="answer file GETs with a 302 to a presigned URL (needs s3:// storage)",
+    )
+    serve.add_argument(
+        "--presign-expiry",
+        type=int,
+        default=DEFAULT_EXPIRY,
+        metavar="SECONDS",
+        help=f"lifetime of a presigned URL (default {DEFAULT_EXPIRY})",
+    )
+    serve.add_argument(
+        "--s3-public-endpoint",
+        default=None,
+        help="the S3 endpoint clients reach, if not --s3-endpoint (URLs are signed for it)",
+    )
+    serve.add_argument(
+        "--event-rate",
+        type=float,
+        default=EVENT_RATE,
+        help=f"usage events per second per client address and worker; 0: no limit "
+        f"(default {EVENT_RATE:g}, bursts of {EVENT_BURST:g})",
+    )
+    serve.add_argument(
+        "--workers", type=int, default=1, help="server processes (uvicorn workers; default 1)"
     )
     serve.add_argument(
         "--throttle",
@@ -109,8 +164,12 @@ def _publish(args: argparse.Namespace) -> int:
             force=args.force,
             make_default=not args.no_default,
         )
-        result = publish(args.storage, request)
-    except (PublishError, ValueError) as exc:
+        location = _location(args)
+        if isinstance(location, S3Location):
+            result = publish_s3(Store(location), request)
+        else:
+            result = publish(location, request)
+    except (PublishError, StorageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     version = result.manifest.versions[0]
@@ -124,13 +183,21 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    layout = StorageLayout(args.storage)
+    location = _location(args)
+    if isinstance(location, S3Location):
+        report = index_s3(Store(location))
+        return _index_report(report)
+    layout = StorageLayout(location)
     if not layout.models.is_dir():
         print(f"error: no published models under {layout.models}", file=sys.stderr)
         return 1
     # The same lock as publish: a rebuild never interleaves with a publish's.
     with portalocker.Lock(layout.lock_file, timeout=LOCK_TIMEOUT):
         report = catalog.rebuild(layout)
+    return _index_report(report)
+
+
+def _index_report(report: catalog.IndexReport) -> int:
     versions = sum(len(m.versions) for m in report.models)
     print(f"catalog: {len(report.models)} models, {versions} versions")
     for problem in report.problems:
@@ -141,22 +208,51 @@ def _index(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn  # the optional "repo" extra; publish and index do not need it
 
-    from model_repo.server import create_app
-
-    app = create_app(
-        args.storage,
-        token=os.environ.get("MODEL_REPO_TOKEN") or None,
-        usage_db=args.usage_db,
-        bytes_per_second=args.throttle,
-    )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, lifespan="off")
+    location = _location(args)
+    if isinstance(location, S3Location) != (args.redirect == "s3"):
+        print("error: --redirect s3 and s3:// storage go together", file=sys.stderr)
+        return 2
+    options = {
+        "storage": str(args.storage),
+        "s3_endpoint": args.s3_endpoint,
+        "s3_region": args.s3_region,
+        "s3_public_endpoint": args.s3_public_endpoint,
+        "usage_db": args.usage_db,
+        "throttle": args.throttle,
+        "presign_expiry": args.presign_expiry,
+        "event_rate": args.event_rate,
+    }
+    # Workers are separate processes: each builds the app from these options.
+    os.environ[ASGI_OPTIONS] = json.dumps(options)
+    try:
+        app = app_from_env()  # bad options fail here, once (and migrations run once)
+    except (StorageError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    common = {"host": args.host, "port": args.port, "log_level": args.log_level}
+    if args.workers > 1:
+        del app
+        uvicorn.run(
+            "model_repo.asgi:app_from_env", factory=True, lifespan="off", workers=args.workers,
+            **common,
+        )  # fmt: skip
+    else:
+        uvicorn.run(app, lifespan="off", **common)
     return 0
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     handlers = {"publish": _publish, "index": _index, "serve": _serve}
-    sys.exit(handlers[args.command](args))
+    try:
+        code = handlers[args.command](args)
+    except Exception as exc:
+        # The object store's refusals (credentials, bucket, network) in one line.
+        if not type(exc).__module__.startswith(("botocore", "boto3")):
+            raise
+        print(f"error: object store {args.storage}: {describe_s3_error(exc)}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -7,23 +7,28 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 
+from model_repo.s3 import S3Location
 from model_repo.server import create_app
 
 
 class BackgroundServer:
     def __init__(
         self,
-        storage: Path,
+        storage: Path | S3Location,
         *,
         token: str | None = None,
-        usage_db: Path | None = None,
+        usage_db: str | Path | None = None,
         bytes_per_second: float | None = None,
         host: str = "127.0.0.1",
+        **options: Any,  # create_app's others: presign_expiry, event_rate...
     ) -> None:
-        app = create_app(storage, token=token, usage_db=usage_db, bytes_per_second=bytes_per_second)
+        app = create_app(
+            storage, token=token, usage_db=usage_db, bytes_per_second=bytes_per_second, **options
+        )
         # Bind first (port 0) so the URL is known before the server starts.
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

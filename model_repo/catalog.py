@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from model_repo.layout import MANIFEST_FILE, MODEL_FILE, StorageLayout
 from sidecar.errors import UnsafeManifest
-from sidecar.fsutil import atomic_write_bytes
 from sidecar.manifest import CatalogModel, CatalogVersion, check_safe_name, check_version_safe
+from sidecar.store.fsutil import atomic_write_bytes
 
 
 @dataclass

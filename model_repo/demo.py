@@ -142,7 +142,38 @@ class Demo:
                 self.console.print(f"[bold red]unexpected:[/] {failure}", highlight=False)
             return 1
         self.console.print("Everything ran on 127.0.0.1 in a temporary folder, now removed.")
+        self.console.print("\n[bold]Next, by hand[/] (any folder is a model; here schemas/):")
+        for command in next_steps():
+            self.console.print(f"  {command}", highlight=False, markup=False, soft_wrap=True)
         return 0
+
+
+def _here(path: Path) -> str:
+    """``path`` as typed from the current folder (the checkout, under ``make demo``)."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def _tool(name: str) -> str:
+    """The venv's copy when the demo runs from one (nothing to activate), else the PATH's."""
+    script = Path(sys.executable).parent / name
+    return _here(script) if script.exists() else name
+
+
+def next_steps() -> list[str]:
+    """Commands that work as printed once the demo's repository is gone: a repository of
+    one's own served on :8000, the CLI against it, and the app's own question to the sidecar."""
+    sample = Path(__file__).resolve().parent.parent / "schemas"
+    source = _here(sample) if sample.is_dir() else "PATH/TO/MODEL-FOLDER"
+    question = '{"jsonrpc":"2.0","id":1,"method":"getModelPath","params":{"modelId":"my-model"}}'
+    repo, python = _tool("model-manager-repo"), _tool("python")
+    return [
+        f"{repo} publish {source} --storage /tmp/mm-repo --id my-model --version 1.0.0",
+        f"{repo} serve --storage /tmp/mm-repo   # leave it running; in a second terminal:",
+        f"{_tool('model-manager')} --home /tmp/mm-home --repository http://127.0.0.1:8000"
+        " install my-model",
+        f"echo '{question}' | {python} -m sidecar --home /tmp/mm-home",
+    ]
 
 
 def main() -> None:

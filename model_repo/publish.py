@@ -24,8 +24,6 @@ import portalocker
 from model_repo import catalog
 from model_repo.layout import CHECKSUM_FILE, MANIFEST_FILE, RESERVED_NAMES, StorageLayout
 from sidecar.errors import UnsafeManifest
-from sidecar.fsutil import fsync_dir
-from sidecar.hashing import sha256_file
 from sidecar.manifest import (
     CatalogFile,
     CatalogModel,
@@ -35,6 +33,8 @@ from sidecar.manifest import (
     check_safe_name,
     check_version_safe,
 )
+from sidecar.store.fsutil import fsync_dir
+from sidecar.transfer.hashing import sha256_file
 
 LOCK_TIMEOUT = 300.0  # seconds to wait for another publisher before giving up
 # Staging folders of publishes that were killed; old enough that none is still copying.
@@ -112,7 +112,7 @@ def list_source(source: Path) -> list[str]:
     return sorted(paths)
 
 
-def _stage(layout: StorageLayout, request: PublishRequest, now: str) -> tuple[Path, CatalogModel]:
+def stage(layout: StorageLayout, request: PublishRequest, now: str) -> tuple[Path, CatalogModel]:
     """Copy and hash the files into a fresh staging folder with their manifest."""
     paths = list_source(request.source)
     layout.staging.mkdir(parents=True, exist_ok=True)
@@ -158,7 +158,7 @@ def _stage(layout: StorageLayout, request: PublishRequest, now: str) -> tuple[Pa
     return staged, manifest
 
 
-def _comparable(manifest: CatalogModel) -> dict[str, Any]:
+def comparable(manifest: CatalogModel) -> dict[str, Any]:
     document = manifest.model_dump(mode="json")
     for version in document["versions"]:
         version.pop("updated_at", None)
@@ -174,7 +174,7 @@ def publish(storage: Path, request: PublishRequest, now: datetime | None = None)
     layout = StorageLayout(storage)
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     layout.root.mkdir(parents=True, exist_ok=True)
-    staged, manifest = _stage(layout, request, stamp)
+    staged, manifest = stage(layout, request, stamp)
     target = layout.version_dir(request.model_id, request.version)
     try:
         with portalocker.Lock(layout.lock_file, timeout=LOCK_TIMEOUT):
@@ -210,7 +210,7 @@ def _move_into_place(
         existing = catalog.read_manifest(target / MANIFEST_FILE)
     except (OSError, ValueError, UnsafeManifest):
         existing = None
-    if existing is not None and _comparable(existing) == _comparable(manifest):
+    if existing is not None and comparable(existing) == comparable(manifest):
         return "unchanged"
     if not force:
         shown = f"{manifest.id}@{manifest.versions[0].version}"

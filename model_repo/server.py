@@ -8,8 +8,12 @@ error, the optional bearer token, and the SQLite-backed usage ranking.
     GET|HEAD /api/models                      → <storage>/api/models.json
     GET|HEAD /api/models/{id}                 → <storage>/api/models/{id}.json
     GET|HEAD /storage/models/{id}/{v}/{path}  → <storage>/models/{id}/{v}/{path}
-    POST     /api/model-usage/events          {model_id, kind}
+    POST     /api/model-usage/events          {model_id, kind}  (rate-limited per address)
     GET      /api/model-usage/ranking         [{model_id, request_count, rank}]
+
+With an ``s3://`` storage (``--redirect s3``) the catalog is read from the object store
+and file GETs are answered with a 302 to a presigned URL (``model_repo.redirect``).
+The usage store is SQLite (a path) or PostgreSQL (a ``postgresql://`` URL).
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model_repo.layout import StorageLayout
-from model_repo.usage import UsageEvent, UsageStore
+from model_repo.ratelimit import RateLimiter
+from model_repo.redirect import DEFAULT_EXPIRY, S3Redirects
+from model_repo.s3 import S3Location
+from model_repo.usage import EVENT_KINDS, UsageBackend, UsageEvent, open_usage_store
 from sidecar.errors import UnsafeManifest
 from sidecar.manifest import check_relative_path, check_safe_name
 
@@ -41,6 +48,10 @@ from sidecar.manifest import check_relative_path, check_safe_name
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 MAX_EVENT_BYTES = 16 * 1024
+# Per client address and server process: an agent reports a handful of events a
+# minute; a burst covers a node catching up after an outage.
+EVENT_RATE = 20.0
+EVENT_BURST = 200.0
 
 
 def error_response(
@@ -137,17 +148,65 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def create_app(
-    storage: Path,
+    storage: Path | S3Location,
     *,
     token: str | None = None,
-    usage_db: Path | None = None,
+    usage_db: str | Path | None = None,
     bytes_per_second: float | None = None,
+    presign_expiry: int = DEFAULT_EXPIRY,
+    event_rate: float = EVENT_RATE,
+    event_burst: float = EVENT_BURST,
 ) -> ASGIApp:
-    layout = StorageLayout(storage.resolve())
+    if isinstance(storage, S3Location):
+        if usage_db is None:
+            raise ValueError("with s3:// storage, give --usage-db (a SQLite path or postgresql://)")
+        usage = open_usage_store(usage_db)
+        redirects = S3Redirects(storage, presign_expiry)
+        catalog_list, catalog_entry, storage_file = _s3_routes(redirects)
+    else:
+        layout = StorageLayout(storage.resolve())
+        usage = open_usage_store(usage_db or layout.root / "usage.sqlite3")
+        catalog_list, catalog_entry, storage_file = _tree_routes(layout)
+    limiter = RateLimiter(event_rate, event_burst) if event_rate > 0 else None
+    return _assemble(
+        catalog_list, catalog_entry, storage_file, _usage_routes(usage, limiter), token,
+        bytes_per_second,
+    )  # fmt: skip
+
+
+def _s3_routes(redirects: S3Redirects) -> tuple[Endpoint, Endpoint, Endpoint]:
+    location = redirects.store.location
+
+    async def catalog_list(request: Request) -> Response:
+        missing = error_response(404, "NOT_FOUND", "nothing is published yet")
+        return await redirects.catalog(request, location.list_key, missing)
+
+    async def catalog_entry(request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        try:
+            check_safe_name(model_id, "model id")
+        except UnsafeManifest as exc:
+            return error_response(400, "UNSAFE_PATH", exc.message)
+        missing = error_response(404, "MODEL_NOT_FOUND", f"no model {model_id!r}")
+        return await redirects.catalog(request, location.entry_key(model_id), missing)
+
+    async def storage_file(request: Request) -> Response:
+        model_id, version, path = (request.path_params[k] for k in ("model_id", "version", "path"))
+        try:
+            check_safe_name(model_id, "model id")
+            check_safe_name(version, "version")
+            check_relative_path(path)
+        except UnsafeManifest as exc:
+            return error_response(400, "UNSAFE_PATH", exc.message)
+        return redirects.file(request, model_id, version, path)
+
+    return catalog_list, catalog_entry, storage_file
+
+
+def _tree_routes(layout: StorageLayout) -> tuple[Endpoint, Endpoint, Endpoint]:
     # check_dir=False: the tree may be published after the server starts.
     api_files = StaticFiles(directory=layout.api, check_dir=False)
     model_files = StaticFiles(directory=layout.models, check_dir=False)
-    usage = UsageStore(usage_db or layout.root / "usage.sqlite3")
 
     async def catalog_list(request: Request) -> Response:
         response = await api_files.get_response("models.json", request.scope)
@@ -182,7 +241,23 @@ def create_app(
         response.headers["Cache-Control"] = IMMUTABLE
         return response
 
+    return catalog_list, catalog_entry, storage_file
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _usage_routes(usage: UsageBackend, limiter: RateLimiter | None) -> tuple[Endpoint, Endpoint]:
+    # Worker threads of their own for ranking reads: not queued behind 40 event writes.
+    readers = anyio.CapacityLimiter(4)
+
     async def record_event(request: Request) -> Response:
+        if limiter is not None and (wait := limiter.allow(_client_address(request))):
+            return error_response(
+                429, "RATE_LIMITED", "too many usage events from this address; retry later",
+                {"Retry-After": str(max(1, round(wait)))},
+            )  # fmt: skip
         body = await request.body()
         if len(body) > MAX_EVENT_BYTES:
             return error_response(413, "TOO_LARGE", "event body too large")
@@ -192,6 +267,8 @@ def create_app(
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
             )
+            if any(e["loc"] == ("kind",) for e in exc.errors()):
+                problems += f" (known kinds: {', '.join(EVENT_KINDS)})"
             return error_response(400, "INVALID_EVENT", problems)
         await anyio.to_thread.run_sync(usage.record, event)
         return JSONResponse({"recorded": event.model_dump()}, status_code=201)
@@ -203,11 +280,23 @@ def create_app(
             limit = 0
         if not 1 <= limit <= 1000:
             return error_response(400, "INVALID_LIMIT", "limit must be an integer in 1..1000")
-        entries = await anyio.to_thread.run_sync(usage.ranking, limit)
+        entries = await anyio.to_thread.run_sync(usage.ranking, limit, limiter=readers)
         return Response(
             json.dumps([e.model_dump() for e in entries]), media_type="application/json"
         )
 
+    return record_event, ranking
+
+
+def _assemble(
+    catalog_list: Endpoint,
+    catalog_entry: Endpoint,
+    storage_file: Endpoint,
+    usage: tuple[Endpoint, Endpoint],
+    token: str | None,
+    bytes_per_second: float | None,
+) -> ASGIApp:
+    record_event, ranking = usage
     read = ["GET", "HEAD"]
     app = Starlette(
         routes=[

@@ -1,6 +1,6 @@
-"""``python -m sidecar``: the daemon on stdin/stdout. The process started this way is
-the front (``sidecar.front``); it starts the engine, the same command with
-``--engine-for <front pid>``, which runs ``sidecar.app``."""
+"""``python -m sidecar``: the daemon on stdin/stdout (``sidecar.app``). It owns every
+piece of state and answers every method; file bodies move in its transfer worker, a
+child process at background priority (``sidecar.transfer.worker``)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import sys
 
 import anyio
 
-from sidecar.config import Settings, settings_from_args
-from sidecar.logs import setup_logging
+from sidecar.config import settings_from_args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,11 +18,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_from_args(arguments)
     code = 0
     try:
-        code = (
-            run_engine(settings)
-            if settings.front_pid is not None
-            else run_front(settings, arguments)
-        )
+        from sidecar.app import run
+
+        anyio.run(run, settings)
     except KeyboardInterrupt:
         code = 130
     except Exception:
@@ -34,23 +31,6 @@ def main(argv: list[str] | None = None) -> None:
     # The stdin reader may still be blocked in a worker thread that no platform lets us
     # interrupt; everything is saved and released by now, so leave without joining it.
     os._exit(code)
-
-
-def run_front(settings: Settings, arguments: list[str]) -> int:
-    from sidecar.front import Front, start_engine
-
-    setup_logging(None, settings.log_level)  # stderr only: the engine owns the log file
-    engine = start_engine(arguments)  # before any thread: see start_engine
-    return anyio.run(Front(settings, engine).run)
-
-
-def run_engine(settings: Settings) -> int:
-    from sidecar.app import run
-    from sidecar.priority import run_in_background
-
-    run_in_background()  # before any thread, so that every thread inherits it
-    anyio.run(run, settings)
-    return 0
 
 
 if __name__ == "__main__":

@@ -10,15 +10,15 @@ import anyio
 
 from sidecar import __version__
 from sidecar.config import Settings
-from sidecar.http import make_client
-from sidecar.layout import HomeLayout
+from sidecar.core.manager import Manager
 from sidecar.logs import setup_logging
-from sidecar.manager import Manager
-from sidecar.network import Network
-from sidecar.rpc.methods import build_fast_methods, build_methods
-from sidecar.rpc.news import publish_availability
-from sidecar.rpc.server import FastLane, RpcServer
+from sidecar.rpc.methods import build_methods
+from sidecar.rpc.server import RpcServer
 from sidecar.rpc.stdio import LineWriter, StdinReader, claim_stdout
+from sidecar.store.layout import HomeLayout
+from sidecar.transfer.client import TransferClient
+from sidecar.transfer.http import make_client
+from sidecar.transfer.network import Network
 from sidecar.watchdog import watch_parent
 
 log = logging.getLogger(__name__)
@@ -46,27 +46,27 @@ async def run(settings: Settings) -> None:
     writer = LineWriter(claim_stdout())
     stop = anyio.Event()
     network = Network(settings.proxy, settings.ca_bundle, settings.max_connections_per_host)
+    transfer = TransferClient(settings)
     async with make_client(settings, network) as client, anyio.create_task_group() as group:
         server: RpcServer
-        manager = Manager(settings, client, network, notify=lambda m, p: server.notify(m, p))
+        manager = Manager(
+            settings, client, network, transfer, notify=lambda m, p: server.notify(m, p)
+        )
         server = RpcServer(writer, build_methods(manager, stop.set))
-        fast_lane = FastLane(build_fast_methods(manager))
-        reader = StdinReader(sys.stdin.fileno(), settings.max_line_bytes, fast_lane, writer)
+        reader = StdinReader(sys.stdin.fileno(), settings.max_line_bytes)
 
         async def serve_stdin() -> None:
             async with anyio.create_task_group() as stdin:
-                await stdin.start(writer.run_answer_writer)
                 await stdin.start(reader.run)
                 await server.serve(reader.lines())
                 stdin.cancel_scope.cancel()
             log.info("stdin closed: shutting down")
             stop.set()
 
+        await group.start(transfer.serve)
         await group.start(manager.serve)
         group.start_soon(serve_stdin)
-        if settings.front_pid is not None:
-            group.start_soon(publish_availability, writer, manager.library)
-        group.start_soon(watch_parent, settings.front_pid or settings.parent_pid, stop.set)
+        group.start_soon(watch_parent, settings.parent_pid, stop.set)
         group.start_soon(_on_signals, stop)
         await stop.wait()
         await server.drain(SHUTDOWN_ANSWER_TIMEOUT)

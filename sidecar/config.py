@@ -31,7 +31,6 @@ class Settings:
     lock_timeout_ms: int = 30 * 60 * 1000
     lock_refresh: float = 10.0
     parent_pid: int | None = None
-    front_pid: int | None = None  # set in the engine: the front process that started it
     log_level: str = "INFO"
     max_line_bytes: int = 16 * 1024 * 1024
     proxy: str | None = field(default=None, repr=False)  # None: the environment decides
@@ -157,7 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log level for stderr and the log file (env MODEL_MANAGER_LOG_LEVEL)",
     )
-    parser.add_argument("--engine-for", type=int, default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -182,7 +180,6 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         lock_timeout_ms=lock_timeout_ms,
         lock_refresh=max(0.05, min(10.0, lock_timeout_ms / 3000)),
         parent_pid=args.parent_pid,
-        front_pid=args.engine_for,
         log_level=args.log_level,
         proxy=args.proxy or None,
         ca_bundle=Path(args.ca_bundle).expanduser().resolve() if args.ca_bundle else None,

@@ -18,7 +18,7 @@
                                        a file where a folder belongs, a folder gone
 
 Lower-level errors (httpx, OSError) are translated at the boundaries in
-``sidecar.http`` and ``sidecar.diskspace``; the RPC layer turns these into
+``sidecar.transfer.http`` and ``sidecar.store.diskspace``; the RPC layer turns these into
 JSON-RPC error objects, so nothing below it knows about JSON-RPC.
 """
 

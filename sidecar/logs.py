@@ -8,9 +8,9 @@ import logging.handlers
 import sys
 from pathlib import Path
 
-from sidecar.homefs import HomeFS
-from sidecar.layout import HomeLayout
 from sidecar.redact import redact_text
+from sidecar.store.homefs import HomeFS
+from sidecar.store.layout import HomeLayout
 
 FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
 

@@ -98,7 +98,7 @@ def portable_keys(path: str) -> tuple[tuple[str, str], tuple[str, str]]:
 
 class _Lenient(BaseModel):
     # Unknown fields are ignored so a newer repository does not break older clients.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class CatalogFile(_Lenient):

@@ -15,7 +15,10 @@ from sidecar.redact import redact_url
 
 
 class WireModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    # defer_build: a schema is built when a model is first used, not at import (start-up).
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", defer_build=True
+    )
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
@@ -23,7 +26,9 @@ class WireModel(BaseModel):
 
 class LenientWireModel(WireModel):
     # On-disk documents tolerate fields from newer versions (forward compatibility).
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", defer_build=True
+    )
 
 
 class TaskState(StrEnum):
@@ -155,7 +160,9 @@ class InfoResult(WireModel):
     version: str
     protocol_version: int
     pid: int  # the process the app started: the one to signal
-    engine_pid: int  # its engine, which downloads and holds the locks
+    worker_pid: int | None = Field(
+        description="the transfer worker moving file bodies; null until the first download"
+    )
     home: str
     repositories: list[str]
 
@@ -263,7 +270,9 @@ class ModelsChanged(WireModel):
 class ErrorData(WireModel):
     """``data`` of every sidecar error response; MODEL_NOT_AVAILABLE adds its fields."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", defer_build=True
+    )
     code: str
     model_id: str | None = None
     version: str | None = None

@@ -1,74 +1,30 @@
 // The client the Electron main process owns: one supervised sidecar for the whole app,
 // one typed method per sidecar method, typed events for its notifications. Events
 // live on the client, not on a child process, so subscribers keep their streams
-// across restarts.
+// across restarts. A new process counts as running only once it answered the
+// handshake (getInfo) with the protocol version this bridge speaks.
 import { Emitter, type Listener } from './events.js';
-import { ClientDisposedError, RequestTimeoutError, SidecarBrokenError, type ModelManagerError } from './errors.js';
+import {
+  ClientDisposedError,
+  ProtocolMismatchError,
+  RequestTimeoutError,
+  SidecarBrokenError,
+  SidecarExitedError,
+  type ModelManagerError,
+} from './errors.js';
+import { ProxySync, type NetworkState } from './network.js';
+import { consoleLogger, sidecarCommand, type CallOptions, type Logger, type ModelManagerOptions } from './options.js';
+import { PROTOCOL_VERSION } from './protocol.js';
 import { RpcPeer } from './rpc.js';
-import { SidecarProcess, type ExitInfo, type SidecarCommand, type StopTimings } from './sidecar-process.js';
-import { DEFAULT_RESTART_POLICY, RestartBudget, type RestartPolicy } from './supervisor.js';
+import { SidecarProcess, type SidecarCommand, type StopTimings } from './sidecar-process.js';
+import type { ClientEvents, ClientState, ExitInfo, StatusEvent } from './status.js';
+import { DEFAULT_RESTART_POLICY, RestartBudget } from './supervisor.js';
 import { NOTIFICATION_NAMES, type MethodName, type Methods, type Notifications } from './types.js';
 import * as T from './types.js';
 
-export type ClientState = 'running' | 'restarting' | 'broken' | 'stopping' | 'stopped';
+export { consoleLogger, sidecarCommand, type CallOptions, type Logger, type ModelManagerOptions };
 
-export interface StatusEvent {
-  state: ClientState;
-  pid: number | null;
-  /** Restarts since the client was created. */
-  restarts: number;
-  /** How the last process ended (restarting, broken). */
-  exit?: ExitInfo;
-  /** When restarting: the backoff before the next start. */
-  delayMs?: number;
-}
-
-export interface ClientEvents extends Notifications {
-  status: StatusEvent;
-  /** Every notification, including ones this version of the bridge does not know. */
-  notification: { method: string; params: unknown };
-}
-
-export interface Logger {
-  debug(message: string): void;
-  info(message: string): void;
-  warn(message: string): void;
-  error(message: string): void;
-}
-
-export interface CallOptions {
-  timeoutMs?: number;
-}
-
-export interface ModelManagerOptions {
-  /** Python interpreter that runs `-m sidecar` (default: $MODEL_MANAGER_PYTHON, else python3/python). */
-  python?: string;
-  /** A different executable (a frozen sidecar binary); replaces `python -m sidecar`. */
-  command?: string;
-  /** Arguments for `command`, or instead of `-m sidecar` for `python`. */
-  args?: string[];
-  /** Appended flags, e.g. ['--stall-timeout', '5']. */
-  extraArgs?: string[];
-  /** Added to (or, with inheritEnv false, instead of) process.env; undefined unsets. */
-  env?: Record<string, string | undefined>;
-  inheritEnv?: boolean;
-  cwd?: string;
-  /** MODEL_MANAGER_HOME, MODEL_MANAGER_REPOSITORY, MODEL_MANAGER_SCHEDULER, MODEL_MANAGER_TOKEN. */
-  home?: string;
-  repository?: string | string[];
-  scheduler?: string;
-  token?: string;
-  /** Default request timeout; per-method overrides in methodTimeoutsMs. */
-  requestTimeoutMs?: number;
-  methodTimeoutsMs?: Partial<Record<MethodName, number>>;
-  restart?: Partial<RestartPolicy>;
-  /** dispose(): wait this long for the answer to `shutdown` … */
-  shutdownTimeoutMs?: number;
-  /** … then close stdin and wait graceMs, SIGTERM and wait termMs, then SIGKILL. */
-  stop?: Partial<StopTimings>;
-  logger?: Logger;
-  maxLineBytes?: number;
-}
+export type { ClientEvents, ClientState, ExitInfo, StatusEvent };
 
 // verify re-hashes every file; listModels/install may walk several mirrors.
 const DEFAULT_METHOD_TIMEOUTS: Partial<Record<MethodName, number>> = {
@@ -78,6 +34,11 @@ const DEFAULT_METHOD_TIMEOUTS: Partial<Record<MethodName, number>> = {
   listModels: 120_000,
   remove: 120_000,
 };
+
+// Reads that change nothing: a call caught by a crash is sent once more to the restarted
+// sidecar, within its own timeout. Everything else may have happened already, so the
+// caller gets SidecarExitedError and decides.
+const RETRY_ACROSS_RESTART = new Set<string>(['getInfo', 'getModelPath', 'listModels', 'getTask', 'listTasks', 'ranking']);
 
 type Params<M extends MethodName> = Methods[M]['params'];
 type Result<M extends MethodName> = Methods[M]['result'];
@@ -89,35 +50,6 @@ export type ModelManagerApi = {
     ? (params?: Params<M>, options?: CallOptions) => Promise<Result<M>>
     : (params: Params<M>, options?: CallOptions) => Promise<Result<M>>;
 };
-
-export const consoleLogger: Logger = {
-  debug: (m) => console.debug(`[model-manager] ${m}`),
-  info: (m) => console.info(`[model-manager] ${m}`),
-  warn: (m) => console.warn(`[model-manager] ${m}`),
-  error: (m) => console.error(`[model-manager] ${m}`),
-};
-
-export function sidecarCommand(options: ModelManagerOptions): SidecarCommand {
-  const env: NodeJS.ProcessEnv = {
-    ...(options.inheritEnv === false ? {} : process.env),
-    PYTHONUNBUFFERED: '1', // stderr log lines arrive as they are written
-    PYTHONIOENCODING: 'utf-8',
-    ...options.env,
-  };
-  if (options.home !== undefined) env.MODEL_MANAGER_HOME = options.home;
-  if (options.repository !== undefined) {
-    env.MODEL_MANAGER_REPOSITORY = [options.repository].flat().join(',');
-  }
-  if (options.scheduler !== undefined) env.MODEL_MANAGER_SCHEDULER = options.scheduler;
-  if (options.token !== undefined) env.MODEL_MANAGER_TOKEN = options.token;
-  const command =
-    options.command ??
-    options.python ??
-    process.env.MODEL_MANAGER_PYTHON ??
-    (process.platform === 'win32' ? 'python' : 'python3');
-  const args = options.args ?? (options.command ? [] : ['-m', 'sidecar']);
-  return { command, args: [...args, ...(options.extraArgs ?? [])], env, cwd: options.cwd };
-}
 
 interface Waiter {
   resolve(proc: SidecarProcess): void;
@@ -131,13 +63,18 @@ export class ModelManagerClient implements ModelManagerApi {
   private readonly logger: Logger;
   private readonly budget: RestartBudget;
   private readonly stopTimings: StopTimings;
+  private readonly network: ProxySync | null;
   private proc: SidecarProcess | null = null;
+  private procArgs: readonly string[] = [];
   private waiters = new Set<Waiter>();
   private restartTimer: NodeJS.Timeout | null = null;
   private disposing: Promise<void> | null = null;
   private _state: ClientState = 'stopped';
   private _restarts = 0;
+  private _info: T.GetInfoResult | null = null;
+  private brokenBy: ModelManagerError | null = null;
   private lastExit: ExitInfo | undefined;
+  private launching = 0;
   // If the app exits without dispose(), still stop the sidecar (it saves its state on SIGTERM).
   private readonly exitHook = () => this.proc?.kill('SIGTERM');
 
@@ -158,19 +95,34 @@ export class ModelManagerClient implements ModelManagerApi {
       malformed: (reason, line) =>
         this.logger.warn(`ignored a line from the sidecar (${reason}): ${line.slice(0, 200)}`),
     });
+    const network = options.network;
+    const firstRepository = [options.repository ?? this.command.env.MODEL_MANAGER_REPOSITORY ?? []].flat().join(',').split(',')[0];
+    this.network = network
+      ? new ProxySync(network, network.url ?? (firstRepository || undefined), {
+          setNetwork: (params) => this.setNetwork(params),
+          env: this.command.env,
+          logger: this.logger,
+        })
+      : null;
   }
 
-  /** Spawn the sidecar. createModelManager() calls this for you. */
+  /** Spawn the sidecar (after resolving the system proxy, when `network` is set). createModelManager() calls this. */
   start(): this {
     if (this.disposing) throw new ClientDisposedError('the client was disposed');
-    if (this.proc || this.restartTimer) return this;
+    if (this.proc || this.restartTimer || this.launching) return this;
     this.budget.reset();
-    this.spawn();
+    this.brokenBy = null;
+    this.launch();
     return this;
   }
 
   get state(): ClientState {
     return this._state;
+  }
+
+  /** The current status, as the last `status` event said it (for a store created late). */
+  getStatus(): StatusEvent {
+    return this.statusEvent();
   }
 
   get pid(): number | null {
@@ -179,6 +131,16 @@ export class ModelManagerClient implements ModelManagerApi {
 
   get restarts(): number {
     return this._restarts;
+  }
+
+  /** The running sidecar's getInfo answer from its handshake (null before the first one). */
+  get info(): T.GetInfoResult | null {
+    return this._info;
+  }
+
+  /** What the system proxy resolved to and what the sidecar uses (null without `network`). */
+  get networkState(): NetworkState | null {
+    return this.network?.snapshot ?? null;
   }
 
   on<E extends keyof ClientEvents>(event: E, listener: Listener<ClientEvents[E]>): () => void {
@@ -191,16 +153,7 @@ export class ModelManagerClient implements ModelManagerApi {
 
   /** Call any sidecar method by name (the typed methods below all come here). */
   async call<M extends MethodName>(method: M, params?: Params<M>, options: CallOptions = {}): Promise<Result<M>> {
-    const timeoutMs =
-      options.timeoutMs ??
-      this.options.methodTimeoutsMs?.[method] ??
-      DEFAULT_METHOD_TIMEOUTS[method] ??
-      this.options.requestTimeoutMs ??
-      30_000;
-    const started = performance.now();
-    await this.whenRunning(method, timeoutMs);
-    const left = Math.max(1, Math.ceil(timeoutMs - (performance.now() - started)));
-    return this.rpc.request(method, params, left);
+    return this.request(method, params, options) as Promise<Result<M>>;
   }
 
   getInfo(params?: T.GetInfoParams, options?: CallOptions) {
@@ -246,9 +199,20 @@ export class ModelManagerClient implements ModelManagerApi {
   setLimits(params?: T.SetLimitsParams, options?: CallOptions) {
     return this.call('setLimits', params, options);
   }
+  /** Set the sidecar's proxy at run time (with `network`, the client does this itself):
+   * a proxy URL, `"direct"`, or null for the sidecar's environment. An older sidecar
+   * rejects it with ProtocolError, rpcCode -32601. */
+  setNetwork(params: T.SetNetworkParams, options?: CallOptions): Promise<T.SetNetworkResult> {
+    return this.call('setNetwork', params, options);
+  }
   /** Asks the sidecar to stop. It is then restarted like after a crash; to end it, use dispose(). */
   shutdown(params?: T.ShutdownParams, options?: CallOptions) {
     return this.call('shutdown', params, options);
+  }
+
+  /** Ask the system proxy again now (e.g. after session.setProxy or a network change) and pass it on. */
+  async refreshNetwork(): Promise<NetworkState | null> {
+    return this.network ? this.network.refresh() : null;
   }
 
   /** Graceful stop: `shutdown`, then stdin EOF, then SIGTERM, then SIGKILL. Idempotent. */
@@ -257,8 +221,30 @@ export class ModelManagerClient implements ModelManagerApi {
     return this.disposing;
   }
 
+  private async request(method: string, params: unknown, options: CallOptions): Promise<unknown> {
+    const timeoutMs =
+      options.timeoutMs ??
+      this.options.methodTimeoutsMs?.[method as MethodName] ??
+      DEFAULT_METHOD_TIMEOUTS[method as MethodName] ??
+      this.options.requestTimeoutMs ??
+      30_000;
+    const deadline = performance.now() + timeoutMs;
+    const left = () => Math.max(1, Math.ceil(deadline - performance.now()));
+    for (let attempt = 0; ; attempt++) {
+      await this.whenRunning(method, left());
+      try {
+        return await this.rpc.request(method as MethodName, params as never, left());
+      } catch (error) {
+        const retry = attempt === 0 && error instanceof SidecarExitedError && RETRY_ACROSS_RESTART.has(method) && deadline - performance.now() > 1;
+        if (!retry) throw error;
+        this.logger.debug(`${method} was pending when the sidecar exited; asking the restarted one`);
+      }
+    }
+  }
+
   private async stopAll(): Promise<void> {
     this.setState('stopping');
+    this.network?.stop();
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
     this.rejectWaiters(new ClientDisposedError('the client was disposed'));
@@ -274,9 +260,24 @@ export class ModelManagerClient implements ModelManagerApi {
     this.events.clear();
   }
 
+  /** First start: resolve the system proxy (bounded) so the sidecar starts with it. */
+  private launch(): void {
+    this.setState('starting');
+    if (!this.network) return this.spawn();
+    this.launching += 1;
+    void this.network.resolve().finally(() => {
+      this.launching -= 1;
+      if (this._state !== 'starting') return; // disposed meanwhile
+      this.spawn();
+      this.network?.startPolling();
+    });
+  }
+
   private spawn(): void {
+    this.procArgs = this.network?.startArgs() ?? [];
+    const command = { ...this.command, args: [...this.command.args, ...this.procArgs] };
     const proc = new SidecarProcess(
-      this.command,
+      command,
       {
         line: (text) => this.rpc.handleLine(text),
         overlong: (bytes) => this.logger.warn(`dropped an overlong line from the sidecar (${bytes} bytes)`),
@@ -285,29 +286,60 @@ export class ModelManagerClient implements ModelManagerApi {
       this.options.maxLineBytes,
     );
     this.proc = proc;
-    if (this.listenerCountOnExit() === 0) process.on('exit', this.exitHook);
+    if (!process.listeners('exit').includes(this.exitHook)) process.on('exit', this.exitHook);
     void proc.exited.then((info) => this.onExit(proc, info));
+    if (this._state !== 'starting') this.setState('starting');
+    void this.handshake(proc);
+  }
+
+  private async handshake(proc: SidecarProcess): Promise<void> {
+    let info: T.GetInfoResult;
+    try {
+      info = await this.rpc.request('getInfo', {}, this.options.handshakeTimeoutMs ?? 30_000);
+    } catch (error) {
+      if (this.proc !== proc || error instanceof SidecarExitedError) return; // onExit handles it
+      // Alive but not answering the protocol: count it as a crash (onExit restarts it).
+      this.logger.error(`the sidecar did not answer its handshake: ${error instanceof Error ? error.message : String(error)}`);
+      proc.kill('SIGKILL');
+      return;
+    }
+    if (this.proc !== proc) return;
+    if (info.protocolVersion !== PROTOCOL_VERSION) {
+      const error = new ProtocolMismatchError(
+        `the sidecar (version ${info.version}) speaks protocol ${info.protocolVersion}, but this app's ` +
+          `@model-manager/electron-bridge speaks protocol ${PROTOCOL_VERSION}: install a matching sidecar`,
+        { expected: PROTOCOL_VERSION, actual: info.protocolVersion, sidecarVersion: info.version },
+      );
+      this.logger.error(error.message);
+      this.proc = null; // restarting would start the same program again
+      void proc.stop(this.stopTimings);
+      this.fail(error);
+      return;
+    }
+    this._info = info;
     this.setState('running');
     for (const waiter of this.waiters) waiter.resolve(proc);
     this.waiters.clear();
-  }
-
-  private listenerCountOnExit(): number {
-    return process.listeners('exit').filter((l) => l === this.exitHook).length;
+    void this.network?.afterStart(this.procArgs);
   }
 
   private onExit(proc: SidecarProcess, info: ExitInfo): void {
     if (this.proc !== proc) return;
+    const wasStarting = this._state === 'starting';
     this.proc = null;
     this.lastExit = info;
     const how = info.error ? info.error.message : `code ${info.code}, signal ${info.signal}`;
     if (this._state === 'stopping' || this._state === 'stopped') return;
     this.rpc.rejectAll('exited', `the sidecar exited (${how})`);
+    if (wasStarting && this.procArgs.includes('--proxy') && proc.stderrTail.some((l) => /unrecognized arguments:.*--proxy/.test(l))) {
+      this.network?.flagRefused(); // an older sidecar: start it again without the flag, not a crash
+      this.spawn();
+      return;
+    }
     const delay = this.budget.crashed(Date.now());
     if (delay === null) {
       this.logger.error(`the sidecar keeps exiting (${how}); giving up until start() is called again`);
-      this.rejectWaiters(new SidecarBrokenError(`the sidecar keeps exiting (${how})`, { exit: info }));
-      this.setState('broken');
+      this.fail(new SidecarBrokenError(`the sidecar keeps exiting (${how})`, { exit: info }));
       return;
     }
     this.logger.warn(`the sidecar exited (${how}); restarting in ${delay} ms`);
@@ -320,13 +352,20 @@ export class ModelManagerClient implements ModelManagerApi {
     }, delay);
   }
 
+  private fail(error: ModelManagerError): void {
+    this.brokenBy = error;
+    this.rpc.rejectAll('broken', error.message);
+    this.rejectWaiters(error);
+    this.setState('broken');
+  }
+
   private whenRunning(method: string, timeoutMs: number): Promise<SidecarProcess> {
-    if (this.proc?.running) return Promise.resolve(this.proc);
-    if (this._state === 'broken') return Promise.reject(new SidecarBrokenError('the sidecar is broken'));
+    if (this._state === 'running' && this.proc?.running) return Promise.resolve(this.proc);
+    if (this._state === 'broken') return Promise.reject(this.brokenBy ?? new SidecarBrokenError('the sidecar is broken'));
     if (this._state === 'stopping' || this._state === 'stopped') {
       return Promise.reject(new ClientDisposedError(this.disposing ? 'the client was disposed' : 'the client is not started'));
     }
-    // Restarting: wait for the next process, within the request's own timeout.
+    // Starting or restarting: wait for a process that answered its handshake, within the request's own timeout.
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.delete(waiter);
@@ -356,12 +395,17 @@ export class ModelManagerClient implements ModelManagerApi {
     }
   }
 
+  private statusEvent(delayMs?: number): StatusEvent {
+    const event: StatusEvent = { state: this._state, pid: this.pid, restarts: this._restarts };
+    if (this._state !== 'running' && this.lastExit) event.exit = this.lastExit;
+    if (delayMs !== undefined) event.delayMs = delayMs;
+    if (this._state === 'broken' && this.brokenBy) event.error = { code: this.brokenBy.code, message: this.brokenBy.message };
+    return event;
+  }
+
   private setState(state: ClientState, delayMs?: number): void {
     this._state = state;
-    const event: StatusEvent = { state, pid: this.pid, restarts: this._restarts };
-    if (state !== 'running' && this.lastExit) event.exit = this.lastExit;
-    if (delayMs !== undefined) event.delayMs = delayMs;
-    this.events.emit('status', event);
+    this.events.emit('status', this.statusEvent(delayMs));
   }
 }
 

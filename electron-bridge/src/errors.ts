@@ -67,7 +67,11 @@ export class UnsafeManifestError extends sidecarError('UNSAFE_MANIFEST') {}
 export class InvalidStateError extends sidecarError('INVALID_STATE') {}
 export class SchedulerUnavailableError extends sidecarError('SCHEDULER_UNAVAILABLE') {}
 export class NetworkError extends sidecarError('NETWORK_ERROR') {}
+/** A host's TLS certificate did not verify; `data.host` names it. */
+export class TlsError extends sidecarError('TLS_ERROR') {}
+/** The home (or a folder in it) is not writable by this user; `data.path` names it. */
 export class PermissionDeniedError extends sidecarError('PERMISSION_DENIED') {}
+/** The home is damaged where the sidecar must write (a link, a file for a folder). */
 export class HomeUnavailableError extends sidecarError('HOME_UNAVAILABLE') {}
 
 // `satisfies` makes tsc fail when schemas/errors.json gains a name without a class.
@@ -83,6 +87,7 @@ const SIDECAR_ERRORS = {
   INVALID_STATE: InvalidStateError,
   SCHEDULER_UNAVAILABLE: SchedulerUnavailableError,
   NETWORK_ERROR: NetworkError,
+  TLS_ERROR: TlsError,
   PERMISSION_DENIED: PermissionDeniedError,
   HOME_UNAVAILABLE: HomeUnavailableError,
 } as const satisfies Record<ErrorName, ErrorClass>;
@@ -119,6 +124,12 @@ export class ProtocolError extends ModelManagerError {
     super('PROTOCOL_ERROR', message, data, rpcCode);
   }
 }
+/** The sidecar speaks another protocol version than this bridge was built for. */
+export class ProtocolMismatchError extends ModelManagerError {
+  constructor(message: string, data?: unknown) {
+    super('PROTOCOL_MISMATCH', message, data);
+  }
+}
 /** IPC: the calling frame is not one the app trusts. */
 export class ForbiddenSenderError extends ModelManagerError {
   constructor(message: string, data?: unknown) {
@@ -132,6 +143,7 @@ const BRIDGE_ERRORS: Record<string, ErrorClass> = {
   SIDECAR_BROKEN: SidecarBrokenError,
   CLIENT_DISPOSED: ClientDisposedError,
   PROTOCOL_ERROR: ProtocolError,
+  PROTOCOL_MISMATCH: ProtocolMismatchError,
   FORBIDDEN_SENDER: ForbiddenSenderError,
 };
 

@@ -14,6 +14,8 @@ export {
   type ModelManagerOptions,
   type StatusEvent,
 } from './client.js';
+export { PROTOCOL_VERSION } from './protocol.js';
+export { proxyFromPac, redactProxy, type NetworkOptions, type NetworkState, type ProxySetting } from './network.js';
 export { DEFAULT_RESTART_POLICY, restartDelay, type RestartPolicy } from './supervisor.js';
 export type { ExitInfo, StopTimings } from './sidecar-process.js';
 export { ModelStore, createModelStore, type StoreSnapshot, type StoreSource, type StoreEvents, type StoreOptions } from './store.js';
@@ -21,6 +23,7 @@ export { envelope, unwrap, type Envelope } from './envelope.js';
 export {
   registerIpcHandlers,
   originTrust,
+  schemeHost,
   type IpcOptions,
   type IpcClient,
   type IpcMainLike,

@@ -2,7 +2,7 @@
 // resolve with results or throw the typed ModelManagerError rebuilt from the envelope,
 // plus the store and the error classes.
 import { unwrap } from './envelope.js';
-import type { ClientEvents } from './client.js';
+import type { ClientEvents, StatusEvent } from './status.js';
 import type { BridgeEventName, ModelManagerBridge } from './electron/preload.js';
 import type { RendererMethod } from './electron/channels.js';
 import type { StoreSnapshot } from './store.js';
@@ -20,6 +20,8 @@ export type RendererClient = {
   on<E extends BridgeEventName>(event: E, listener: (payload: ClientEvents[E]) => void): () => void;
   /** The main process's store snapshot (needs registerIpcHandlers(..., { store })). */
   snapshot(): Promise<StoreSnapshot>;
+  /** The sidecar's status now (restarting, broken, ...). */
+  getStatus(): Promise<StatusEvent>;
 };
 
 export function connectRenderer(bridge: ModelManagerBridge): RendererClient {
@@ -33,6 +35,7 @@ export function connectRenderer(bridge: ModelManagerBridge): RendererClient {
     call,
     on: (event, listener) => bridge.on(event, listener),
     snapshot: async () => unwrap(await bridge.invoke('snapshot')),
+    getStatus: async () => unwrap(await bridge.invoke('status')),
     getInfo: method('getInfo'),
     getModelPath: method('getModelPath') as RendererClient['getModelPath'],
     install: method('install') as RendererClient['install'],
@@ -54,4 +57,5 @@ export { ModelStore, createModelStore, type StoreSnapshot, type StoreSource, typ
 export * from './errors.js';
 export { unwrap, type Envelope } from './envelope.js';
 export type { ModelManagerBridge } from './electron/preload.js';
+export type { StatusEvent, ClientState, ExitInfo } from './status.js';
 export type * from './types.js';

@@ -5,19 +5,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LineSplitter } from './lines.js';
+import type { ExitInfo } from './status.js';
+
+export type { ExitInfo };
 
 export interface SidecarCommand {
   command: string;
   args: readonly string[];
   env: NodeJS.ProcessEnv;
   cwd?: string | undefined;
-}
-
-export interface ExitInfo {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  /** Set when the process could not be started at all (e.g. ENOENT). */
-  error?: Error;
 }
 
 export interface ProcessHandlers {
@@ -41,6 +37,8 @@ export class SidecarProcess {
   readonly child: ChildProcess;
   readonly exited: Promise<ExitInfo>;
   readonly startedAt = Date.now();
+  /** The last stderr lines, to explain an exit (an older sidecar refusing a flag). */
+  readonly stderrTail: string[] = [];
   private done = false;
 
   constructor(command: SidecarCommand, handlers: ProcessHandlers, maxLineBytes?: number) {
@@ -51,7 +49,11 @@ export class SidecarProcess {
       windowsHide: true,
     });
     const stdout = new LineSplitter(handlers, maxLineBytes);
-    const stderr = new LineSplitter({ line: handlers.stderr, overlong: () => handlers.stderr('[overlong stderr line dropped]') }, 64 * 1024);
+    const onStderr = (text: string) => {
+      if (this.stderrTail.push(text) > 20) this.stderrTail.shift();
+      handlers.stderr(text);
+    };
+    const stderr = new LineSplitter({ line: onStderr, overlong: () => handlers.stderr('[overlong stderr line dropped]') }, 64 * 1024);
     this.child.stdout!.on('data', (chunk: Buffer) => stdout.push(chunk));
     this.child.stdout!.on('end', () => stdout.end());
     this.child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk));

@@ -2,7 +2,7 @@
 // a window opened late renders current progress at once instead of starting from 0%.
 // Works over the main-process client or over the renderer bridge (no Node imports),
 // and fits React's useSyncExternalStore (subscribe + a stable getSnapshot).
-import type { StatusEvent } from './client.js';
+import type { StatusEvent } from './status.js';
 import type { ListModelsResult, ListTasksResult, ModelInfo, ModelsChangedParams, Task } from './types.js';
 
 export interface StoreSnapshot {
@@ -30,6 +30,8 @@ export interface StoreSource {
   on<E extends keyof StoreEvents>(event: E, listener: (payload: StoreEvents[E]) => void): () => void;
   /** Optional: a warm snapshot from another store (the main process's, over IPC). */
   snapshot?(): Promise<StoreSnapshot>;
+  /** Optional: the sidecar's status now, so a store created after the last `status` event still knows it. */
+  getStatus?(): StatusEvent | Promise<StatusEvent>;
 }
 
 export interface StoreOptions {
@@ -49,6 +51,7 @@ export class ModelStore {
   private readonly onError: (error: unknown) => void;
   // Tasks updated by an event while a snapshot load was in flight: the event is newer.
   private touchedDuringLoad: Set<string> | null = null;
+  private statusSeen = false;
 
   constructor(
     private readonly source: StoreSource,
@@ -66,6 +69,7 @@ export class ModelStore {
         this.source.on('task.state', (task) => this.putTask(task)),
         this.source.on('models.changed', (change) => this.applyModelChange(change)),
         this.source.on('status', (status) => {
+          this.statusSeen = true;
           this.update({ status });
           // A restarted sidecar may have moved on (resumed tasks): reload everything.
           if (status.state === 'running' && status.restarts > 0) void this.load();
@@ -92,6 +96,13 @@ export class ModelStore {
   /** Reload tasks and models (e.g. when a page opens, or with refresh: true to re-read the catalog). */
   async load(options: { refresh?: boolean } = {}): Promise<void> {
     this.touchedDuringLoad = new Set();
+    if (!this.statusSeen && this.source.getStatus) {
+      // The client may have announced its status before this store subscribed.
+      const status = await Promise.resolve()
+        .then(() => this.source.getStatus?.())
+        .catch(() => undefined);
+      if (status && !this.statusSeen) this.update({ status });
+    }
     try {
       const warm = !options.refresh && this.source.snapshot ? await this.source.snapshot().catch(() => null) : null;
       const [tasks, models] = warm
@@ -102,7 +113,7 @@ export class ModelStore {
           ]);
       const merged: Record<string, Task> = { ...this.snapshot.tasks };
       for (const task of tasks) if (!this.touchedDuringLoad.has(task.taskId)) merged[task.taskId] = task;
-      this.update({ tasks: merged, models: models.models, modelsStale: models.stale, ...(warm?.status ? { status: warm.status } : {}) });
+      this.update({ tasks: merged, models: models.models, modelsStale: models.stale, ...(warm?.status && !this.statusSeen ? { status: warm.status } : {}) });
     } catch (error) {
       this.onError(error);
     } finally {

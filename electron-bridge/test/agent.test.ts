@@ -19,26 +19,29 @@ test('missing model: reported to the scheduler and the job rejected well under 3
   await client.getInfo(); // the app starts the sidecar long before jobs arrive
   const reporter = createSchedulerReporter({ schedulerUrl: scheduler.url, nodeId: 'node-7' });
 
+  // The first jobs warm the keep-alive connection and the code paths; the figure is over the rest.
+  const WARM = 5;
+  const JOBS = 50;
   const timings: number[] = [];
-  for (let i = 0; i < 20; i++) {
+  for (let i = 0; i < WARM + JOBS; i++) {
     const started = performance.now();
     const error = await requireModelForJob({ jobId: `job-${i}`, modelId: 'whisper-large-v3-zh', modelVersion: '1.0.0' }, client, reporter).catch(
       (e: unknown) => e,
     );
-    timings.push(performance.now() - started);
+    if (i >= WARM) timings.push(performance.now() - started);
     assert.ok(error instanceof JobRejectedError, String(error));
     assert.ok(error instanceof ModelNotAvailableError);
     assert.equal(error.reported, true, String(error.reportError));
     assert.equal(error.reason, 'not_installed');
     assert.equal(error.jobId, `job-${i}`);
   }
-  assert.equal(scheduler.events.length, 20);
+  assert.equal(scheduler.events.length, WARM + JOBS);
   assert.deepEqual(scheduler.events[0], {
     model_id: 'whisper-large-v3-zh', kind: 'MODEL_NOT_AVAILABLE', version: '1.0.0', reason: 'not_installed', job_id: 'job-0', node_id: 'node-7',
   });
   const median = percentile(timings, 0.5);
   const worst = Math.max(...timings);
-  t.diagnostic(`node-agent round trip for a missing model (getModelPath → MODEL_NOT_AVAILABLE → POST report → rejected): median ${median.toFixed(1)} ms, p95 ${percentile(timings, 0.95).toFixed(1)} ms, max ${worst.toFixed(1)} ms over ${timings.length} jobs (first: ${timings[0]!.toFixed(1)} ms)`);
+  t.diagnostic(`node-agent round trip for a missing model (getModelPath → MODEL_NOT_AVAILABLE → POST report → rejected): median ${median.toFixed(1)} ms, p95 ${percentile(timings, 0.95).toFixed(1)} ms, max ${worst.toFixed(1)} ms over ${timings.length} jobs after ${WARM} warm-up jobs (target: median under 10 ms)`);
   assert.ok(worst < 300, `max ${worst} ms`);
 });
 

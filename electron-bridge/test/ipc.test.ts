@@ -13,6 +13,7 @@ import {
   ProtocolError,
   RENDERER_METHODS,
   invokeChannel,
+  originTrust,
   registerIpcHandlers,
   type ClientEvents,
   type IpcClient,
@@ -21,7 +22,8 @@ import {
 import { FakeContextBridge, FakeIpcMain, FakeIpcRenderer, FakeWebContentsModule } from './helpers/electron-fakes.js';
 import { realClient } from './helpers/sidecar.js';
 
-const APP = 'file:///opt/app/resources/app.asar/index.html';
+const APP = 'app://bundle/index.html';
+const TRUSTED = ['app://bundle'];
 
 /** A client stand-in: records calls, emits events on demand. */
 function stubClient() {
@@ -49,22 +51,40 @@ test('one handler per method on the fixed prefix (shutdown is not exposed); the 
   const client = stubClient();
   const off = registerIpcHandlers(ipcMain, client, { webContents: new FakeWebContentsModule() });
   assert.deepEqual([...ipcMain.handlers.keys()].sort(), RENDERER_METHODS.map(invokeChannel).sort());
-  assert.equal(RENDERER_METHODS.length, METHOD_NAMES.length - 1);
+  assert.equal(RENDERER_METHODS.length, METHOD_NAMES.filter((m) => !['shutdown', 'setNetwork'].includes(m)).length);
   assert.ok(!ipcMain.handlers.has('model-manager:shutdown'));
+  assert.ok(!ipcMain.handlers.has('model-manager:setNetwork'), 'the proxy belongs to the main process');
   assert.equal(client.events.listenerCount('task.progress'), 1);
   off();
   assert.equal(ipcMain.handlers.size, 0);
   assert.equal(client.events.listenerCount('task.progress'), 0);
 });
 
+test('trust is by exact scheme and host: custom schemes work, file:// only when listed', () => {
+  assert.equal(new URL('app://bundle/x').origin, 'null', 'why URL.origin cannot be used');
+  const trust = originTrust(['app://Bundle', 'http://localhost:5173/']);
+  const ok = (url: string) => trust({ url });
+  assert.equal(ok('app://bundle/index.html#/models'), true);
+  assert.equal(ok('APP://BUNDLE/other.html'), true);
+  assert.equal(ok('http://localhost:5173/page?x=1'), true);
+  for (const url of ['app://bundle.evil/x', 'app://other/', 'file:///opt/app/index.html', 'http://localhost:5174/', 'https://localhost:5173/', 'about:blank', 'data:text/html,x', '']) {
+    assert.equal(ok(url), false, url);
+  }
+  const files = originTrust(['file://']);
+  assert.equal(files({ url: 'file:///opt/app/resources/app.asar/index.html' }), true);
+  assert.equal(files({ url: 'app://bundle/' }), false);
+  assert.throws(() => originTrust(['localhost:5173']), /not scheme:\/\/host/);
+  assert.throws(() => originTrust(['about:blank']), TypeError);
+});
+
 test('handlers answer with envelopes and only for trusted frames', async () => {
   const ipcMain = new FakeIpcMain();
   const client = stubClient();
-  registerIpcHandlers(ipcMain, client, { webContents: new FakeWebContentsModule(), trustedOrigins: ['http://localhost:5173'] });
+  registerIpcHandlers(ipcMain, client, { webContents: new FakeWebContentsModule(), trustedOrigins: ['http://localhost:5173', ...TRUSTED] });
   const channel = invokeChannel('listModels');
   assert.deepEqual(await ipcMain.invoke(APP, channel, { refresh: true }), { ok: true, result: { method: 'listModels' } });
   assert.deepEqual(await ipcMain.invoke('http://localhost:5173/#/models', channel), { ok: true, result: { method: 'listModels' } });
-  for (const url of ['https://evil.example/', 'http://localhost:5174/', 'devtools://devtools/bundled/inspector.html', '', null]) {
+  for (const url of ['https://evil.example/', 'http://localhost:5174/', 'file:///opt/app/index.html', 'app://other/index.html', 'devtools://devtools/bundled/inspector.html', '', null]) {
     const answer = (await ipcMain.invoke(url, channel)) as { ok: boolean; error: { code: string } };
     assert.equal(answer.ok, false, String(url));
     assert.equal(answer.error.code, 'FORBIDDEN_SENDER');
@@ -87,7 +107,7 @@ test('events are broadcast to every trusted, live window — payload only, on on
   closed.destroyed = true;
   const devtools = webContents.open('devtools://devtools/bundled/inspector.html');
   const foreign = webContents.open('https://evil.example/');
-  registerIpcHandlers(ipcMain, client, { webContents });
+  registerIpcHandlers(ipcMain, client, { webContents, trustedOrigins: TRUSTED });
   client.events.emit('task.progress', task(10));
   client.events.emit('models.changed', { modelId: 'm', version: '1', state: 'ready' });
   client.events.emit('status', { state: 'restarting', pid: null, restarts: 0, delayMs: 250 });
@@ -106,7 +126,7 @@ test('preload exposes only invoke and on; listeners get the payload, never the I
   const client = stubClient();
   const webContents = new FakeWebContentsModule();
   const page = webContents.open(APP);
-  registerIpcHandlers(ipcMain, client, { webContents });
+  registerIpcHandlers(ipcMain, client, { webContents, trustedOrigins: TRUSTED });
   const ipcRenderer = new FakeIpcRenderer(ipcMain, page);
   const contextBridge = new FakeContextBridge();
   exposeModelManager(contextBridge, ipcRenderer);
@@ -133,7 +153,7 @@ test('preload exposes only invoke and on; listeners get the payload, never the I
 test('renderer side: results unwrap, errors come back typed (ForbiddenSenderError, ProtocolError)', async () => {
   const ipcMain = new FakeIpcMain();
   const webContents = new FakeWebContentsModule();
-  registerIpcHandlers(ipcMain, stubClient(), { webContents });
+  registerIpcHandlers(ipcMain, stubClient(), { webContents, trustedOrigins: TRUSTED });
   const trusted = connectRenderer(createBridge(new FakeIpcRenderer(ipcMain, webContents.open(APP))));
   assert.deepEqual(await trusted.getTask({ taskId: 'x' }), { method: 'getTask' });
   const evil = connectRenderer(createBridge(new FakeIpcRenderer(ipcMain, webContents.open('https://evil.example/'))));
@@ -145,7 +165,7 @@ test('end to end over IPC on the real sidecar: MODEL_NOT_AVAILABLE arrives as Mo
   const { client } = await realClient(t);
   const ipcMain = new FakeIpcMain();
   const webContents = new FakeWebContentsModule();
-  const off = registerIpcHandlers(ipcMain, client, { webContents });
+  const off = registerIpcHandlers(ipcMain, client, { webContents, trustedOrigins: TRUSTED });
   t.after(off);
   const page = connectRenderer(createBridge(new FakeIpcRenderer(ipcMain, webContents.open(APP))));
   const info = await page.getInfo();

@@ -10,7 +10,7 @@ import { FakeIpcMain, FakeIpcRenderer, FakeWebContentsModule } from './helpers/e
 import { startRepository } from './helpers/repo-server.js';
 import { realClient, waitUntil } from './helpers/sidecar.js';
 
-const APP = 'file:///app/index.html';
+const APP = 'app://bundle/index.html';
 
 test('a window opened mid-download renders current progress at once, then follows live to ready', async (t) => {
   const SIZE = 4_000_000;
@@ -24,7 +24,7 @@ test('a window opened mid-download renders current progress at once, then follow
   t.after(() => mainStore.stop());
   const ipcMain = new FakeIpcMain();
   const webContents = new FakeWebContentsModule();
-  t.after(registerIpcHandlers(ipcMain, client, { webContents, store: mainStore }));
+  t.after(registerIpcHandlers(ipcMain, client, { webContents, store: mainStore, trustedOrigins: ['app://bundle'] }));
 
   const { taskId } = await client.install({ modelId: 'late' });
   assert.ok(taskId);

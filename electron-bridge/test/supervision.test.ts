@@ -55,6 +55,7 @@ test('malformed lines from the child are logged and skipped; answers and notific
 
 test('a request without an answer rejects with RequestTimeoutError', async (t) => {
   const { client } = fakeClient(t, 'silent');
+  await waitUntil(() => client.state === 'running', 5000, 'handshake');
   const started = performance.now();
   const error = await client.getInfo(undefined, { timeoutMs: 150 }).catch((e: unknown) => e);
   const elapsed = performance.now() - started;
@@ -69,15 +70,16 @@ test('pending requests reject with SidecarExitedError when the child dies; it is
   const firstPid = client.pid;
   const statuses: StatusEvent[] = [];
   client.on('status', (s) => statuses.push(s));
-  const error = await client.getInfo().catch((e: unknown) => e);
+  const error = await client.install({ modelId: 'm' }).catch((e: unknown) => e);
   assert.ok(error instanceof SidecarExitedError, String(error));
   assert.match(error.message, /code 3/);
   await waitUntil(() => client.state === 'running' && client.restarts === 1, 5000, 'restart');
   assert.notEqual(client.pid, firstPid);
-  assert.equal(statuses[0]?.state, 'restarting');
-  assert.equal(statuses[0]?.delayMs, 30);
-  assert.equal(statuses[0]?.exit?.code, 3);
-  assert.equal(statuses[1]?.state, 'running');
+  const states = statuses.map((s) => s.state);
+  const at = states.indexOf('restarting');
+  assert.deepEqual(states.slice(at), ['restarting', 'starting', 'running'], 'running only after the handshake');
+  assert.equal(statuses[at]?.delayMs, 30);
+  assert.equal(statuses[at]?.exit?.code, 3);
   assert.ok(logger.has('warn', /exited \(code 3.*restarting in 30 ms/));
 });
 
@@ -125,6 +127,7 @@ test('dispose escalates to SIGTERM and then SIGKILL for a child that ignores bot
 
 test('dispose rejects requests still pending with ClientDisposedError', async (t) => {
   const { client } = fakeClient(t, 'silent', { shutdownTimeoutMs: 50 });
+  await waitUntil(() => client.state === 'running', 5000, 'handshake');
   const pending = client.getInfo(undefined, { timeoutMs: 10_000 });
   await client.dispose();
   await assert.rejects(pending, ClientDisposedError);

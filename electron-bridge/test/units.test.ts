@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { LineSplitter } from '../src/lines.js';
+import { bytes, errorText, eta, statusText } from '../examples/model-library/format.js';
 import { RestartBudget, restartDelay, DEFAULT_RESTART_POLICY } from '../src/supervisor.js';
 import {
   ERROR_CODES,
@@ -81,4 +82,20 @@ test('errors: a payload round trip rebuilds the typed error with its fields', ()
   assert.equal(rebuilt.message, original.message);
   assert.ok(errorFromPayload(toErrorPayload(new RequestTimeoutError('t'))) instanceof RequestTimeoutError);
   assert.deepEqual(toErrorPayload(new TypeError('boom')), { code: 'INTERNAL_ERROR', message: 'boom', data: null });
+});
+
+test('Model Library page: typed errors and service states become sentences the user can act on', () => {
+  assert.equal(
+    errorText({ code: 'MODEL_NOT_AVAILABLE', message: 'x', data: { modelId: 'whisper-small-zh', version: '1.0.0', reason: 'not_installed' } }),
+    'whisper-small-zh 1.0.0 is not installed on this computer yet (not installed).',
+  );
+  assert.match(errorText({ code: 'INSUFFICIENT_DISK_SPACE', message: 'need 4 GB' }, 'Whisper Large 3.0'), /^Not enough disk space to install Whisper Large 3\.0\. Free up space/);
+  assert.match(errorText({ code: 'REPOSITORY_UNAVAILABLE', message: 'x' }), /^The model repository cannot be reached\. Check your network connection or proxy settings/);
+  assert.equal(errorText({ code: 'SOMETHING_NEW', message: 'as the sidecar said' }), 'as the sidecar said');
+  assert.deepEqual(statusText({ state: 'restarting', pid: null, restarts: 1, delayMs: 500 }), { text: 'The model service stopped; restarting in 0.5 s…', alert: true });
+  const broken = statusText({ state: 'broken', pid: null, restarts: 0, error: { code: 'PROTOCOL_MISMATCH', message: 'the sidecar speaks protocol 0' } });
+  assert.equal(broken.alert, true);
+  assert.match(broken.text, /could not be started: the sidecar speaks protocol 0\. Restart the app/);
+  assert.equal(bytes(1_500_000), '1.5 MB');
+  assert.equal(eta(125), '2 min 5 s left');
 });

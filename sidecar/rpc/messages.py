@@ -9,8 +9,6 @@ from typing import Any
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
-# The engine's notification to its front: what getModelPath answers now. Never relayed.
-AVAILABILITY_NEWS = "$/availability"
 
 
 def parse_json(text: str) -> Any:

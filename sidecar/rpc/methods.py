@@ -14,11 +14,11 @@ from jsonrpcserver.exceptions import JsonRpcError
 from pydantic import BaseModel, ValidationError
 
 from sidecar import PROTOCOL_VERSION, __version__
+from sidecar.core.manager import Manager
+from sidecar.core.tasks import UrlSource
 from sidecar.errors import ModelManagerError, UnsafeManifest
-from sidecar.manager import Manager
 from sidecar.manifest import check_safe_name
-from sidecar.network import redact_proxy
-from sidecar.tasks import UrlSource
+from sidecar.transfer.network import redact_proxy
 from sidecar.wire import (
     GetModelPathParams,
     InfoResult,
@@ -64,8 +64,8 @@ def _wire_error(exc: ModelManagerError) -> JsonRpcError:
 def sync_handler(
     params_model: type[P],
 ) -> Callable[[Callable[[P], dict[str, Any]]], SyncHandler]:
-    """For the fast lane: a method that only reads memory, answered on the stdin thread.
-    It returns its result as on the wire."""
+    """A method that only reads memory: a plain function returning its result as on
+    the wire."""
 
     def decorate(function: Callable[[P], dict[str, Any]]) -> SyncHandler:
         def wrapper(**raw: Any) -> Result:
@@ -101,17 +101,6 @@ def handler(params_model: type[P]) -> Callable[[Callable[[P], Awaitable[WireMode
     return decorate
 
 
-def build_fast_methods(manager: Manager) -> dict[str, SyncHandler]:
-    """Methods the stdin thread answers itself. They must only read state that the
-    loop publishes whole (see ``Library.model_path``)."""
-
-    @sync_handler(GetModelPathParams)
-    def get_model_path(p: GetModelPathParams) -> dict[str, Any]:
-        return manager.library.model_path(p.model_id, p.version)
-
-    return {"getModelPath": get_model_path}
-
-
 def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[str, Handler]:
     settings = manager.settings
 
@@ -119,14 +108,16 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
     async def get_info(_: NoParams) -> InfoResult:
         return InfoResult(
             version=__version__, protocol_version=PROTOCOL_VERSION,
-            pid=settings.front_pid or os.getpid(), engine_pid=os.getpid(),
+            pid=os.getpid(), worker_pid=manager.transfer.pid,
             home=str(settings.home), repositories=list(settings.repositories),
         )  # fmt: skip
 
-    fast = build_fast_methods(manager)
+    @sync_handler(GetModelPathParams)
+    def model_path(p: GetModelPathParams) -> dict[str, Any]:
+        return manager.library.model_path(p.model_id, p.version)
 
-    async def get_model_path(**raw: Any) -> Result:  # inside a batch, the loop answers it
-        return fast["getModelPath"](**raw)
+    async def get_model_path(**raw: Any) -> Result:  # memory only: answered on the loop
+        return model_path(**raw)
 
     @handler(InstallParams)
     async def install(p: InstallParams) -> WireModel:
@@ -191,11 +182,12 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
 
     @handler(SetLimitsParams)
     async def set_limits(p: SetLimitsParams) -> WireModel:
-        return manager.runner.set_limits(p)
+        return await manager.runner.set_limits(p)
 
     @handler(SetNetworkParams)
     async def set_network(p: SetNetworkParams) -> WireModel:
         manager.network.set_proxy(p.proxy)
+        await manager.transfer.set_proxy(p.proxy)
         return NetworkResult(proxy=redact_proxy(manager.network.proxy))
 
     @handler(NoParams)

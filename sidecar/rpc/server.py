@@ -1,6 +1,5 @@
 """Serve requests line by line, each in its own task (a slow call never delays
-another), and write answers and notifications through one writer. The fast lane
-answers the memory-only methods on the stdin thread, off the event loop."""
+another), and write answers and notifications through one writer."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from jsonrpcserver import async_dispatch, dispatch
+from jsonrpcserver import async_dispatch
 
 from sidecar.rpc.framing import TooLong
 from sidecar.rpc.messages import (
@@ -20,7 +19,7 @@ from sidecar.rpc.messages import (
     parse_json,
     too_long_error,
 )
-from sidecar.rpc.methods import Handler, SyncHandler
+from sidecar.rpc.methods import Handler
 from sidecar.rpc.stdio import LineWriter
 
 log = logging.getLogger(__name__)
@@ -94,30 +93,3 @@ class RpcServer:
             for index, request in enumerate(batch):
                 group.start_soon(one, index, request)
         return [answer for answer in answers if answer]
-
-
-class FastLane:
-    """Answers single requests for ``methods`` (sync, memory-only) on the calling
-    thread; anything else (batches, notifications, bad JSON) is left to the loop."""
-
-    def __init__(self, methods: dict[str, SyncHandler]) -> None:
-        self.methods = methods
-        self._markers = [json.dumps(name).encode() for name in methods]
-
-    def __call__(self, line: bytes) -> bytes | None:
-        if not any(marker in line for marker in self._markers):  # most lines: no parse
-            return None
-        try:
-            text = line.decode("utf-8")
-            message = parse_json(text)
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            return None
-        if not (
-            isinstance(message, dict)
-            and isinstance(message.get("method"), str)
-            and message["method"] in self.methods
-            and message.get("id") is not None
-        ):
-            return None
-        response = dispatch(text, methods=self.methods)
-        return response.encode("ascii") + b"\n" if response else None

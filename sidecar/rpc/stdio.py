@@ -1,8 +1,7 @@
-"""The protocol's byte streams. stdin is read by a worker thread (works on Windows,
-where pipes cannot be polled), which frames the lines and answers the fast lane's
-requests itself: ``getModelPath`` never waits behind an event loop that is busy with
-downloads. stdout is taken for the protocol alone, and fd 1 is pointed at stderr so
-a stray print or a C library cannot corrupt the stream."""
+"""The protocol's byte streams. stdin is read by a thread of its own (works on Windows,
+where pipes cannot be polled), which frames the lines for the event loop. stdout is
+taken for the protocol alone, and fd 1 is pointed at stderr so a stray print or a C
+library cannot corrupt the stream."""
 
 from __future__ import annotations
 
@@ -28,9 +27,6 @@ log = logging.getLogger(__name__)
 READ_SIZE = 1 << 16
 QUEUED_LINES = 256  # lines waiting for the loop before the reader stops reading (backpressure)
 
-# A line's answer when it can be given on the reader thread, else None (the loop serves it).
-FastLane = Callable[[bytes], bytes | None]
-
 
 async def run_in_own_thread(
     work: Callable[[Callable[[], None]], None],
@@ -55,11 +51,9 @@ class _EndOfInput:
 
 
 class StdinReader:
-    def __init__(self, fd: int, max_line_bytes: int, fast_lane: FastLane, writer: LineWriter):
+    def __init__(self, fd: int, max_line_bytes: int) -> None:
         self._fd = fd
         self._splitter = LineSplitter(max_line_bytes)
-        self._fast_lane = fast_lane
-        self._writer = writer
         self._queue: queue.Queue[bytes | TooLong | _EndOfInput] = queue.Queue(QUEUED_LINES)
         # Own threads: the pump and the loop's waiter never queue behind download threads.
         self._pump_limiter = anyio.CapacityLimiter(1)
@@ -79,26 +73,13 @@ class StdinReader:
                 log.warning("stdin unreadable (%s): treating it as closed", exc)
                 data = b""
             for line in self._splitter.feed(data) if data else self._splitter.finish():
-                answer = self._answer_here(line) if isinstance(line, bytes) else None
-                if answer is None:
-                    self._queue.put(line)
-                else:
-                    self._writer.answer_now(answer)
+                self._queue.put(line)
             if not data:
                 self._queue.put(_EndOfInput())
                 return
 
-    def _answer_here(self, line: bytes) -> bytes | None:
-        # jsonrpcserver turns a handler's exception into an error answer itself; this
-        # guards the lane's own code, and the loop then answers the line instead.
-        try:
-            return self._fast_lane(line)
-        except Exception:
-            log.exception("fast lane failed; the event loop answers instead")
-            return None
-
     async def lines(self) -> AsyncIterator[bytes | TooLong]:
-        """The lines the fast lane did not answer, for the event loop."""
+        """The lines, for the event loop."""
         while True:
             line = await anyio.to_thread.run_sync(
                 self._queue.get, abandon_on_cancel=True, limiter=self._waiter_limiter
@@ -118,10 +99,8 @@ def claim_stdout() -> IO[bytes]:
 
 
 class LineWriter:
-    """One writer: each message is one whole line, never interleaved. The event loop
-    writes through ``send`` (in order, in a worker thread). The stdin thread never
-    blocks on a full stdout (``answer_now``): a client that writes a burst of requests
-    before it reads any answer would otherwise deadlock with us."""
+    """One writer: each message is one whole line, never interleaved, in the order the
+    event loop sent them (written in a worker thread of its own)."""
 
     def __init__(self, output: IO[bytes]) -> None:
         self._output = output  # kept open for the process's life
@@ -133,57 +112,11 @@ class LineWriter:
         self._lock = anyio.Lock()  # the loop's messages go out in the order they were sent
         self._write_lock = threading.Lock()  # whole lines, whichever thread writes
         self._limiter = anyio.CapacityLimiter(1)  # never queued behind download threads
-        self._answers: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._answer_limiter = anyio.CapacityLimiter(1)
         self.broken = False
-        # What must go out before each message of the loop's (the engine's news for its front).
-        self.announce: Callable[[], bytes] = bytes
-
-    async def run_answer_writer(
-        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Write the stdin thread's queued answers until cancelled; the thread then
-        ends after the answers queued before it."""
-        try:
-            await run_in_own_thread(self._write_answers, self._answer_limiter, task_status)
-        finally:
-            self._answers.put(None)  # the answer writer's last item
-
-    def _write_answers(self, started: Callable[[], None]) -> None:
-        anyio.from_thread.run_sync(started)
-        # A worker thread that never returns keeps the interpreter from exiting.
-        while (line := self._answers.get()) is not None:
-            self.write_now(line)
-
-    def answer_now(self, line: bytes) -> None:
-        """From the stdin thread, never blocking. Written at once when stdout has room
-        (the usual case: a hand-off to another thread costs the answer a GIL wait),
-        else queued for the answer writer."""
-        if (
-            self._nonblocking
-            and len(line) <= select.PIPE_BUF
-            and self._answers.empty()
-            and self._write_lock.acquire(blocking=False)
-        ):
-            try:
-                if self.broken:
-                    return
-                os.write(self._fd, line)  # at most PIPE_BUF to a pipe: all or nothing
-                return
-            except BlockingIOError:
-                pass  # the pipe is full: the answer writer waits for room
-            except OSError:
-                self.broken = True
-                return
-            finally:
-                self._write_lock.release()
-        self._answers.put(line)
 
     async def send_raw(self, line: bytes) -> None:
         async with self._lock:
-            data = self.announce() + line
-            if data:
-                await anyio.to_thread.run_sync(self.write_now, data, limiter=self._limiter)
+            await anyio.to_thread.run_sync(self.write_now, line, limiter=self._limiter)
 
     async def send(self, message: Any) -> None:
         await self.send_raw(encode_message(message))

@@ -101,7 +101,7 @@ def test_a_waiting_task_says_what_it_waits_for(start_sidecar, models: RepoServer
     first_id = first.call("install", {"modelId": "alpha"})["taskId"]
     first.wait_for(lambda: part_bytes(home, "alpha") > 0, what="the first download")
     second_id = second.call("install", {"modelId": "alpha"})["taskId"]
-    pid = str(first.call("getInfo")["enginePid"])  # the holder of the locks
+    pid = str(first.call("getInfo")["pid"])  # the holder of the locks
     waiting = second.wait_for(
         lambda: [
             n["params"]
@@ -213,16 +213,19 @@ def test_a_held_lock_with_unreadable_contents_does_not_block_forever(
 def test_a_hung_holder_that_wakes_up_after_a_takeover_corrupts_nothing(
     start_sidecar, models: RepoServer, home: Path
 ):
-    """SIGSTOP the engine downloading; another takes over once the lock is stale; then
-    the first wakes up mid-way through the second's download. Whatever each of them
-    does next, models/ ends with the exact bytes."""
+    """SIGSTOP the sidecar downloading (and its worker: a machine that hangs); another
+    takes over once the lock is stale; then the first wakes up mid-way through the
+    second's download. Whatever each of them does next, models/ ends with the exact
+    bytes."""
     models.bytes_per_second = 1_500_000
     args = ["--lock-timeout", "2"]
     first = start_sidecar(args=args)
     first_id = first.call("install", {"modelId": "alpha"})["taskId"]
     first.wait_for(lambda: part_bytes(home, "alpha") > 1_100_000, what="a partial download")
-    engine = first.call("getInfo")["enginePid"]
-    os.kill(engine, signal.SIGSTOP)
+    info = first.call("getInfo")
+    frozen = [info["pid"], info["workerPid"]]
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
     try:
         second = start_sidecar(args=args)
         second_id = second.call("install", {"modelId": "alpha"})["taskId"]
@@ -233,7 +236,8 @@ def test_a_hung_holder_that_wakes_up_after_a_takeover_corrupts_nothing(
         )
         time.sleep(0.3)
     finally:
-        os.kill(engine, signal.SIGCONT)
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
     models.bytes_per_second = None
     results = [
         first.wait_task(first_id, {"ready", "failed"}, 30),

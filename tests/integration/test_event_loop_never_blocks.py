@@ -12,10 +12,11 @@ import pytest
 from blockbuster import blockbuster_ctx
 
 from sidecar.config import Settings
+from sidecar.core.manager import Manager
 from sidecar.errors import ModelNotAvailable
-from sidecar.http import make_client
-from sidecar.manager import Manager
-from sidecar.network import Network
+from sidecar.transfer.client import TransferClient
+from sidecar.transfer.http import make_client
+from sidecar.transfer.network import Network
 from sidecar.wire import TaskState
 from tests.support.repo_server import RepoServer
 
@@ -32,11 +33,14 @@ def test_install_verify_remove_never_block_the_loop(repo: RepoServer, home: Path
         notifications.append((method, params))
 
     async def scenario() -> None:
-        network = Network(None, None, 16)  # loads CA certificates: before the checks start
+        network = Network(None, None, 16)
+        assert network.ssl  # loads CA certificates: before the checks start
         client = make_client(settings, network)
         with blockbuster_ctx():
             async with client, anyio.create_task_group() as group:
-                manager = Manager(settings, client, network, notify)
+                transfer = TransferClient(settings)
+                await group.start(transfer.serve)
+                manager = Manager(settings, client, network, transfer, notify)
                 await group.start(manager.serve)
                 with pytest.raises(ModelNotAvailable):
                     manager.library.model_path("whisper-small", None)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.layout import HomeLayout
+from sidecar.store.layout import HomeLayout
 from tests.support.repo_server import RepoServer
 from tests.support.sidecar_proc import RpcError
 

@@ -1,6 +1,6 @@
-"""Downloads are background work: the engine, and every thread it starts, runs at a
-lower priority than the front, which answers getModelPath, so that answer comes
-first when the CPU is short."""
+"""Downloads are background work: the transfer worker, and every thread it starts, runs
+at a lower priority than the process the app started, which answers every method, so
+the answers come first when the CPU is short."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.priority import BACKGROUND_NICENESS
+from sidecar.transfer.priority import BACKGROUND_NICENESS
 from tests.support.repo_server import RepoServer
 from tests.support.sidecar_proc import Sidecar
 
@@ -26,17 +26,21 @@ def nice_values(pid: int) -> dict[int, int]:
     return values
 
 
-def test_the_engine_runs_below_the_front(
+def test_the_worker_runs_below_the_sidecar(
     start_sidecar: Callable[..., Sidecar], repo: RepoServer
 ) -> None:
     repo.add("whisper-small", "1.0.0", {"model.bin": os.urandom(1 << 20)})
+    repo.bytes_per_second = 500_000  # the worker is still at work when we look
     sidecar = start_sidecar()
     task = sidecar.call("install", {"modelId": "whisper-small"})["taskId"]
+    sidecar.wait_for(lambda: sidecar.call("getInfo")["workerPid"], what="the worker")
     info = sidecar.call("getInfo")
     assert sidecar.process is not None and info["pid"] == sidecar.process.pid
     ours = os.getpriority(os.PRIO_PROCESS, 0)
-    front, engine = nice_values(info["pid"]), nice_values(info["enginePid"])
-    assert set(front.values()) == {ours}, front
-    assert set(engine.values()) == {min(19, ours + BACKGROUND_NICENESS)}, engine
-    assert len(engine) > 1  # the threads it started took it on
+    parent, worker = nice_values(info["pid"]), nice_values(info["workerPid"])
+    assert set(parent.values()) == {ours}, parent
+    sidecar.wait_for(lambda: len(nice_values(info["workerPid"])) > 1, what="worker threads")
+    worker = nice_values(info["workerPid"])
+    assert set(worker.values()) == {min(19, ours + BACKGROUND_NICENESS)}, worker
+    repo.bytes_per_second = None
     assert sidecar.wait_task(task, {"ready", "failed"})["state"] == "ready"

@@ -23,4 +23,8 @@ def test_demo_installs_with_progress_and_cleans_up(tmp_path: Path):
     assert "align-zh@1.0.0" in out  # the requirement installed with it, with its own bar
     assert "/home/models/whisper-small-zh/1.0.0" in out  # `path`
     assert "marian-zh-en" in out.split("model-manager ranking", 1)[1]
+    hint = out.split("Next, by hand", 1)[1]  # what to type next, each line as typed
+    assert "model-manager-repo publish schemas --storage /tmp/mm-repo --id my-model" in hint
+    assert "--repository http://127.0.0.1:8000 install my-model\n" in hint
+    assert '"method":"getModelPath","params":{"modelId":"my-model"}}\' | ' in hint
     assert list(tmp_path.iterdir()) == []  # the temporary repository and home are gone

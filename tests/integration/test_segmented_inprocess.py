@@ -15,11 +15,12 @@ import anyio
 import pytest
 from blockbuster import blockbuster_ctx
 
-from sidecar import segmented
-from sidecar.body import Source
-from sidecar.fetch import FileTarget, read_record
-from sidecar.network import Network
-from sidecar.segmented import Limits, RangesUnsupported, SegmentedFetch
+from sidecar.transfer import segmented
+from sidecar.transfer.connection import Source
+from sidecar.transfer.fetch import read_record
+from sidecar.transfer.network import Network
+from sidecar.transfer.segmented import Limits, RangesUnsupported, SegmentedFetch
+from sidecar.transfer.target import FileTarget
 from tests.support.faults import ChangeFile, CloseAfterReply, Redirect, Stall
 from tests.support.repo_server import RepoServer
 
@@ -46,7 +47,8 @@ def test_ranges_are_saved_by_bytes_and_the_end_does_not_wait_for_the_timer(
     )
     url = f"{repo.url}/storage/models/big/1/w.bin"
     seen: list[int] = []
-    network = Network(None, None, 16)  # loads CA certificates: before the checks start
+    network = Network(None, None, 16)
+    assert network.ssl  # loads CA certificates: before the checks start
 
     async def scenario() -> str:
         with blockbuster_ctx():
@@ -77,6 +79,7 @@ def fetch_big(
     )
     url = url or f"{repo.url}/storage/models/big/1/w.bin"
     network = Network(None, None, 16)
+    assert network.ssl  # loads CA certificates: before the checks start
 
     async def scenario() -> str | None:
         result: str | None = None

@@ -14,13 +14,13 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from sidecar.errors import UnsafeManifest
-from sidecar.layout import NAME_MAX, HomeLayout
 from sidecar.manifest import (
     CatalogVersion,
     check_relative_path,
     check_safe_name,
     check_version_safe,
 )
+from sidecar.store.layout import NAME_MAX, HomeLayout
 
 LAYOUT = HomeLayout(Path("/srv/home"))
 LONGEST_PID = 4_194_304  # Linux's pid_max limit

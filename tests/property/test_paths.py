@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecar.errors import UnsafeManifest
-from sidecar.layout import HomeLayout
 from sidecar.manifest import check_relative_path
+from sidecar.store.layout import HomeLayout
 
 segments = st.one_of(
     st.sampled_from(["..", ".", "", "~", "C:", "a", "b.bin", "con", "..\\x", " ", "\x00"]),

@@ -1,4 +1,4 @@
-"""sidecar.homefs: nothing under the home is reached through a link, state files are
+"""sidecar.store.homefs: nothing under the home is reached through a link, state files are
 read only when regular and bounded."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.homefs import MAX_JSON_DEPTH, DamagedFile, HomeFS, UnsafeHomePath, loads_bounded
-from sidecar.layout import HomeLayout
-from sidecar.registry import Registry
-from sidecar.tasks import TaskStore
+from sidecar.core.tasks import TaskStore
+from sidecar.store.homefs import MAX_JSON_DEPTH, DamagedFile, HomeFS, UnsafeHomePath, loads_bounded
+from sidecar.store.layout import HomeLayout
+from sidecar.store.registry import Registry
 
 
 @pytest.fixture

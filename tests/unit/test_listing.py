@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sidecar.listing import version_key
+from sidecar.core.listing import version_key
 
 
 def test_versions_sort_naturally() -> None:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sidecar.locks import OwnedLock, clean_stale_lock_files, lock_is_stale, read_lock_info
+from sidecar.store.locks import OwnedLock, clean_stale_lock_files, lock_is_stale, read_lock_info
 from sidecar.wire import LockInfo
 
 
@@ -30,7 +30,7 @@ def test_lock_is_exclusive_and_says_who_holds_it(tmp_path: Path) -> None:
 def test_a_lock_held_by_another_live_process_blocks(tmp_path: Path) -> None:
     path = tmp_path / "m-1.lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import sys,time; from sidecar.locks import OwnedLock; "
+        [sys.executable, "-c", f"import sys,time; from sidecar.store.locks import OwnedLock; "
          f"l=OwnedLock(__import__('pathlib').Path({str(path)!r}),'m','1',60000); "
          f"assert l.try_acquire(); print('held', flush=True); time.sleep(30)"],
         stdout=subprocess.PIPE,

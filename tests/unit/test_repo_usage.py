@@ -58,3 +58,23 @@ def test_traversal_syntax_is_recognized(path: str):
 def test_ordinary_paths_pass():
     assert unsafe_path_reason("/storage/models/a/1.0.0/dir/file.bin", None) is None
     assert unsafe_path_reason("/api/models", b"/api/models") is None
+
+
+def test_rate_limiter_allows_a_burst_then_the_rate_per_address():
+    from model_repo.ratelimit import RateLimiter
+
+    limiter = RateLimiter(rate=2.0, burst=3.0, max_clients=2)
+    assert [limiter.allow("a", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.allow("a", now=0.0) == pytest.approx(0.5)  # one token in 1/rate
+    assert limiter.allow("b", now=0.0) == 0.0  # another address has its own bucket
+    assert limiter.allow("a", now=0.5) == 0.0  # refilled
+    # Memory stays bounded: the oldest address is forgotten and starts full again.
+    limiter.allow("c", now=0.5)
+    assert len(limiter._buckets) == 2
+
+
+@pytest.mark.parametrize("kind", ["installed", "request ", "", "MODEL_NOT_AVAILABLE\n"])
+def test_event_kinds_come_from_a_fixed_set(kind: str):
+    with pytest.raises(ValidationError):
+        UsageEvent.model_validate({"model_id": "a", "kind": kind})
+    assert UsageEvent.model_validate({"model_id": "a"}).kind == "request"

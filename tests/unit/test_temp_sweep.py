@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.fsutil import NO_WRITE_TAKES, atomic_write_bytes, sweep_temp_files
+from sidecar.store.fsutil import NO_WRITE_TAKES, atomic_write_bytes, sweep_temp_files
 
 
 def test_a_live_writers_temp_file_is_kept_and_a_dead_ones_removed(tmp_path: Path) -> None:

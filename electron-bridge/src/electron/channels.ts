@@ -9,11 +9,15 @@ export const invokeChannel = (method: string): string => `${CHANNEL_PREFIX}${met
 export const EVENT_CHANNEL = `${CHANNEL_PREFIX}event`;
 /** The store's snapshot (when registerIpcHandlers got a store). */
 export const SNAPSHOT_METHOD = 'snapshot';
+/** The client's current status (a page opened after the last status event). */
+export const STATUS_METHOD = 'status';
 
-/** The renderer may not stop the app's sidecar; everything else is a page feature. */
-export type RendererMethod = Exclude<MethodName, 'shutdown'>;
+// The renderer may not stop the app's sidecar nor change its proxy (the main process
+// owns the network settings); everything else is a page feature.
+const MAIN_ONLY = new Set<string>(['shutdown', 'setNetwork']);
+export type RendererMethod = Exclude<MethodName, 'shutdown' | 'setNetwork'>;
 export const RENDERER_METHODS: readonly RendererMethod[] = METHOD_NAMES.filter(
-  (m): m is RendererMethod => m !== 'shutdown',
+  (m): m is RendererMethod => !MAIN_ONLY.has(m),
 );
 
 export const BRIDGE_EVENTS = [...NOTIFICATION_NAMES, 'status'] as const;

@@ -4,7 +4,7 @@
 // this package installs and tests without Electron.
 import { ForbiddenSenderError, ProtocolError } from '../errors.js';
 import { envelope, type Envelope } from '../envelope.js';
-import type { ClientEvents } from '../client.js';
+import type { ClientEvents, StatusEvent } from '../status.js';
 import type { ModelStore, StoreSnapshot } from '../store.js';
 import type { MethodName, Methods } from '../types.js';
 import {
@@ -12,6 +12,7 @@ import {
   EVENT_CHANNEL,
   RENDERER_METHODS,
   SNAPSHOT_METHOD,
+  STATUS_METHOD,
   invokeChannel,
   type RendererMethod,
 } from './channels.js';
@@ -40,11 +41,15 @@ export interface WebContentsModuleLike {
 export interface IpcClient {
   call<M extends MethodName>(method: M, params?: Methods[M]['params']): Promise<Methods[M]['result']>;
   on<E extends keyof ClientEvents>(event: E, listener: (payload: ClientEvents[E]) => void): () => void;
+  /** When present, served on `model-manager:status`. */
+  getStatus?(): StatusEvent;
 }
 
 export interface IpcOptions {
   webContents: WebContentsModuleLike;
-  /** Origins (e.g. 'http://localhost:5173') trusted besides file:// pages. */
+  /** The app's pages by exact scheme and host: 'app://bundle', 'http://localhost:5173'.
+   * Nothing is trusted by default; 'file://' trusts every local file (opt in only if the
+   * app loads its pages with loadFile and never navigates to files it did not ship). */
   trustedOrigins?: string[];
   /** Replaces the origin check entirely. */
   isTrustedFrame?: (frame: FrameLike) => boolean;
@@ -52,16 +57,33 @@ export interface IpcOptions {
   methods?: readonly RendererMethod[];
   /** Serve the store's snapshot on `model-manager:snapshot`, so late windows start warm. */
   store?: Pick<ModelStore, 'getSnapshot'>;
+  /** Serves `model-manager:status` (default: the client's getStatus, when it has one). */
+  statusSource?: () => StatusEvent;
+}
+
+/** "scheme://host[:port]", lower-cased. URL.origin is "null" for custom schemes (app://),
+ * so trust compares this instead. Null for URLs no page of the app has. */
+export function schemeHost(url: string): string | null {
+  try {
+    const parsed = new URL(url);
+    if (parsed.protocol === 'file:') return 'file://';
+    if (!parsed.host) return null; // about:blank, data:, javascript:
+    return `${parsed.protocol}//${parsed.host}`.toLowerCase();
+  } catch {
+    return null; // empty or garbage
+  }
 }
 
 export function originTrust(trustedOrigins: readonly string[] = []): (frame: FrameLike) => boolean {
+  const trusted = new Set<string>();
+  for (const origin of trustedOrigins) {
+    const key = schemeHost(origin);
+    if (!key) throw new TypeError(`trustedOrigins: "${origin}" is not scheme://host (e.g. app://bundle, http://localhost:5173, file://)`);
+    trusted.add(key);
+  }
   return (frame) => {
-    try {
-      const url = new URL(frame.url);
-      return url.protocol === 'file:' || trustedOrigins.includes(url.origin);
-    } catch {
-      return false; // about:blank, empty or garbage URLs are not the app
-    }
+    const key = schemeHost(frame.url);
+    return key !== null && trusted.has(key);
   };
 }
 
@@ -91,6 +113,12 @@ export function registerIpcHandlers(ipcMain: IpcMainLike, client: IpcClient, opt
         return client.call(method, (params ?? undefined) as never);
       }),
     );
+    channels.push(channel);
+  }
+  if (options.statusSource ?? client.getStatus) {
+    const getStatus = options.statusSource ?? (() => client.getStatus!());
+    const channel = invokeChannel(STATUS_METHOD);
+    ipcMain.handle(channel, (event) => guard<StatusEvent>(event, () => getStatus()));
     channels.push(channel);
   }
   if (options.store) {

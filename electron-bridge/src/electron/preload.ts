@@ -11,11 +11,12 @@ import {
   EVENT_CHANNEL,
   RENDERER_METHODS,
   SNAPSHOT_METHOD,
+  STATUS_METHOD,
   invokeChannel,
   type BridgeEventName,
   type RendererMethod,
 } from './channels.js';
-import type { ClientEvents } from '../client.js';
+import type { ClientEvents, StatusEvent } from '../status.js';
 
 export interface ContextBridgeLike {
   exposeInMainWorld(apiKey: string, api: unknown): void;
@@ -26,20 +27,23 @@ export interface IpcRendererLike {
   removeListener(channel: string, listener: (event: unknown, ...args: unknown[]) => void): unknown;
 }
 
-export type BridgeResult<M extends RendererMethod | typeof SNAPSHOT_METHOD> = M extends RendererMethod
+type Extra = typeof SNAPSHOT_METHOD | typeof STATUS_METHOD;
+export type BridgeResult<M extends RendererMethod | Extra> = M extends RendererMethod
   ? Methods[M]['result']
-  : StoreSnapshot;
+  : M extends typeof STATUS_METHOD
+    ? StatusEvent
+    : StoreSnapshot;
 
 /** What `window.modelManager` is. */
 export interface ModelManagerBridge {
-  invoke<M extends RendererMethod | typeof SNAPSHOT_METHOD>(
+  invoke<M extends RendererMethod | Extra>(
     method: M,
     params?: M extends RendererMethod ? Methods[M]['params'] : undefined,
   ): Promise<Envelope<BridgeResult<M>>>;
   on<E extends BridgeEventName>(event: E, listener: (payload: ClientEvents[E]) => void): () => void;
 }
 
-const KNOWN_METHODS = new Set<string>([...RENDERER_METHODS, SNAPSHOT_METHOD]);
+const KNOWN_METHODS = new Set<string>([...RENDERER_METHODS, SNAPSHOT_METHOD, STATUS_METHOD]);
 const KNOWN_EVENTS = new Set<string>(BRIDGE_EVENTS);
 
 /** Build the API (exported for tests; exposeModelManager is what a preload calls). */

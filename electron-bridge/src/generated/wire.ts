@@ -92,12 +92,15 @@ export interface GetInfoParams {}
  * schemas/methods/getInfo.result.json
  */
 export interface GetInfoResult {
-  enginePid: number;
   home: string;
   pid: number;
   protocolVersion: number;
   repositories: string[];
   version: string;
+  /**
+   * the transfer worker moving file bodies; null until the first download
+   */
+  workerPid: number | null;
 }
 /**
  * schemas/methods/getModelPath.params.json

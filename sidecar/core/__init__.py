@@ -1,0 +1,1 @@
+"""Tasks, the library and the catalog: what the sidecar knows and decides."""

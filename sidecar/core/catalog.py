@@ -1,0 +1,153 @@
+"""The repository's catalog: fetched from the mirrors in order, cached on disk with a
+TTL, so the repository being down never stops the app from listing what it knows."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+
+from sidecar.config import Settings
+from sidecar.errors import ModelNotFound, RepositoryUnavailable, TlsError, UnsafeManifest
+from sidecar.manifest import CatalogModel, check_safe_name, parse_model
+from sidecar.store.fsutil import atomic_write_json, read_json
+from sidecar.store.layout import HomeLayout
+from sidecar.transfer.http import (
+    SourceFailed,
+    TlsFailed,
+    TransientError,
+    auth_headers,
+    map_transport_errors,
+    raise_for_status,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_CATALOG_BYTES = 64 * 1024 * 1024
+
+
+class Catalog:
+    def __init__(self, settings: Settings, layout: HomeLayout, client: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.client = client
+        self.cache_path = layout.cache / "catalog.json"
+        self.models: dict[str, CatalogModel] = {}
+        self.fetched_at: float = 0.0
+        self.stale = True
+        self._refresh_lock = anyio.Lock()
+
+    async def load_cache(self) -> None:
+        try:
+            raw = await anyio.to_thread.run_sync(read_json, self.cache_path)
+            self.models = _parse_list(raw["models"])
+            self.fetched_at = float(raw["fetchedAt"])
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("catalog cache unreadable, ignoring it: %s", exc)
+
+    def fresh(self) -> bool:
+        return not self.stale and time.time() - self.fetched_at < self.settings.catalog_ttl
+
+    async def refresh(self, force: bool = False) -> bool:
+        """Fetch the whole catalog; False (and the cache kept) when no mirror answers."""
+        async with self._refresh_lock:
+            if not force and self.fresh():
+                return True
+            try:
+                self.models = _parse_list(await self._get_json("/api/models"))
+            except (RepositoryUnavailable, ModelNotFound) as exc:
+                log.warning("catalog refresh failed, using the cache: %s", exc)
+                self.stale = True
+                return False
+            self.fetched_at = time.time()
+            self.stale = False
+            await self._save()
+            return True
+
+    async def get_model(self, model_id: str) -> CatalogModel:
+        """The freshest entry for one model; the cache when the repository is down."""
+        check_safe_name(model_id, "modelId")
+        try:
+            raw = await self._get_json(f"/api/models/{quote(model_id, safe='')}")
+        except RepositoryUnavailable:
+            cached = self.models.get(model_id)
+            if cached is None:
+                raise
+            log.warning("repository down: using the cached manifest of %s", model_id)
+            return cached
+        model = parse_model(raw)
+        if model.id != model_id:
+            raise UnsafeManifest(f"asked for {model_id!r}, repository answered {model.id!r}")
+        self.models[model_id] = model
+        return model
+
+    async def _get_json(self, path: str) -> Any:
+        """GET from each mirror in turn; 404 everywhere that answered is MODEL_NOT_FOUND."""
+        problems = []
+        not_found = False
+        tls: TlsFailed | None = None
+        for base in self.settings.repositories:
+            url = base + path
+            try:
+                body = await self._read_capped(url)
+                if body is None:
+                    not_found = True
+                    problems.append(f"{base}: 404")
+                    continue
+                return json.loads(body)
+            except (TransientError, SourceFailed, ValueError) as exc:
+                if isinstance(exc, TlsFailed):
+                    tls = exc
+                problems.append(f"{base}: {exc}")
+        if not_found:
+            raise ModelNotFound(f"not in the repository: {path}")
+        if tls is not None and len(problems) == 1:
+            raise TlsError(tls.host, tls.reason)
+        raise RepositoryUnavailable(
+            "no repository answered: " + ("; ".join(problems) or "none configured"),
+        )
+
+    async def _read_capped(self, url: str) -> bytes | None:
+        """The body, or None for 404; a hostile server cannot make us buffer gigabytes."""
+        with map_transport_errors():
+            headers = auth_headers(self.settings, url)
+            async with self.client.stream("GET", url, headers=headers) as response:
+                if response.status_code == 404:
+                    return None
+                raise_for_status(response)
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_CATALOG_BYTES:
+                        raise TransientError(f"reply larger than {MAX_CATALOG_BYTES} bytes")
+                return bytes(body)
+
+    async def _save(self) -> None:
+        document = {
+            "fetchedAt": self.fetched_at,
+            "models": [m.model_dump(mode="json") for m in self.models.values()],
+        }
+        try:
+            await anyio.to_thread.run_sync(atomic_write_json, self.cache_path, document)
+        except OSError as exc:
+            log.warning("cannot cache the catalog: %s", exc)
+
+
+def _parse_list(raw: Any) -> dict[str, CatalogModel]:
+    if not isinstance(raw, list):
+        raise RepositoryUnavailable("catalog is not a JSON array")
+    models = {}
+    for entry in raw:
+        try:
+            model = parse_model(entry)
+        except UnsafeManifest as exc:
+            log.warning("skipping a catalog entry: %s", exc)
+            continue
+        models[model.id] = model
+    return models

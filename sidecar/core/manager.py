@@ -1,0 +1,424 @@
+"""The model library's state machine: tasks, their states and notifications, and the
+answers to every method. Runs as a service in the app's task group."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup, TaskStatus
+
+from sidecar.config import Settings
+from sidecar.core.catalog import Catalog
+from sidecar.core.hooks import DownloadHooks, NoHooks, Notify, installed_hooks
+from sidecar.core.library import Library
+from sidecar.core.ranking import RankingSource
+from sidecar.core.runner import TaskRunner
+from sidecar.core.tasks import TaskRuntime, TaskStore, UrlSource
+from sidecar.errors import (
+    InvalidState,
+    ModelManagerError,
+    TaskNotFound,
+    VersionNotFound,
+)
+from sidecar.manifest import CatalogModel, check_safe_name
+from sidecar.store.diskspace import as_disk_full
+from sidecar.store.fsutil import sweep_temp_files
+from sidecar.store.homefs import home_error
+from sidecar.store.layout import HomeLayout
+from sidecar.store.locks import clean_stale_lock_files
+from sidecar.store.placement import remove_legacy_parts, remove_parts
+from sidecar.store.registry import Registry
+from sidecar.transfer.client import TransferClient
+from sidecar.transfer.network import Network
+from sidecar.wire import (
+    InstallResult,
+    ModelsChanged,
+    ModelState,
+    PersistedTask,
+    TaskError,
+    TaskState,
+)
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 0.1  # at most ~10 progress notifications a second per task
+REGISTRY_POLL = 1.0
+MODEL_STATE_OF: dict[TaskState, ModelState] = {
+    TaskState.QUEUED: "queued",
+    TaskState.PAUSED: "paused",
+    TaskState.READY: "ready",
+    TaskState.FAILED: "failed",
+    TaskState.CANCELLED: "not_installed",
+}
+ACTIVE = {TaskState.QUEUED, TaskState.DOWNLOADING, TaskState.VERIFYING, TaskState.PAUSED}
+
+
+class Manager:
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        network: Network,
+        transfer: TransferClient,
+        notify: Notify,
+        hooks: DownloadHooks | None = None,
+    ) -> None:
+        self.settings = settings
+        self.network = network
+        self.transfer = transfer
+        self.layout = HomeLayout(settings.home)
+        self.registry = Registry(self.layout)
+        self.catalog = Catalog(settings, self.layout, client)
+        self.store = TaskStore(self.layout)
+        self.ranking = RankingSource(settings, self.layout, client)
+        self.notify = notify
+        self.hooks: DownloadHooks = hooks or NoHooks()
+        # Those of installed packages, read after the first answers can go out (reading
+        # package metadata takes tens of milliseconds); tasks start once they are in.
+        self.hooks_loaded = anyio.Event()
+        if hooks is not None:
+            self.hooks_loaded.set()
+        self.tasks: dict[str, TaskRuntime] = {}
+        self.active: dict[tuple[str, str], TaskRuntime] = {}  # unfinished, by (model, version)
+        self.failed: set[tuple[str, str]] = set()
+        self.library = Library(
+            settings, self.layout, self.registry, self.catalog, notify, self.active, self.failed
+        )
+        self.runner = TaskRunner(settings, self.layout, self.registry, transfer, self.set_state)
+        self._group: TaskGroup | None = None
+
+    # --- service -------------------------------------------------------------------
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        await anyio.to_thread.run_sync(self._prepare_home)
+        await self.catalog.load_cache()
+        async with anyio.create_task_group() as group:
+            self._group = group
+            for persisted in await anyio.to_thread.run_sync(self.store.load):
+                self._resume_persisted(persisted)
+            group.start_soon(self._install_hooks)
+            group.start_soon(self._progress_ticker)
+            group.start_soon(self._watch_registry)
+            task_status.started()
+
+    def _prepare_home(self) -> None:
+        self.layout.create()
+        # Never inside models/: a model may ship files of any name.
+        leftovers = [
+            *sweep_temp_files(self.layout.root, ".*.tmp"),
+            *sweep_temp_files(self.layout.metadata, ".*.tmp", recursive=True),
+            *sweep_temp_files(self.layout.cache, ".*.tmp"),
+            *sweep_temp_files(self.layout.temp, "*.tmp"),
+        ]
+        for path in leftovers:
+            log.info("removed a temp file a kill left behind: %s", path)
+        for path in remove_legacy_parts(self.layout):
+            log.info("removed a part named by an older version: %s", path.name)
+        for folder in (self.layout.task_locks, self.layout.temp):
+            for path in clean_stale_lock_files(folder):
+                log.info("removed stale lock %s", path.name)
+        self.registry.load()
+        self.library.check_sizes()
+
+    async def _watch_registry(self) -> None:
+        while True:
+            await anyio.sleep(REGISTRY_POLL)
+            try:
+                await anyio.to_thread.run_sync(self.registry.reload_if_changed)
+            except OSError as exc:
+                log.warning("cannot reload registry: %s", exc)
+
+    async def _progress_ticker(self) -> None:
+        last_sent: dict[str, int] = {}
+        while True:
+            await anyio.sleep(PROGRESS_INTERVAL)
+            for task in list(self.active.values()):
+                if task.state != TaskState.DOWNLOADING:
+                    continue
+                task.sample_speed()
+                if last_sent.get(task.task_id) != task.shown_bytes:
+                    last_sent[task.task_id] = task.shown_bytes
+                    snapshot = task.snapshot()
+                    self.hooks.on_download_progress(snapshot)
+                    await self.notify("task.progress", snapshot.wire())
+
+    # --- state ---------------------------------------------------------------------
+
+    async def set_state(self, task: TaskRuntime, state: TaskState) -> None:
+        previous, task.state = task.state, state
+        if state in ACTIVE:
+            self.active[task.key] = task
+            await self._persist(self.store.save, task.persisted())
+        else:
+            if self.active.get(task.key) is task:
+                del self.active[task.key]
+            with anyio.CancelScope(shield=True):
+                await self._persist(self.store.drop, task.model_id, task.version)
+            task.finished.set()
+            await self.notify("task.progress", task.snapshot().wire())
+        snapshot = task.snapshot()
+        await self.notify("task.state", snapshot.wire())
+        if state == TaskState.DOWNLOADING:
+            self.hooks.on_download_start(snapshot)
+        model_state = MODEL_STATE_OF.get(state)
+        if model_state is not None and state != previous:
+            changed = ModelsChanged(model_id=task.model_id, version=task.version, state=model_state)
+            await self.notify("models.changed", changed.wire())
+
+    async def _persist(self, write: Callable[..., None], *args: Any) -> None:
+        """tasks.json only helps a restart resume: a full disk must not fail the task
+        (or its failure) here; the download reports the full disk itself."""
+        try:
+            await anyio.to_thread.run_sync(write, *args)
+        except OSError as exc:
+            log.warning("cannot save tasks.json: %s", exc)
+
+    def _start(self, task: TaskRuntime) -> None:
+        assert self._group is not None, "manager is not serving"
+        self.tasks[task.task_id] = task
+        self.active[task.key] = task
+        self.failed.discard(task.key)
+        task.finished = anyio.Event()
+        task.stop_request = None
+        task.error = None
+        self._group.start_soon(self._run, task)
+
+    async def _install_hooks(self) -> None:
+        if not self.hooks_loaded.is_set():
+            self.hooks = await anyio.to_thread.run_sync(installed_hooks)
+            self.hooks_loaded.set()
+
+    async def _run(self, task: TaskRuntime) -> None:
+        with anyio.CancelScope() as scope:
+            task.scope = scope
+            try:
+                await self.hooks_loaded.wait()
+                await self.set_state(task, TaskState.QUEUED)
+                if task.manifest is None and task.url_source is None:
+                    await self._resolve_manifest(task)
+                await self.runner.run(task)
+            except Exception as exc:
+                error = _domain_error(exc)
+                if error is not None:
+                    await self._fail(task, error.name, error.message)
+                else:  # a bug must fail one task, never the daemon
+                    log.exception("task %s crashed", task.task_id)
+                    await self._fail(task, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+                return
+            task.waiting_for = None
+            snapshot = task.snapshot()
+            await self.set_state(task, TaskState.READY)
+            self.hooks.on_download_complete(snapshot)
+            return
+        task.scope = None
+        if task.stop_request == TaskState.CANCELLED:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(
+                    remove_parts, self.layout, task.model_id, task.version
+                )
+                task.waiting_for = None
+                await self.set_state(task, TaskState.CANCELLED)
+        elif task.stop_request == TaskState.PAUSED:
+            with anyio.CancelScope(shield=True):
+                task.waiting_for = None
+                task.reset_speed()
+                await self.set_state(task, TaskState.PAUSED)
+
+    async def _fail(self, task: TaskRuntime, code: str, message: str) -> None:
+        log.error(
+            "task %s (%s@%s) failed: %s %s",
+            task.task_id,
+            task.model_id,
+            task.version,
+            code,
+            message,
+        )
+        task.error = TaskError(code=code, message=message)
+        task.waiting_for = None
+        self.failed.add(task.key)
+        self.hooks.on_download_error(task.snapshot(), task.error)
+        with anyio.CancelScope(shield=True):
+            await self.set_state(task, TaskState.FAILED)
+
+    async def _resolve_manifest(self, task: TaskRuntime) -> None:
+        model = await self.catalog.get_model(task.model_id)
+        version = model.find_version(task.version)
+        if version is None:
+            raise VersionNotFound(f"{task.model_id} has no version {task.version}")
+        task.manifest = version
+        task.name, task.model_task = model.name, model.task
+
+    def _resume_persisted(self, persisted: PersistedTask) -> None:
+        try:
+            check_safe_name(persisted.model_id, "modelId")
+            check_safe_name(persisted.version, "version")
+        except ModelManagerError:
+            return
+        task = TaskRuntime(model_id=persisted.model_id, version=persisted.version)
+        task.task_id = persisted.task_id
+        if persisted.url and persisted.filename:
+            task.url_source = UrlSource(
+                persisted.url, persisted.filename, persisted.mode, persisted.sha256
+            )
+        if persisted.state == TaskState.PAUSED:
+            task.state = TaskState.PAUSED
+            self.tasks[task.task_id] = task
+            self.active[task.key] = task
+        else:
+            log.info("resuming %s@%s from the last run", task.model_id, task.version)
+            self._start(task)
+
+    # --- API -----------------------------------------------------------------------
+
+    async def install(
+        self, model_id: str, version: str | None, dependencies: bool
+    ) -> InstallResult:
+        check_safe_name(model_id, "modelId")
+        model = await self.catalog.get_model(model_id)
+        manifest = model.find_version(version)
+        if manifest is None:
+            raise VersionNotFound(f"{model_id} has no version {version or '(default)'}")
+        chain = [(model, manifest.version)]
+        if dependencies:
+            chain += await self._resolve_requirements(model, manifest.version)
+        # Everything is resolved: from here on no await, so the tasks start together
+        # (or, when a requirement is missing above, none does).
+        task = previous = None
+        for index, (each, each_version) in enumerate(chain):
+            started = self._ensure_task(each, each_version, after=previous)
+            task = started if index == 0 else task
+            previous = started or previous
+        if task is None:
+            return InstallResult(
+                task_id=None, model_id=model_id, version=manifest.version, state=TaskState.READY
+            )
+        return InstallResult(
+            task_id=task.task_id, model_id=model_id, version=manifest.version, state=task.state
+        )
+
+    def _ensure_task(
+        self, model: CatalogModel, version: str, after: TaskRuntime | None
+    ) -> TaskRuntime | None:
+        """The task for model@version: the existing one, a new one, or None if installed.
+        No await inside, so concurrent installs cannot both create one."""
+        key = (model.id, version)
+        existing = self.active.get(key)
+        if existing is not None:
+            return existing
+        entry = self.registry.installed(model.id, version)
+        if entry is not None and entry.state == "ready":
+            return None
+        task = TaskRuntime(
+            model_id=model.id, version=version, name=model.name, model_task=model.task,
+            manifest=model.find_version(version), after=after,
+        )  # fmt: skip
+        manifest = task.manifest
+        assert manifest is not None
+        task.bytes_total = sum(f.size_bytes for f in manifest.files)
+        task.files_total = len(manifest.files)
+        self._start(task)
+        return task
+
+    async def _resolve_requirements(
+        self, model: CatalogModel, version: str
+    ) -> list[tuple[CatalogModel, str]]:
+        """What ``requires`` names, transitively, in install order; each once."""
+        seen = {(model.id, version)}
+        pending = [(model, version)]
+        chain: list[tuple[CatalogModel, str]] = []
+        while pending:
+            current, current_version = pending.pop(0)
+            manifest = current.find_version(current_version)
+            for requirement in manifest.requires if manifest else []:
+                dependency = await self.catalog.get_model(requirement.model_id)
+                dep_manifest = dependency.find_version(requirement.version)
+                if dep_manifest is None:
+                    raise VersionNotFound(
+                        f"required {requirement.model_id}@{requirement.version} does not exist"
+                    )
+                key = (dependency.id, dep_manifest.version)
+                if key not in seen:
+                    seen.add(key)
+                    chain.append((dependency, dep_manifest.version))
+                    pending.append((dependency, dep_manifest.version))
+        return chain
+
+    def get_task(self, task_id: str) -> TaskRuntime:
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise TaskNotFound(f"no task {task_id}", taskId=task_id)
+        return task
+
+    def pause(self, task_id: str) -> TaskRuntime:
+        task = self.get_task(task_id)
+        if task.state in {TaskState.QUEUED, TaskState.DOWNLOADING}:
+            task.stop_request = TaskState.PAUSED
+            if task.scope is not None:
+                task.scope.cancel()
+            return task
+        if task.state == TaskState.PAUSED:
+            return task
+        raise InvalidState(
+            f"cannot pause a task that is {task.state.value}", state=task.state.value
+        )
+
+    def resume(self, task_id: str) -> TaskRuntime:
+        task = self.get_task(task_id)
+        if task.state == TaskState.PAUSED and task.scope is None:
+            self._start(task)
+            task.state = TaskState.QUEUED
+            return task
+        if task.state in {TaskState.QUEUED, TaskState.DOWNLOADING, TaskState.VERIFYING}:
+            return task
+        raise InvalidState(
+            f"cannot resume a task that is {task.state.value}", state=task.state.value
+        )
+
+    async def cancel(self, task_id: str) -> TaskRuntime:
+        task = self.get_task(task_id)
+        if task.state.finished:
+            raise InvalidState(f"task is already {task.state.value}", state=task.state.value)
+        task.stop_request = TaskState.CANCELLED
+        if task.scope is not None:
+            task.scope.cancel()
+            await task.finished.wait()
+        else:  # paused: nothing is running
+            await anyio.to_thread.run_sync(remove_parts, self.layout, task.model_id, task.version)
+            await self.set_state(task, TaskState.CANCELLED)
+        return task
+
+    async def install_url(self, source: UrlSource, model_id: str, version: str) -> InstallResult:
+        key = (model_id, version)
+        task = self.active.get(key)
+        entry = self.registry.installed(model_id, version)
+        if task is None and entry is not None and entry.state == "ready":
+            return InstallResult(
+                task_id=None, model_id=model_id, version=version, state=TaskState.READY
+            )
+        if task is None:
+            task = TaskRuntime(model_id=model_id, version=version, name=source.filename,
+                               model_task=source.mode or "", url_source=source)  # fmt: skip
+            task.files_total = 1
+            self._start(task)
+        return InstallResult(
+            task_id=task.task_id, model_id=model_id, version=version, state=task.state
+        )
+
+
+def _domain_error(exc: BaseException) -> ModelManagerError | None:
+    """The sidecar error behind ``exc``, looking inside task-group exception groups."""
+    if isinstance(exc, ModelManagerError):
+        return exc
+    if (disk_full := as_disk_full(exc)) is not None:
+        return disk_full
+    if (home := home_error(exc)) is not None:
+        return home
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _domain_error(inner)) is not None:
+                return found
+    return None

@@ -1,0 +1,1 @@
+"""The home on disk: its layout, the registry, locks and atomic placement."""

@@ -1,0 +1,1 @@
+"""Moving bytes: the worker process, its client, and the HTTP body path."""

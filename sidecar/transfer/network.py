@@ -1,0 +1,155 @@
+"""How the sidecar reaches hosts: TLS trust, proxies and the per-host connection cap,
+the same for catalog calls (httpx) and file bodies (urllib3, ``sidecar.transfer.connection``).
+
+Trust: the operating system's store (``truststore``: Windows and macOS APIs, OpenSSL's
+default paths on Linux, which ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` point to) plus an
+optional ``--ca-bundle``. Verification is never turned off.
+
+Proxies: an explicit one (``--proxy`` or ``setNetwork``, e.g. what Chromium resolved)
+wins; without one the standard variables (``HTTPS_PROXY``, ``HTTP_PROXY``,
+``ALL_PROXY``, ``NO_PROXY``) decide per URL; ``direct`` means none at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+import threading
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+
+if TYPE_CHECKING:
+    import urllib3
+
+DIRECT = "direct"
+# NO_PROXY as the standard library reads it (absent from typeshed).
+_bypass: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+POOL_SIZE = 64  # connections kept per host; the cap below is what limits them
+
+
+class NetworkConfigError(ValueError):
+    """A proxy or CA bundle that cannot be used (said in the user's terms)."""
+
+
+@functools.cache
+def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    import truststore  # here, not at start-up: the first answers need no network
+
+    context = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca_bundle is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_bundle))
+        except (OSError, ssl.SSLError) as exc:
+            raise NetworkConfigError(
+                f"cannot use the CA bundle {ca_bundle}: {exc}. Give a PEM file of "
+                "certificates with --ca-bundle or MODEL_MANAGER_CA_BUNDLE"
+            ) from exc
+    return context
+
+
+def check_proxy(proxy: str | None) -> str | None:
+    """Normalise an explicit proxy: None (use the environment), ``direct``, or a URL."""
+    if proxy is None:
+        return None
+    proxy = proxy.strip()
+    if proxy in ("", DIRECT):
+        return DIRECT
+    if "://" not in proxy:
+        proxy = "http://" + proxy  # "host:port", as Chromium's PROXY entries say it
+    parts = urlsplit(proxy)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise NetworkConfigError(
+            f"unusable proxy {redact_proxy(proxy)}: give http://[user:password@]host:port"
+        )
+    return proxy
+
+
+def redact_proxy(proxy: str | None) -> str | None:
+    """The proxy as it may be shown: a password never leaves the process."""
+    if proxy is None or "@" not in proxy:
+        return proxy
+    parts = urlsplit(proxy)
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, "", ""))
+
+
+class Network:
+    """The current network settings and the connections made under them."""
+
+    def __init__(self, proxy: str | None, ca_bundle: Path | None, max_per_host: int) -> None:
+        self.proxy = check_proxy(proxy)
+        self.ca_bundle = ca_bundle
+        self.max_per_host = max_per_host
+        self._pools: dict[str | None, urllib3.PoolManager] = {}
+        self._host_slots: dict[str, anyio.CapacityLimiter] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def ssl(self) -> ssl.SSLContext:
+        """Loaded on first use: the trust store takes tens of milliseconds to read."""
+        return ssl_context(self.ca_bundle)
+
+    def set_proxy(self, proxy: str | None) -> None:
+        """Connections opened from now on use it; open ones finish their request."""
+        self.proxy = check_proxy(proxy)
+
+    def proxy_for(self, url: str) -> str | None:
+        if self.proxy == DIRECT:
+            return None
+        if self.proxy is not None:
+            return self.proxy
+        parts = urlsplit(url)
+        found = urllib.request.getproxies_environment()
+        if parts.hostname and _bypass(parts.hostname, found):
+            return None
+        chosen = found.get(parts.scheme) or found.get("all")
+        return check_proxy(chosen) if chosen else None
+
+    def host_slots(self, url: str) -> anyio.CapacityLimiter:
+        """At most ``max_per_host`` connections to one host, whatever asks: many
+        connections knock over home routers and get clients throttled."""
+        host = urlsplit(url).netloc.rsplit("@", 1)[-1].lower()
+        slots = self._host_slots.get(host)
+        if slots is None:
+            slots = self._host_slots[host] = anyio.CapacityLimiter(self.max_per_host)
+        return slots
+
+    def pool_for(self, url: str) -> urllib3.PoolManager:
+        """Blocking-safe: the pool manager for ``url`` under the current proxy."""
+        proxy = self.proxy_for(url)
+        with self._lock:
+            pool = self._pools.get(proxy)
+            if pool is None:
+                pool = self._pools[proxy] = self._make_pool(proxy)
+            return pool
+
+    def _make_pool(self, proxy: str | None) -> urllib3.PoolManager:
+        import urllib3
+
+        if proxy is None:
+            return urllib3.PoolManager(maxsize=POOL_SIZE, ssl_context=self.ssl)
+        parts = urlsplit(proxy)
+        headers = {}
+        if parts.username is not None:
+            credentials = f"{parts.username}:{parts.password or ''}"
+            headers = urllib3.make_headers(proxy_basic_auth=credentials)
+        bare = urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], "", "", ""))
+        return urllib3.ProxyManager(
+            bare,
+            proxy_headers=headers,
+            maxsize=POOL_SIZE,
+            ssl_context=self.ssl,
+            proxy_ssl_context=self.ssl,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.clear()

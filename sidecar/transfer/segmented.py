@@ -1,0 +1,339 @@
+"""Fetch one large file over several ranged connections into a preallocated part,
+written at offsets. The connection count adapts to the throughput, a slow tail is
+split, and a hasher follows the contiguous prefix so no second pass is needed.
+
+Durability: data is fsynced before the ranges it covers are recorded in the part's
+record, so after a kill -9 or power loss a restart fetches only what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+import anyio
+
+from sidecar.errors import ChecksumMismatch
+from sidecar.redact import redact_url
+from sidecar.store.fsutil import atomic_write_bytes
+from sidecar.transfer.connection import BodyConnection, Reply, Source, in_thread
+from sidecar.transfer.fetch import (
+    CONTENT_RANGE,
+    WRITE_BATCH,
+    first_error,
+    read_record,
+    validator_of,
+)
+from sidecar.transfer.fileio import PartHandle
+from sidecar.transfer.hashing import READ_SIZE
+from sidecar.transfer.http import ServerRefused, TransientError, check_status
+from sidecar.transfer.network import Network
+from sidecar.transfer.plan import SegmentPlan, Unit
+from sidecar.transfer.ratelimit import RateLimiter
+from sidecar.transfer.target import FileTarget, Progress
+from sidecar.wire import PartRecord
+
+log = logging.getLogger(__name__)
+
+MIN_SPLIT = 4 * 1024 * 1024  # never split a tail into pieces smaller than this
+SAVE_EVERY = 1.0  # seconds between durable records of the ranges on disk
+SAVE_BYTES = 64 * 1024 * 1024  # ...or this many bytes, whichever comes first
+ADAPT_EVERY = 0.05
+DOUBLING_GAIN = 1.25  # a doubling that adds less than this is not worth its CPU
+INITIAL_CONNECTIONS = 4
+UNIT_ATTEMPTS = 4
+
+
+class RangesUnsupported(Exception):
+    """The server answered a ranged request with the whole body: use one stream."""
+
+
+@dataclass
+class Limits:
+    max_connections: int = 16
+    connections: anyio.CapacityLimiter = field(
+        default_factory=lambda: anyio.CapacityLimiter(64)
+    )  # shared by every file
+    rate: RateLimiter = field(default_factory=RateLimiter)
+    # Body readers, one per connection held: as many as there may be connections, so
+    # they never queue behind other thread work (anyio's default pool has 40).
+    threads: anyio.CapacityLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.threads = anyio.CapacityLimiter(self.connections.total_tokens)
+
+
+class SegmentedFetch:
+    def __init__(
+        self,
+        network: Network,
+        source: Source,
+        target: FileTarget,
+        progress: Progress,
+        limits: Limits,
+        stall_timeout: float,
+    ) -> None:
+        assert target.expected_size is not None
+        self.network = network
+        self.source = source
+        self.url = source.url
+        self.target = target
+        self.stall_timeout = stall_timeout
+        self.progress = progress
+        self.limits = limits
+        self.total = target.expected_size
+        self.file = PartHandle(target.part)
+        self.plan = SegmentPlan(self.total, [], unit_size=max(MIN_SPLIT, self.total // 64))
+        self.record: PartRecord | None = None
+        self.validator: str | None = None
+        self.confirmed = anyio.Event()  # the server did a ranged reply
+        self.progressed = anyio.Event()
+        self.hasher = hashlib.sha256()
+        self.hashed = 0
+        self.workers = 0
+        self.received = 0  # bytes that arrived, for the connection count
+        self.unsaved = 0  # bytes written since the last save
+        self.save_wanted = anyio.Event()
+
+    async def run(self) -> str:
+        record = await anyio.to_thread.run_sync(read_record, self.target)
+        if record is not None and record.url == self.url and record.done is not None:
+            self.plan = SegmentPlan(self.total, record.done, self.plan.unit_size)
+            self.validator = validator_of(record)
+        elif record is not None and record.done is None and self.target.part.exists():
+            # A part from the single-stream path: its bytes are a prefix.
+            size = (await anyio.to_thread.run_sync(self.target.part.stat)).st_size
+            self.plan = SegmentPlan(self.total, [(0, min(size, self.total))], self.plan.unit_size)
+            self.validator = validator_of(record) if record.url == self.url else None
+        self.record = record
+        if await anyio.to_thread.run_sync(self.file.open) != self.total:
+            await anyio.to_thread.run_sync(self.file.truncate, self.total)  # preallocate
+        try:
+            self.progress(self.plan.done_bytes)
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._hash_prefix)
+                if not self.plan.complete:
+                    async with anyio.create_task_group() as saver:
+                        saver.start_soon(self._save_periodically)
+                        async with anyio.create_task_group() as fetchers:
+                            self._add_worker(fetchers)  # the first probes for Range support
+                            await self._adapt(fetchers)
+                        saver.cancel_scope.cancel()  # the last record is saved below
+        except BaseExceptionGroup as errors:
+            raise first_error(errors) from None
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._save()
+                finally:
+                    await anyio.to_thread.run_sync(self.file.close)
+        digest = self.hasher.hexdigest()
+        if self.target.sha256 is not None and digest != self.target.sha256:
+            raise ChecksumMismatch(
+                f"{self.target.part.name}: SHA-256 {digest} does not match the manifest",
+                expected=self.target.sha256,
+                actual=digest,
+            )
+        return digest
+
+    # --- connections -------------------------------------------------------------------
+
+    def _add_worker(self, group: anyio.abc.TaskGroup) -> None:
+        self.workers += 1
+        group.start_soon(self._work)
+
+    async def _adapt(self, group: anyio.abc.TaskGroup) -> None:
+        """Double the connections while a doubling raised this file's throughput by a
+        quarter or more: each connection was capped, not the line. The rate is counted
+        as bytes arrive and judged only once the new connections had a window to start.
+        A rate that falls lowers the baseline, so the file probes again when the line
+        frees up (another download ended). Nothing is added while the event loop
+        wakes late: the CPU is full, and more connections would only add parsing work
+        and slow the protocol's answers."""
+        await self.confirmed.wait()
+        for _ in range(min(INITIAL_CONNECTIONS, self.limits.max_connections) - self.workers):
+            self._add_worker(group)
+        before_adding = 0.0  # the first doubling needs only some rate: start small, fast
+        while self.workers > 0 and not self.plan.complete:
+            start, started_at = self.received, anyio.current_time()
+            await anyio.sleep(ADAPT_EVERY)
+            elapsed = anyio.current_time() - started_at
+            rate = (self.received - start) / elapsed
+            if rate * DOUBLING_GAIN < before_adding:
+                before_adding = rate
+            room = self.limits.max_connections - self.workers
+            loop_busy = elapsed > ADAPT_EVERY * 1.5
+            if room <= 0 or loop_busy or rate <= 0 or rate < before_adding * DOUBLING_GAIN:
+                continue
+            before_adding = rate
+            for _ in range(min(self.workers, room)):
+                self._add_worker(group)
+            log.debug(
+                "%s: %d connections after %.0f MB/s",
+                self.target.part.name,
+                self.workers,
+                rate / 1e6,
+            )
+            await anyio.sleep(ADAPT_EVERY)  # judge the new count once it has started
+
+    async def _work(self) -> None:
+        connection = BodyConnection(self.network, self.source, self.stall_timeout)
+        try:
+            while (unit := self.plan.next_unit(MIN_SPLIT)) is not None:
+                try:
+                    await self._fetch_unit_with_retries(unit, connection)
+                finally:
+                    self.plan.release(unit)
+        finally:
+            self.workers -= 1
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(connection.close)
+
+    async def _fetch_unit_with_retries(self, unit: Unit, connection: BodyConnection) -> None:
+        for attempt in range(UNIT_ATTEMPTS):
+            try:
+                async with self.limits.connections, self.network.host_slots(self.url):
+                    await in_thread(
+                        connection, self._pump, unit, connection, limiter=self.limits.threads
+                    )
+                return
+            except TransientError as exc:
+                if attempt + 1 == UNIT_ATTEMPTS:
+                    raise
+                log.info("segment %d-%d: %s; retrying", unit.position, unit.end, exc)
+                await anyio.sleep(0.2 * 2**attempt)
+
+    def _range_headers(self, unit: Unit) -> dict[str, str]:
+        headers = {
+            "Accept-Encoding": "identity",
+            "Range": f"bytes={unit.position}-{unit.end - 1}",
+        }
+        if self.validator:
+            headers["If-Range"] = self.validator
+        return headers
+
+    def _check_ranged_reply(self, unit: Unit, response: Reply) -> None:
+        status, header = response.status, response.headers.get
+        if status != 206:
+            raise RangesUnsupported(f"HTTP {status} to a ranged request")
+        match = CONTENT_RANGE.match(header("Content-Range") or "")
+        if not match or int(match.group(1)) != unit.position:
+            raise ServerRefused("Content-Range does not start where asked")
+        if match.group(3) != "*" and int(match.group(3)) != self.total:
+            raise ServerRefused("the file on the server has another size")
+        if (header("Content-Encoding") or "identity").lower() != "identity":
+            raise ServerRefused("a compressed ranged reply")
+
+    def _mark_written(self, unit: Unit, size: int) -> int:
+        """Book ``size`` bytes written at the unit's position; returns the room left
+        (the tail may have been given to another connection meanwhile)."""
+        self.plan.mark_done(unit.position, unit.position + size)
+        unit.position += size
+        self.unsaved += size
+        if self.unsaved >= SAVE_BYTES:
+            self.save_wanted.set()
+        self.progress(self.plan.done_bytes)
+        self.progressed.set()
+        return unit.end - unit.position
+
+    # --- the body path (see sidecar.transfer.connection) ----------------------------------
+
+    def _pump(self, unit: Unit, connection: BodyConnection) -> None:
+        """Blocking: socket → buffer → part, booking what was written on the event loop
+        every WRITE_BATCH bytes; the loop answers with the room left in the unit."""
+        asked_end = unit.end  # the tail may be given to another connection meanwhile
+        response = connection.get(self._range_headers(unit))
+        unbooked = 0
+        body_read = False
+        try:
+            url = redact_url(connection.url)
+            check_status(response.status, url, response.headers.get("Retry-After"))
+            self._check_ranged_reply(unit, response)
+            if not self.confirmed.is_set():
+                anyio.from_thread.run_sync(self._remember_validator, response)
+            view = connection.buffer
+            position, room = unit.position, unit.end - unit.position
+            while room > 0:
+                want = min(len(view), room)
+                rate = self.limits.rate.bytes_per_second
+                if rate is not None:
+                    want = min(want, max(64 * 1024, rate // 8))  # a smooth, fair cap
+                    anyio.from_thread.run(self.limits.rate.consume, want)
+                count = connection.readinto(view[:want])
+                self.file.write_at([view[:count]], position)
+                position, room, unbooked = position + count, room - count, unbooked + count
+                if unbooked >= WRITE_BATCH or room == 0:
+                    room, unbooked = (
+                        anyio.from_thread.run_sync(self._received, unit, unbooked),
+                        0,
+                    )
+            body_read = position == asked_end
+        except Exception:
+            if unbooked:  # written before the read failed: keep it
+                with contextlib.suppress(Exception):
+                    anyio.from_thread.run_sync(self._received, unit, unbooked)
+            raise
+        finally:
+            # A body left unread (the tail went to another connection) would precede the
+            # next reply on this connection: only a whole one lets it be reused.
+            connection.release(body_read=body_read)
+
+    def _received(self, unit: Unit, count: int) -> int:
+        self.received += count
+        return self._mark_written(unit, count)
+
+    def _remember_validator(self, response: Reply) -> None:
+        if not self.confirmed.is_set():
+            etag = response.headers.get("ETag")
+            fresh = etag if etag and not etag.startswith("W/") else None
+            self.validator = self.validator or fresh or response.headers.get("Last-Modified")
+            self.record = PartRecord(
+                url=self.url,
+                etag=response.headers.get("ETag"),
+                last_modified=response.headers.get("Last-Modified"),
+                expected_size=self.total,
+                sha256=self.target.sha256,
+                done=[],
+            )
+            self.confirmed.set()
+
+    # --- hashing and durability --------------------------------------------------------
+
+    async def _hash_prefix(self) -> None:
+        """Hash bytes in file order as soon as they are on disk (from the page cache)."""
+        buffer = bytearray(READ_SIZE)  # one buffer for the whole file: memory stays flat
+        while self.hashed < self.total:
+            end = self.plan.contiguous_end()
+            if end <= self.hashed:
+                self.progressed = anyio.Event()
+                await self.progressed.wait()
+                continue
+            while self.hashed < end:
+                size = min(len(buffer), end - self.hashed)
+                view = memoryview(buffer)[:size]
+                count = await anyio.to_thread.run_sync(self.file.read_into, view, self.hashed)
+                if count != size:
+                    raise TransientError("part shorter than its recorded ranges")
+                await anyio.to_thread.run_sync(self.hasher.update, view)
+                self.hashed += size
+
+    async def _save_periodically(self) -> None:
+        """Record the ranges every second, and fsync every ``SAVE_BYTES`` so the disk
+        writes behind the download rather than all at the end."""
+        while True:
+            with anyio.move_on_after(SAVE_EVERY):
+                await self.save_wanted.wait()
+            self.save_wanted = anyio.Event()
+            self.unsaved = 0
+            await self._save()
+
+    async def _save(self) -> None:
+        if self.record is None:
+            return
+        done = list(self.plan.done)
+        await anyio.to_thread.run_sync(self.file.sync)  # data first, then the record
+        record = self.record.model_copy(update={"done": done})
+        data = record.model_dump_json(by_alias=True).encode()
+        await anyio.to_thread.run_sync(atomic_write_bytes, self.target.record_path, data)
