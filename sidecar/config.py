@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,9 @@ from pathlib import Path
 import platformdirs
 
 APP_NAME = "ModelManager"
+# 1 TiB/s: far above any link, and far below what a float holds (10**400 bytes/s once
+# took every later download down with an OverflowError). The wire schema has the same bound.
+MAX_BYTES_PER_SECOND = 1 << 40
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,10 @@ class Settings:
     network_patience: float = 300.0
     catalog_ttl: float = 300.0
     ranking_timeout: float = 2.0
+    # A reply that trickles in never stalls: the whole request must end by then.
+    request_deadline: float = 60.0
+    max_dependency_depth: int = 16
+    max_dependencies: int = 64
     lock_timeout_ms: int = 30 * 60 * 1000
     lock_refresh: float = 10.0
     parent_pid: int | None = None
@@ -112,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-bytes-per-second",
-        type=int,
+        type=_bytes_per_second,
         default=None,
         help="bandwidth cap for all downloads together (default: none)",
     )
@@ -132,6 +140,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(env("MODEL_MANAGER_NETWORK_PATIENCE", "300")),
         help="seconds a task keeps retrying through a network outage before it fails "
         "(env MODEL_MANAGER_NETWORK_PATIENCE)",
+    )
+    parser.add_argument(
+        "--request-deadline",
+        type=_positive_seconds,
+        default=env("MODEL_MANAGER_REQUEST_DEADLINE", "60"),  # a string: checked by type
+        help="seconds a request for the catalog, a manifest or the ranking may take in all, "
+        "however steadily its bytes come (env MODEL_MANAGER_REQUEST_DEADLINE)",
+    )
+    parser.add_argument(
+        "--max-dependency-depth",
+        type=int,
+        default=16,
+        help="levels of 'requires' an install follows before it refuses the model",
+    )
+    parser.add_argument(
+        "--max-dependencies",
+        type=int,
+        default=64,
+        help="requirements one install may pull in before it refuses the model",
     )
     parser.add_argument(
         "--catalog-ttl", type=float, default=300.0, help="seconds the cached catalog stays fresh"
@@ -159,15 +186,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bytes_per_second(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_BYTES_PER_SECOND:
+        raise argparse.ArgumentTypeError(f"from 0 (no cap) to {MAX_BYTES_PER_SECOND}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError("a positive number of seconds")
+    return value
+
+
+def _token(parser: argparse.ArgumentParser) -> str | None:
+    """The bearer token without the line break or spaces a file or a shell leaves around
+    it. Anything unprintable left inside is refused at start-up, in a message that never
+    shows the token (an HTTP library would echo it in every request's error)."""
+    token = os.environ.get("MODEL_MANAGER_TOKEN", "").strip()
+    for position, char in enumerate(token, 1):
+        if not " " <= char <= "~":
+            kind = "a control character" if char.isascii() else "a non-ASCII character"
+            parser.error(
+                f"MODEL_MANAGER_TOKEN has {kind} at position {position}; "
+                "a bearer token is printable ASCII: set the variable to the token alone "
+                "(its value is not shown here)"
+            )
+    return token or None
+
+
 def settings_from_args(argv: list[str] | None = None) -> Settings:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     home = Path(args.home) if args.home else Path(platformdirs.user_data_dir(APP_NAME, False))
     lock_timeout_ms = int(args.lock_timeout * 1000)
     return Settings(
         home=home.expanduser().resolve(),
         repositories=_split_urls(args.repository),
         scheduler=(args.scheduler or "").rstrip("/") or None,
-        token=os.environ.get("MODEL_MANAGER_TOKEN") or None,
+        token=_token(parser),
         max_concurrent_tasks=max(1, args.max_concurrent_tasks),
         max_files_per_task=max(1, args.max_files_per_task),
         max_connections_per_file=max(1, args.max_connections_per_file),
@@ -177,6 +235,9 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         stall_timeout=args.stall_timeout,
         network_patience=args.network_patience,
         catalog_ttl=args.catalog_ttl,
+        request_deadline=args.request_deadline,
+        max_dependency_depth=max(1, args.max_dependency_depth),
+        max_dependencies=max(1, args.max_dependencies),
         lock_timeout_ms=lock_timeout_ms,
         lock_refresh=max(0.05, min(10.0, lock_timeout_ms / 3000)),
         parent_pid=args.parent_pid,

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from sidecar.config import MAX_BYTES_PER_SECOND
 from sidecar.redact import redact_url
 
 
@@ -123,11 +124,14 @@ class InstallUrlParams(WireModel):
 
 
 class SetLimitsParams(WireModel):
-    """Absent fields stay as they are; ``maxBytesPerSecond: 0`` removes the cap."""
+    """Absent fields stay as they are; ``maxBytesPerSecond: 0`` removes the cap.
+    Strict integers: ``true`` would otherwise be a cap of 1 B/s."""
 
-    max_bytes_per_second: Annotated[int, Field(ge=0)] | None = None
-    max_concurrent_tasks: Annotated[int, Field(ge=1, le=16)] | None = None
-    max_connections_per_file: Annotated[int, Field(ge=1, le=64)] | None = None
+    max_bytes_per_second: (
+        Annotated[int, Field(ge=0, le=MAX_BYTES_PER_SECOND, strict=True)] | None
+    ) = None
+    max_concurrent_tasks: Annotated[int, Field(ge=1, le=16, strict=True)] | None = None
+    max_connections_per_file: Annotated[int, Field(ge=1, le=64, strict=True)] | None = None
 
 
 class SetNetworkParams(WireModel):

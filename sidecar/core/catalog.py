@@ -3,7 +3,6 @@ TTL, so the repository being down never stops the app from listing what it knows
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -17,18 +16,14 @@ from sidecar.errors import ModelNotFound, RepositoryUnavailable, TlsError, Unsaf
 from sidecar.manifest import CatalogModel, check_safe_name, parse_model
 from sidecar.store.fsutil import atomic_write_json, read_json
 from sidecar.store.layout import HomeLayout
-from sidecar.transfer.http import (
-    SourceFailed,
-    TlsFailed,
-    TransientError,
-    auth_headers,
-    map_transport_errors,
-    raise_for_status,
-)
+from sidecar.transfer.http import SourceFailed, TlsFailed, TransientError, auth_headers
+from sidecar.transfer.jsonreply import get_json
 
 log = logging.getLogger(__name__)
 
-MAX_CATALOG_BYTES = 64 * 1024 * 1024
+# The catalog or one model's manifest. ~100k files' worth; the memory of a hostile reply
+# is a few times this (its text, then its objects; see sidecar.transfer.jsonreply).
+MAX_CATALOG_BYTES = 16 * 1024 * 1024
 
 
 class Catalog:
@@ -95,16 +90,23 @@ class Catalog:
         for base in self.settings.repositories:
             url = base + path
             try:
-                body = await self._read_capped(url)
-                if body is None:
-                    not_found = True
-                    problems.append(f"{base}: 404")
-                    continue
-                return json.loads(body)
-            except (TransientError, SourceFailed, ValueError) as exc:
+                body = await get_json(
+                    self.client,
+                    url,
+                    headers=auth_headers(self.settings, url),
+                    max_bytes=MAX_CATALOG_BYTES,
+                    deadline=self.settings.request_deadline,
+                )
+            except (TransientError, SourceFailed) as exc:
                 if isinstance(exc, TlsFailed):
                     tls = exc
                 problems.append(f"{base}: {exc}")
+                continue
+            if body is None:
+                not_found = True
+                problems.append(f"{base}: 404")
+                continue
+            return body
         if not_found:
             raise ModelNotFound(f"not in the repository: {path}")
         if tls is not None and len(problems) == 1:
@@ -112,21 +114,6 @@ class Catalog:
         raise RepositoryUnavailable(
             "no repository answered: " + ("; ".join(problems) or "none configured"),
         )
-
-    async def _read_capped(self, url: str) -> bytes | None:
-        """The body, or None for 404; a hostile server cannot make us buffer gigabytes."""
-        with map_transport_errors():
-            headers = auth_headers(self.settings, url)
-            async with self.client.stream("GET", url, headers=headers) as response:
-                if response.status_code == 404:
-                    return None
-                raise_for_status(response)
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_CATALOG_BYTES:
-                        raise TransientError(f"reply larger than {MAX_CATALOG_BYTES} bytes")
-                return bytes(body)
 
     async def _save(self) -> None:
         document = {

@@ -16,6 +16,7 @@ from sidecar.core.catalog import Catalog
 from sidecar.core.hooks import DownloadHooks, NoHooks, Notify, installed_hooks
 from sidecar.core.library import Library
 from sidecar.core.ranking import RankingSource
+from sidecar.core.requirements import resolve_requirements
 from sidecar.core.runner import TaskRunner
 from sidecar.core.tasks import TaskRuntime, TaskStore, UrlSource
 from sidecar.errors import (
@@ -284,7 +285,9 @@ class Manager:
             raise VersionNotFound(f"{model_id} has no version {version or '(default)'}")
         chain = [(model, manifest.version)]
         if dependencies:
-            chain += await self._resolve_requirements(model, manifest.version)
+            chain += await resolve_requirements(
+                self.catalog, self.settings, model, manifest.version
+            )
         # Everything is resolved: from here on no await, so the tasks start together
         # (or, when a requirement is missing above, none does).
         task = previous = None
@@ -322,30 +325,6 @@ class Manager:
         task.files_total = len(manifest.files)
         self._start(task)
         return task
-
-    async def _resolve_requirements(
-        self, model: CatalogModel, version: str
-    ) -> list[tuple[CatalogModel, str]]:
-        """What ``requires`` names, transitively, in install order; each once."""
-        seen = {(model.id, version)}
-        pending = [(model, version)]
-        chain: list[tuple[CatalogModel, str]] = []
-        while pending:
-            current, current_version = pending.pop(0)
-            manifest = current.find_version(current_version)
-            for requirement in manifest.requires if manifest else []:
-                dependency = await self.catalog.get_model(requirement.model_id)
-                dep_manifest = dependency.find_version(requirement.version)
-                if dep_manifest is None:
-                    raise VersionNotFound(
-                        f"required {requirement.model_id}@{requirement.version} does not exist"
-                    )
-                key = (dependency.id, dep_manifest.version)
-                if key not in seen:
-                    seen.add(key)
-                    chain.append((dependency, dep_manifest.version))
-                    pending.append((dependency, dep_manifest.version))
-        return chain
 
     def get_task(self, task_id: str) -> TaskRuntime:
         task = self.tasks.get(task_id)

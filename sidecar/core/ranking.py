@@ -15,8 +15,12 @@ from sidecar.config import Settings
 from sidecar.errors import SchedulerUnavailable
 from sidecar.store.fsutil import atomic_write_bytes
 from sidecar.store.layout import HomeLayout
+from sidecar.transfer.http import SourceFailed, TransientError
+from sidecar.transfer.jsonreply import get_json
 
 log = logging.getLogger(__name__)
+
+MAX_RANKING_BYTES = 4 * 1024 * 1024  # ~40k entries; the app shows at most 1000
 
 
 class RankingEntry(BaseModel):
@@ -53,7 +57,7 @@ class RankingSource:
                 with anyio.move_on_after(self.settings.ranking_timeout):
                     try:
                         fresh = await self._fetch()
-                    except (httpx.HTTPError, ValueError, ValidationError) as exc:
+                    except (TransientError, SourceFailed, ValidationError) as exc:
                         problem = f"{type(exc).__name__}: {exc}"
                     else:
                         self.cached = fresh
@@ -68,9 +72,16 @@ class RankingSource:
 
     async def _fetch(self) -> CachedRanking:
         url = f"{self.settings.scheduler}/api/model-usage/ranking"
-        response = await self.client.get(url, timeout=self.settings.ranking_timeout)
-        response.raise_for_status()
-        entries = _entries.validate_json(response.content)
+        raw = await get_json(
+            self.client,
+            url,
+            headers={},
+            max_bytes=MAX_RANKING_BYTES,
+            deadline=self.settings.ranking_timeout,
+        )
+        if raw is None:
+            raise SourceFailed(f"HTTP 404 from {url}")
+        entries = _entries.validate_python(raw)
         return CachedRanking(
             fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
             entries=sorted(entries, key=lambda e: e.rank),

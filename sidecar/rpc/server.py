@@ -25,6 +25,11 @@ from sidecar.rpc.stdio import LineWriter
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT = 30.0
+# One line's cost, whatever the line limit allows: 100k calls in one batch took ~1 GB.
+MAX_BATCH = 256  # calls in one batch
+MAX_LINE_VALUES = 200_000  # JSON values in one line, counted before it is parsed
+MAX_BATCH_ANSWER_BYTES = 16 * 1024 * 1024  # answers of one batch held at once
+SERVER_ERROR = -32000  # JSON-RPC's range for errors of the server itself
 
 
 class RpcServer:
@@ -58,12 +63,20 @@ class RpcServer:
 
     async def _answer(self, line: bytes) -> None:
         try:
+            if (values := json_values_at_most(line)) > MAX_LINE_VALUES:
+                detail = f"a line of about {values} JSON values; at most {MAX_LINE_VALUES}"
+                await self.writer.send(error_message(INVALID_REQUEST, "Invalid Request", detail))
+                return
             try:
                 text = line.decode("utf-8")
                 message = parse_json(text)
             except (UnicodeDecodeError, ValueError, RecursionError) as exc:
                 detail = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)[:200]
                 await self.writer.send(error_message(PARSE_ERROR, "Parse error", detail))
+                return
+            if isinstance(message, list) and len(message) > MAX_BATCH:
+                detail = f"a batch of {len(message)} calls; at most {MAX_BATCH} in one line"
+                await self.writer.send(error_message(INVALID_REQUEST, "Invalid Request", detail))
                 return
             if isinstance(message, list) and message:
                 # Each element on its own: one bad element must not sink the good ones.
@@ -81,15 +94,39 @@ class RpcServer:
 
     async def _dispatch_each(self, batch: list[Any]) -> list[str]:
         answers: list[str] = [""] * len(batch)
+        held = 0  # bytes of answers kept so far: past the budget, an answer is dropped
 
         async def one(index: int, request: Any) -> None:
+            nonlocal held
             if not isinstance(request, dict):  # a batch holds request objects, nothing else
                 invalid = error_message(INVALID_REQUEST, "Invalid Request", "not an object")
                 answers[index] = json.dumps(invalid)
                 return
-            answers[index] = await async_dispatch(json.dumps(request), methods=self.methods)
+            answer = await async_dispatch(json.dumps(request), methods=self.methods)
+            if answer and held + len(answer) > MAX_BATCH_ANSWER_BYTES:
+                answer = json.dumps(_answer_dropped(request))
+            held += len(answer)
+            answers[index] = answer
 
         async with anyio.create_task_group() as group:
             for index, request in enumerate(batch):
                 group.start_soon(one, index, request)
         return [answer for answer in answers if answer]
+
+
+def _answer_dropped(request: dict[str, Any]) -> dict[str, Any]:
+    """Stands for an answer that would take the batch's answers past their budget."""
+    detail = (
+        f"the call ran, but the answers to this batch passed {MAX_BATCH_ANSWER_BYTES} "
+        "bytes: send it on its own for its answer"
+    )
+    request_id = request.get("id")
+    usable = isinstance(request_id, (str, int, float)) and not isinstance(request_id, bool)
+    valid_id = request_id if usable else None
+    return error_message(SERVER_ERROR, "Answer too large", detail, valid_id)
+
+
+def json_values_at_most(line: bytes) -> int:
+    """An upper bound on the JSON values in ``line``, at C speed before any object
+    exists: each value after the first follows a comma, a colon or an opening bracket."""
+    return 1 + sum(line.count(mark) for mark in (b",", b":", b"[", b"{"))

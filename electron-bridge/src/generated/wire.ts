@@ -232,6 +232,7 @@ export interface RemoveResult {
 }
 /**
  * Absent fields stay as they are; ``maxBytesPerSecond: 0`` removes the cap.
+ * Strict integers: ``true`` would otherwise be a cap of 1 B/s.
  */
 export interface SetLimitsParams {
   maxBytesPerSecond?: number | null;

@@ -1,0 +1,35 @@
+"""A token read from a file keeps its line break: the sidecar must send the token
+itself, and never echo it (an HTTP library's "Illegal header value" did, in every
+request's error, the log and stderr)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.repo_server import RepoServer
+
+
+@pytest.mark.parametrize("around", [("", "\n"), ("", "\r\n"), (" ", " "), ("\t", "\n\n")])
+def test_a_token_with_whitespace_around_it_is_sent_without(
+    start_sidecar, repo: RepoServer, around: tuple[str, str]
+) -> None:
+    repo.add("m", "1", {"w.bin": b"weights"})
+    sidecar = start_sidecar(env={"MODEL_MANAGER_TOKEN": around[0] + "s3cret-token" + around[1]})
+    assert sidecar.install_and_wait("m")["state"] == "ready"
+    assert repo.requests
+    assert all(r[2].get("Authorization") == "Bearer s3cret-token" for r in repo.requests)
+    sidecar.stop()
+    assert "s3cret-token" not in sidecar.stderr()
+    assert "s3cret-token" not in (sidecar.home / "logs" / "sidecar.log").read_text()
+
+
+@pytest.mark.parametrize("inside", ["\n", "\r", "\x1b", "\x7f", "é"])
+def test_a_token_with_a_control_character_inside_stops_the_start_unshown(
+    start_sidecar, repo: RepoServer, inside: str
+) -> None:
+    sidecar = start_sidecar(env={"MODEL_MANAGER_TOKEN": "S3KRIT" + inside + "T4IL"})
+    assert sidecar.wait_exit() == 2
+    stderr = sidecar.stderr()
+    assert "MODEL_MANAGER_TOKEN" in stderr
+    assert "S3KRIT" not in stderr and "T4IL" not in stderr, stderr
+    assert repo.requests == []
