@@ -17,7 +17,7 @@ from sidecar.rpc.server import RpcServer
 from sidecar.rpc.stdio import LineWriter, StdinReader, claim_stdout
 from sidecar.store.layout import HomeLayout
 from sidecar.transfer.client import TransferClient
-from sidecar.transfer.http import make_client
+from sidecar.transfer.http import JsonClient
 from sidecar.transfer.network import Network
 from sidecar.watchdog import watch_parent
 
@@ -47,7 +47,8 @@ async def run(settings: Settings) -> None:
     stop = anyio.Event()
     network = Network(settings.proxy, settings.ca_bundle, settings.max_connections_per_host)
     transfer = TransferClient(settings)
-    async with make_client(settings, network) as client, anyio.create_task_group() as group:
+    client = JsonClient(settings, network)
+    async with anyio.create_task_group() as group:
         server: RpcServer
         manager = Manager(
             settings, client, network, transfer, notify=lambda m, p: server.notify(m, p)
@@ -71,5 +72,7 @@ async def run(settings: Settings) -> None:
         await stop.wait()
         await server.drain(SHUTDOWN_ANSWER_TIMEOUT)
         group.cancel_scope.cancel()
+    with anyio.CancelScope(shield=True):
+        await client.aclose()
     network.close()
     log.info("sidecar stopped")

@@ -7,6 +7,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -17,33 +18,98 @@ MAX_BYTES_PER_SECOND = 1 << 40
 
 
 @dataclass(frozen=True)
+class Option:
+    """One tuning option: its flag, its environment variable, its default and bounds.
+    The table below drives argparse, the defaults of ``Settings`` and the bounds that
+    ``setLimits`` checks at run time, so they can never disagree."""
+
+    name: str  # the Settings field
+    flag: str
+    kind: type[int] | type[float]
+    default: int | float
+    low: int | float
+    high: int | float
+    help: str
+    env: str | None = None
+
+    def parse(self, text: str) -> int | float:
+        """For argparse (flag or environment): a number within the bounds."""
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        finite = isinstance(value, int) or math.isfinite(value)  # a huge int is no float
+        if not (finite and self.low <= value <= self.high):
+            raise argparse.ArgumentTypeError(f"from {self.low} to {self.high}")
+        return value
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("max_concurrent_tasks", "--max-concurrent-tasks", int, 2, 1, 16,
+           "models downloading at once"),
+    Option("max_files_per_task", "--max-files-per-task", int, 3, 1, 64,
+           "files of one model in parallel"),
+    Option("max_connections_per_file", "--max-connections-per-file", int, 16, 1, 64,
+           "ranged connections for one large file (1: never split a file)"),
+    Option("max_connections_total", "--max-connections", int, 48, 1, 256,
+           "connections for all downloads together"),
+    Option("max_connections_per_host", "--max-connections-per-host", int, 16, 1, 256,
+           "connections to one host for all downloads together (home routers drop more)"),
+    Option("max_bytes_per_second", "--max-bytes-per-second", int, 0, 0, MAX_BYTES_PER_SECOND,
+           "bandwidth cap for all downloads together, bytes a second (0: none)"),
+    Option("retries_per_file", "--retries", int, 3, 1, 100,
+           "attempts per file and mirror before moving on"),
+    Option("stall_timeout", "--stall-timeout", float, 30.0, 0.1, 3600.0,
+           "seconds without a byte before a request counts as stalled",
+           "MODEL_MANAGER_STALL_TIMEOUT"),
+    Option("network_patience", "--network-patience", float, 300.0, 0.0, 7 * 86400.0,
+           "seconds a task keeps retrying through a network outage before it fails",
+           "MODEL_MANAGER_NETWORK_PATIENCE"),
+    Option("request_deadline", "--request-deadline", float, 60.0, 0.001, 3600.0,
+           "seconds a request for the catalog, a manifest or the ranking may take in all, "
+           "however steadily its bytes come", "MODEL_MANAGER_REQUEST_DEADLINE"),
+    Option("max_dependency_depth", "--max-dependency-depth", int, 16, 1, 1000,
+           "levels of 'requires' an install follows before it refuses the model"),
+    Option("max_dependencies", "--max-dependencies", int, 64, 1, 10_000,
+           "requirements one install may pull in before it refuses the model"),
+    Option("catalog_ttl", "--catalog-ttl", float, 300.0, 0.0, 7 * 86400.0,
+           "seconds the cached catalog stays fresh"),
+    Option("lock_timeout", "--lock-timeout", float, 1800.0, 0.5, 7 * 86400.0,
+           "seconds after which an unrefreshed task lock counts as stale",
+           "MODEL_MANAGER_LOCK_TIMEOUT"),
+)  # fmt: skip
+OPTION = {option.name: option for option in OPTIONS}
+_DEFAULT: dict[str, Any] = {option.name: option.default for option in OPTIONS}
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     repositories: tuple[str, ...] = ()
     scheduler: str | None = None
     token: str | None = field(default=None, repr=False)  # never logged
-    max_concurrent_tasks: int = 2
-    max_files_per_task: int = 3
-    max_connections_per_file: int = 16
-    max_connections_total: int = 48
-    max_bytes_per_second: int | None = None
-    retries_per_file: int = 3
-    stall_timeout: float = 30.0
-    network_patience: float = 300.0
-    catalog_ttl: float = 300.0
-    ranking_timeout: float = 2.0
+    max_concurrent_tasks: int = _DEFAULT["max_concurrent_tasks"]
+    max_files_per_task: int = _DEFAULT["max_files_per_task"]
+    max_connections_per_file: int = _DEFAULT["max_connections_per_file"]
+    max_connections_total: int = _DEFAULT["max_connections_total"]
+    max_connections_per_host: int = _DEFAULT["max_connections_per_host"]
+    max_bytes_per_second: int | None = None  # None: no cap (0 on the command line)
+    retries_per_file: int = _DEFAULT["retries_per_file"]
+    stall_timeout: float = _DEFAULT["stall_timeout"]
+    network_patience: float = _DEFAULT["network_patience"]
     # A reply that trickles in never stalls: the whole request must end by then.
-    request_deadline: float = 60.0
-    max_dependency_depth: int = 16
-    max_dependencies: int = 64
-    lock_timeout_ms: int = 30 * 60 * 1000
+    request_deadline: float = _DEFAULT["request_deadline"]
+    max_dependency_depth: int = _DEFAULT["max_dependency_depth"]
+    max_dependencies: int = _DEFAULT["max_dependencies"]
+    catalog_ttl: float = _DEFAULT["catalog_ttl"]
+    ranking_timeout: float = 2.0
+    lock_timeout_ms: int = int(_DEFAULT["lock_timeout"] * 1000)
     lock_refresh: float = 10.0
     parent_pid: int | None = None
     log_level: str = "INFO"
     max_line_bytes: int = 16 * 1024 * 1024
     proxy: str | None = field(default=None, repr=False)  # None: the environment decides
     ca_bundle: Path | None = None
-    max_connections_per_host: int = 16
 
 
 def _split_urls(value: str | None) -> tuple[str, ...]:
@@ -84,27 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     env = os.environ.get
     add_location_arguments(parser)
-    parser.add_argument(
-        "--max-concurrent-tasks", type=int, default=2, help="models downloading at once"
-    )
-    parser.add_argument(
-        "--max-files-per-task", type=int, default=3, help="files of one model in parallel"
-    )
-    parser.add_argument(
-        "--max-connections-per-file",
-        type=int,
-        default=16,
-        help="ranged connections for one large file (1: never split a file)",
-    )
-    parser.add_argument(
-        "--max-connections", type=int, default=48, help="connections for all downloads together"
-    )
-    parser.add_argument(
-        "--max-connections-per-host",
-        type=int,
-        default=16,
-        help="connections to one host for all downloads together (home routers drop more)",
-    )
+    for option in OPTIONS:
+        from_env = os.environ.get(option.env) if option.env else None
+        parser.add_argument(
+            option.flag,
+            dest=option.name,
+            type=option.parse,
+            metavar="N" if option.kind is int else "SECONDS",
+            default=from_env if from_env is not None else option.default,  # parsed if text
+            help=option.help
+            + (f" (env {option.env})" if option.env else "")
+            + f"; default {option.default}",
+        )
     parser.add_argument(
         "--proxy",
         default=env("MODEL_MANAGER_PROXY"),
@@ -117,58 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("MODEL_MANAGER_CA_BUNDLE"),
         help="PEM file of extra certificate authorities to trust besides the system's "
         "(env MODEL_MANAGER_CA_BUNDLE)",
-    )
-    parser.add_argument(
-        "--max-bytes-per-second",
-        type=_bytes_per_second,
-        default=None,
-        help="bandwidth cap for all downloads together (default: none)",
-    )
-    parser.add_argument(
-        "--retries", type=int, default=3, help="attempts per file and mirror before moving on"
-    )
-    parser.add_argument(
-        "--stall-timeout",
-        type=float,
-        default=float(env("MODEL_MANAGER_STALL_TIMEOUT", "30")),
-        help="seconds without a byte before a request counts as stalled "
-        "(env MODEL_MANAGER_STALL_TIMEOUT)",
-    )
-    parser.add_argument(
-        "--network-patience",
-        type=float,
-        default=float(env("MODEL_MANAGER_NETWORK_PATIENCE", "300")),
-        help="seconds a task keeps retrying through a network outage before it fails "
-        "(env MODEL_MANAGER_NETWORK_PATIENCE)",
-    )
-    parser.add_argument(
-        "--request-deadline",
-        type=_positive_seconds,
-        default=env("MODEL_MANAGER_REQUEST_DEADLINE", "60"),  # a string: checked by type
-        help="seconds a request for the catalog, a manifest or the ranking may take in all, "
-        "however steadily its bytes come (env MODEL_MANAGER_REQUEST_DEADLINE)",
-    )
-    parser.add_argument(
-        "--max-dependency-depth",
-        type=int,
-        default=16,
-        help="levels of 'requires' an install follows before it refuses the model",
-    )
-    parser.add_argument(
-        "--max-dependencies",
-        type=int,
-        default=64,
-        help="requirements one install may pull in before it refuses the model",
-    )
-    parser.add_argument(
-        "--catalog-ttl", type=float, default=300.0, help="seconds the cached catalog stays fresh"
-    )
-    parser.add_argument(
-        "--lock-timeout",
-        type=float,
-        default=float(env("MODEL_MANAGER_LOCK_TIMEOUT", "1800")),
-        help="seconds after which an unrefreshed task lock counts as stale "
-        "(env MODEL_MANAGER_LOCK_TIMEOUT)",
     )
     parser.add_argument(
         "--parent-pid",
@@ -184,20 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="log level for stderr and the log file (env MODEL_MANAGER_LOG_LEVEL)",
     )
     return parser
-
-
-def _bytes_per_second(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= MAX_BYTES_PER_SECOND:
-        raise argparse.ArgumentTypeError(f"from 0 (no cap) to {MAX_BYTES_PER_SECOND}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError("a positive number of seconds")
-    return value
 
 
 def _token(parser: argparse.ArgumentParser) -> str | None:
@@ -221,28 +212,19 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
     args = parser.parse_args(argv)
     home = Path(args.home) if args.home else Path(platformdirs.user_data_dir(APP_NAME, False))
     lock_timeout_ms = int(args.lock_timeout * 1000)
+    tuning = {option.name: getattr(args, option.name) for option in OPTIONS}
+    del tuning["lock_timeout"]
+    tuning["max_bytes_per_second"] = tuning["max_bytes_per_second"] or None
     return Settings(
         home=home.expanduser().resolve(),
         repositories=_split_urls(args.repository),
         scheduler=(args.scheduler or "").rstrip("/") or None,
         token=_token(parser),
-        max_concurrent_tasks=max(1, args.max_concurrent_tasks),
-        max_files_per_task=max(1, args.max_files_per_task),
-        max_connections_per_file=max(1, args.max_connections_per_file),
-        max_connections_total=max(1, args.max_connections),
-        max_bytes_per_second=args.max_bytes_per_second or None,
-        retries_per_file=max(1, args.retries),
-        stall_timeout=args.stall_timeout,
-        network_patience=args.network_patience,
-        catalog_ttl=args.catalog_ttl,
-        request_deadline=args.request_deadline,
-        max_dependency_depth=max(1, args.max_dependency_depth),
-        max_dependencies=max(1, args.max_dependencies),
         lock_timeout_ms=lock_timeout_ms,
         lock_refresh=max(0.05, min(10.0, lock_timeout_ms / 3000)),
         parent_pid=args.parent_pid,
         log_level=args.log_level,
         proxy=args.proxy or None,
         ca_bundle=Path(args.ca_bundle).expanduser().resolve() if args.ca_bundle else None,
-        max_connections_per_host=max(1, args.max_connections_per_host),
+        **tuning,
     )

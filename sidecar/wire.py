@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from sidecar.config import MAX_BYTES_PER_SECOND
+from sidecar.config import OPTION
 from sidecar.redact import redact_url
 
 
@@ -123,15 +123,40 @@ class InstallUrlParams(WireModel):
     model_id: Name | None = None
 
 
+# The command line's bounds (sidecar.config.OPTIONS); strict, so `true` is not a 1.
+_Rate = Annotated[
+    int,
+    Field(
+        ge=OPTION["max_bytes_per_second"].low,
+        le=OPTION["max_bytes_per_second"].high,
+        strict=True,
+    ),
+]
+_Tasks = Annotated[
+    int,
+    Field(
+        ge=OPTION["max_concurrent_tasks"].low,
+        le=OPTION["max_concurrent_tasks"].high,
+        strict=True,
+    ),
+]
+_Connections = Annotated[
+    int,
+    Field(
+        ge=OPTION["max_connections_per_file"].low,
+        le=OPTION["max_connections_per_file"].high,
+        strict=True,
+    ),
+]
+
+
 class SetLimitsParams(WireModel):
     """Absent fields stay as they are; ``maxBytesPerSecond: 0`` removes the cap.
     Strict integers: ``true`` would otherwise be a cap of 1 B/s."""
 
-    max_bytes_per_second: (
-        Annotated[int, Field(ge=0, le=MAX_BYTES_PER_SECOND, strict=True)] | None
-    ) = None
-    max_concurrent_tasks: Annotated[int, Field(ge=1, le=16, strict=True)] | None = None
-    max_connections_per_file: Annotated[int, Field(ge=1, le=64, strict=True)] | None = None
+    max_bytes_per_second: _Rate | None = None
+    max_concurrent_tasks: _Tasks | None = None
+    max_connections_per_file: _Connections | None = None
 
 
 class SetNetworkParams(WireModel):

@@ -9,15 +9,13 @@ from typing import Any
 from urllib.parse import quote
 
 import anyio
-import httpx
 
 from sidecar.config import Settings
 from sidecar.errors import ModelNotFound, RepositoryUnavailable, TlsError, UnsafeManifest
 from sidecar.manifest import CatalogModel, check_safe_name, parse_model
 from sidecar.store.fsutil import atomic_write_json, read_json
 from sidecar.store.layout import HomeLayout
-from sidecar.transfer.http import SourceFailed, TlsFailed, TransientError, auth_headers
-from sidecar.transfer.jsonreply import get_json
+from sidecar.transfer.http import JsonClient, SourceFailed, TlsFailed, TransientError, auth_headers
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +25,7 @@ MAX_CATALOG_BYTES = 16 * 1024 * 1024
 
 
 class Catalog:
-    def __init__(self, settings: Settings, layout: HomeLayout, client: httpx.AsyncClient) -> None:
+    def __init__(self, settings: Settings, layout: HomeLayout, client: JsonClient) -> None:
         self.settings = settings
         self.client = client
         self.cache_path = layout.cache / "catalog.json"
@@ -90,8 +88,7 @@ class Catalog:
         for base in self.settings.repositories:
             url = base + path
             try:
-                body = await get_json(
-                    self.client,
+                body = await self.client.get_json(
                     url,
                     headers=auth_headers(self.settings, url),
                     max_bytes=MAX_CATALOG_BYTES,

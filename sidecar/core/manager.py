@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-import httpx
 from anyio.abc import TaskGroup, TaskStatus
 
 from sidecar.config import Settings
@@ -34,6 +33,7 @@ from sidecar.store.locks import clean_stale_lock_files
 from sidecar.store.placement import remove_legacy_parts, remove_parts
 from sidecar.store.registry import Registry
 from sidecar.transfer.client import TransferClient
+from sidecar.transfer.http import JsonClient
 from sidecar.transfer.network import Network
 from sidecar.wire import (
     InstallResult,
@@ -62,7 +62,7 @@ class Manager:
     def __init__(
         self,
         settings: Settings,
-        client: httpx.AsyncClient,
+        client: JsonClient,
         network: Network,
         transfer: TransferClient,
         notify: Notify,

@@ -8,15 +8,13 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import anyio
-import httpx
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from sidecar.config import Settings
 from sidecar.errors import SchedulerUnavailable
 from sidecar.store.fsutil import atomic_write_bytes
 from sidecar.store.layout import HomeLayout
-from sidecar.transfer.http import SourceFailed, TransientError
-from sidecar.transfer.jsonreply import get_json
+from sidecar.transfer.http import JsonClient, SourceFailed, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +36,7 @@ _entries = TypeAdapter(list[RankingEntry])
 
 
 class RankingSource:
-    def __init__(self, settings: Settings, layout: HomeLayout, client: httpx.AsyncClient) -> None:
+    def __init__(self, settings: Settings, layout: HomeLayout, client: JsonClient) -> None:
         self.settings = settings
         self.client = client
         self.cache_path = layout.cache / "ranking.json"
@@ -72,8 +70,7 @@ class RankingSource:
 
     async def _fetch(self) -> CachedRanking:
         url = f"{self.settings.scheduler}/api/model-usage/ranking"
-        raw = await get_json(
-            self.client,
+        raw = await self.client.get_json(
             url,
             headers={},
             max_bytes=MAX_RANKING_BYTES,

@@ -1,19 +1,17 @@
-"""The HTTP client, and the one boundary where transport errors become ours."""
+"""What HTTP failures mean to us (the errors every transfer path raises), the status
+check they share, and the client for the small JSON calls, made on first use."""
 
 from __future__ import annotations
 
 import email.utils
-import ssl
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-import anyio
-import httpx
-
-from sidecar import __version__
 from sidecar.config import Settings
 from sidecar.transfer.network import Network
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class TransientError(Exception):
@@ -47,17 +45,6 @@ class TlsFailed(SourceFailed):
         self.reason = reason
 
 
-def make_client(settings: Settings, network: Network) -> httpx.AsyncClient:
-    """The client for the small JSON calls; proxies and trust as ``network`` says."""
-    return httpx.AsyncClient(
-        transport=RoutingTransport(network),
-        timeout=httpx.Timeout(connect=10.0, read=settings.stall_timeout, write=30.0, pool=None),
-        follow_redirects=True,  # httpx drops Authorization on a redirect to another origin
-        headers={"User-Agent": f"ModelManager/{__version__}"},
-        trust_env=False,
-    )
-
-
 def auth_headers(settings: Settings, url: str) -> dict[str, str]:
     """The token goes to the configured repositories only, never to a plain URL."""
     if settings.token and any(url.startswith(base + "/") for base in settings.repositories):
@@ -79,10 +66,6 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, parsed.timestamp() - time.time())
 
 
-def raise_for_status(response: httpx.Response) -> None:
-    check_status(response.status_code, str(response.url), response.headers.get("Retry-After"))
-
-
 def check_status(status: int, url: str, retry_after: str | None) -> None:
     if status in (408, 425):  # too slow or too early: timing, not the repository
         raise TransientError(f"HTTP {status} from {url}")
@@ -92,54 +75,28 @@ def check_status(status: int, url: str, retry_after: str | None) -> None:
         raise SourceFailed(f"HTTP {status} from {url}")
 
 
-@contextmanager
-def map_transport_errors() -> Iterator[None]:
-    try:
-        yield
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        if (tls := _ssl_cause(exc)) is not None:
-            host = exc.request.url.host if exc._request is not None else "the server"
-            reason = getattr(tls, "verify_message", None) or tls.reason or str(tls)
-            raise TlsFailed(host, reason) from exc
-        raise ConnectionFailed(f"cannot connect: {exc}") from exc
-    except httpx.TimeoutException as exc:
-        raise TransientError(f"stalled: {type(exc).__name__}") from exc
-    except (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.InvalidURL) as exc:
-        raise SourceFailed(f"unusable location: {type(exc).__name__}: {exc}") from exc
-    except (httpx.TransportError, httpx.DecodingError) as exc:
-        raise TransientError(f"transfer failed: {type(exc).__name__}: {exc}") from exc
+class JsonClient:
+    """The catalog's, manifests' and ranking's HTTP client. httpx and the trust store
+    are loaded at the first call, not at start-up, where they cost more than the first
+    answers may take (``sidecar.transfer.jsonreply`` does the rest)."""
 
-
-def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
-class RoutingTransport(httpx.AsyncBaseTransport):
-    """httpx's side of the same rules: each request goes through the transport of the
-    proxy that ``Network.proxy_for`` picks for its URL at that moment."""
-
-    def __init__(self, network: Network) -> None:
+    def __init__(self, settings: Settings, network: Network) -> None:
+        self.settings = settings
         self.network = network
-        self._transports: dict[str | None, httpx.AsyncHTTPTransport] = {}
+        self._client: httpx.AsyncClient | None = None
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        proxy = self.network.proxy_for(str(request.url))
-        transport = self._transports.get(proxy)
-        if transport is None:
-            trust = await anyio.to_thread.run_sync(getattr, self.network, "ssl")  # reads files
-            transport = self._transports[proxy] = httpx.AsyncHTTPTransport(
-                verify=trust,
-                proxy=httpx.Proxy(proxy) if proxy else None,
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-            )
-        return await transport.handle_async_request(request)
+    async def get_json(
+        self, url: str, *, headers: dict[str, str], max_bytes: int, deadline: float
+    ) -> Any:
+        """The parsed reply, or None for a 404; errors as ``sidecar.transfer.http``."""
+        from sidecar.transfer import jsonreply  # the first call pays for httpx
+
+        if self._client is None:
+            self._client = jsonreply.make_client(self.settings, self.network)
+        return await jsonreply.get_json(
+            self._client, url, headers=headers, max_bytes=max_bytes, deadline=deadline
+        )
 
     async def aclose(self) -> None:
-        for transport in self._transports.values():
-            await transport.aclose()
-        self._transports.clear()
+        if self._client is not None:
+            await self._client.aclose()

@@ -16,13 +16,25 @@ cached ranking)."""
 from __future__ import annotations
 
 import json
+import ssl
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
 import httpx
 
-from sidecar.transfer.http import TransientError, map_transport_errors, raise_for_status
+from sidecar import __version__
+from sidecar.config import Settings
+from sidecar.transfer.http import (
+    ConnectionFailed,
+    SourceFailed,
+    TlsFailed,
+    TransientError,
+    check_status,
+)
+from sidecar.transfer.network import Network
 
 MAX_JSON_DEPTH = 64  # a catalog needs 6 levels; the rest is room for "extra"
 MAX_JSON_VALUES = 1_000_000  # ~100k files' worth of entries
@@ -151,3 +163,74 @@ def _deeper_than(value: Any, limit: int) -> bool:
         children = item.values() if isinstance(item, dict) else item
         stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
     return False
+
+
+# --- the httpx client and its errors -------------------------------------------------
+
+
+def make_client(settings: Settings, network: Network) -> httpx.AsyncClient:
+    """The client for the small JSON calls; proxies and trust as ``network`` says."""
+    return httpx.AsyncClient(
+        transport=RoutingTransport(network),
+        timeout=httpx.Timeout(connect=10.0, read=settings.stall_timeout, write=30.0, pool=None),
+        follow_redirects=True,  # httpx drops Authorization on a redirect to another origin
+        headers={"User-Agent": f"ModelManager/{__version__}"},
+        trust_env=False,
+    )
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    check_status(response.status_code, str(response.url), response.headers.get("Retry-After"))
+
+
+@contextmanager
+def map_transport_errors() -> Iterator[None]:
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        if (tls := _ssl_cause(exc)) is not None:
+            host = exc.request.url.host if exc._request is not None else "the server"
+            reason = getattr(tls, "verify_message", None) or tls.reason or str(tls)
+            raise TlsFailed(host, reason) from exc
+        raise ConnectionFailed(f"cannot connect: {exc}") from exc
+    except httpx.TimeoutException as exc:
+        raise TransientError(f"stalled: {type(exc).__name__}") from exc
+    except (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.InvalidURL) as exc:
+        raise SourceFailed(f"unusable location: {type(exc).__name__}: {exc}") from exc
+    except (httpx.TransportError, httpx.DecodingError) as exc:
+        raise TransientError(f"transfer failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+class RoutingTransport(httpx.AsyncBaseTransport):
+    """httpx's side of the same rules: each request goes through the transport of the
+    proxy that ``Network.proxy_for`` picks for its URL at that moment."""
+
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        self._transports: dict[str | None, httpx.AsyncHTTPTransport] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        proxy = self.network.proxy_for(str(request.url))
+        transport = self._transports.get(proxy)
+        if transport is None:
+            trust = await anyio.to_thread.run_sync(getattr, self.network, "ssl")  # reads files
+            transport = self._transports[proxy] = httpx.AsyncHTTPTransport(
+                verify=trust,
+                proxy=httpx.Proxy(proxy) if proxy else None,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            )
+        return await transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for transport in self._transports.values():
+            await transport.aclose()
+        self._transports.clear()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from sidecar.config import OPTION
 from sidecar.errors import ChecksumMismatch
 from sidecar.redact import redact_url
 from sidecar.store.fsutil import atomic_write_bytes
@@ -52,9 +53,11 @@ class RangesUnsupported(Exception):
 
 @dataclass
 class Limits:
-    max_connections: int = 16
+    """The worker's limits; defaults are the options' (sidecar.config.OPTIONS)."""
+
+    max_connections: int = OPTION["max_connections_per_file"].default  # type: ignore[assignment]
     connections: anyio.CapacityLimiter = field(
-        default_factory=lambda: anyio.CapacityLimiter(64)
+        default_factory=lambda: anyio.CapacityLimiter(OPTION["max_connections_total"].default)
     )  # shared by every file
     rate: RateLimiter = field(default_factory=RateLimiter)
     # Body readers, one per connection held: as many as there may be connections, so

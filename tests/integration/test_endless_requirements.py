@@ -16,7 +16,8 @@ from sidecar.core.catalog import Catalog
 from sidecar.core.requirements import resolve_requirements
 from sidecar.errors import UnsafeManifest
 from sidecar.store.layout import HomeLayout
-from sidecar.transfer.http import make_client
+from sidecar.transfer.http import JsonClient
+from sidecar.transfer.network import Network
 from tests.support.hostile_json import EndlessRequirements
 from tests.support.repo_server import RepoServer
 from tests.support.sidecar_proc import RpcError
@@ -96,12 +97,15 @@ def test_requirements_are_refused_exactly_when_a_limit_is_passed(
     needed = length * (1 + fan_out)
 
     async def resolve() -> list[str]:
-        async with make_client(settings_) as client:
+        client = JsonClient(settings_, Network(None, None, 16))
+        try:
             catalog = Catalog(settings_, HomeLayout(home), client)
             root = await catalog.get_model("chain-0")
             with anyio.fail_after(60):
                 found = await resolve_requirements(catalog, settings_, root, "1")
             return [f"{model.id}@{version}" for model, version in found]
+        finally:
+            await client.aclose()
 
     if length > max_depth or needed > max_count:
         with pytest.raises(UnsafeManifest) as raised:

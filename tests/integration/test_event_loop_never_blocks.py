@@ -14,8 +14,9 @@ from blockbuster import blockbuster_ctx
 from sidecar.config import Settings
 from sidecar.core.manager import Manager
 from sidecar.errors import ModelNotAvailable
+from sidecar.transfer import jsonreply  # noqa: F401  (imported here, not under the checks)
 from sidecar.transfer.client import TransferClient
-from sidecar.transfer.http import make_client
+from sidecar.transfer.http import JsonClient
 from sidecar.transfer.network import Network
 from sidecar.wire import TaskState
 from tests.support.repo_server import RepoServer
@@ -35,9 +36,9 @@ def test_install_verify_remove_never_block_the_loop(repo: RepoServer, home: Path
     async def scenario() -> None:
         network = Network(None, None, 16)
         assert network.ssl  # loads CA certificates: before the checks start
-        client = make_client(settings, network)
+        client = JsonClient(settings, network)
         with blockbuster_ctx():
-            async with client, anyio.create_task_group() as group:
+            async with anyio.create_task_group() as group:
                 transfer = TransferClient(settings)
                 await group.start(transfer.serve)
                 manager = Manager(settings, client, network, transfer, notify)
@@ -56,6 +57,7 @@ def test_install_verify_remove_never_block_the_loop(repo: RepoServer, home: Path
                 assert (await manager.library.list_models(refresh=True)).models
                 await manager.library.remove("align", None)
                 group.cancel_scope.cancel()
+            await client.aclose()
 
     anyio.run(scenario)
     assert any(method == "task.progress" for method, _ in notifications)

@@ -16,10 +16,16 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sidecar import jsonreply
 from sidecar.config import Settings
-from sidecar.transfer.http import make_client
-from sidecar.transfer.jsonreply import MAX_JSON_DEPTH, MAX_JSON_VALUES, ReplyRefused, get_json
+from sidecar.transfer import jsonreply
+from sidecar.transfer.jsonreply import (
+    MAX_JSON_DEPTH,
+    MAX_JSON_VALUES,
+    ReplyRefused,
+    get_json,
+    make_client,
+)
+from sidecar.transfer.network import Network
 from tests.support.faults import Fault
 from tests.support.hostile_json import Compressed, Drip, RawJson, gzip_of_padded_json, nested
 from tests.support.repo_server import RepoServer
@@ -39,7 +45,7 @@ def read(repo: RepoServer, fault: Fault, *, max_bytes: int = LIMIT, deadline: fl
     settings = Settings(home=Path("/nonexistent"), repositories=(repo.url,), stall_timeout=5)
 
     async def scenario() -> Any:
-        async with make_client(settings) as client:
+        async with make_client(settings, Network(None, None, 16)) as client:
             with anyio.fail_after(60):  # a hang is a failure, not a wait
                 return await get_json(
                     client,

@@ -80,14 +80,14 @@ def test_a_batch_is_answered_whole_up_to_the_limit_and_refused_past_it(shared, c
         + "}",
         '{"jsonrpc":"2.0","id":1,"method":"getModelPath","params":{"modelId":"m","x":['
         + "{}," * 4_000_000
-        + "{}]}}",  # 12 MB: the front's lane must not parse it either
+        + "{}]}}",  # 12 MB naming getModelPath: no method is parsed past the bound
     ],
-    ids=["100k-calls", "empty-objects", "fast-lane-method-nested", "fast-lane-method-wide"],
+    ids=["100k-calls", "empty-objects", "model-path-nested", "model-path-wide"],
 )
 def test_a_line_of_too_many_values_is_refused_before_it_is_parsed(shared, line: str) -> None:
     _, sidecar = shared
     info = sidecar.call("getInfo")
-    before = {pid: peak_rss(pid) for pid in (info["pid"], info["enginePid"])}
+    before = {info["pid"]: peak_rss(info["pid"])}
     since = len(sidecar.null_id_responses)
     sidecar.send_raw(line.encode() + b"\n")
     error = refusal(sidecar, since)

@@ -15,7 +15,7 @@ import anyio
 import pytest
 from blockbuster import blockbuster_ctx
 
-from sidecar.transfer.client import segmented
+from sidecar.transfer import segmented
 from sidecar.transfer.connection import Source
 from sidecar.transfer.fetch import read_record
 from sidecar.transfer.network import Network

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
@@ -101,3 +102,63 @@ def test_limits_have_their_documented_defaults(monkeypatch: pytest.MonkeyPatch) 
     assert settings.max_dependencies == 64
     monkeypatch.setenv("MODEL_MANAGER_REQUEST_DEADLINE", "2.5")
     assert settings_from_args([]).request_deadline == 2.5
+
+
+# --- one option table for flags, environment, Settings and setLimits ---------------------
+
+
+def test_every_option_has_its_flag_and_default_in_settings() -> None:
+    from sidecar.config import OPTIONS, Settings, build_parser
+
+    help_text = build_parser().format_help()
+    plain = Settings(home=Path("/h"))
+    for option in OPTIONS:
+        assert option.flag in help_text, option.flag
+        if option.name == "lock_timeout":
+            assert plain.lock_timeout_ms == option.default * 1000
+        elif option.name == "max_bytes_per_second":
+            assert plain.max_bytes_per_second is None and option.default == 0
+        else:
+            assert getattr(plain, option.name) == option.default, option.name
+        parsed = settings_from_args(["--home", "/h"])
+        if option.name not in ("lock_timeout", "max_bytes_per_second"):
+            assert getattr(parsed, option.name) == option.default, option.name
+
+
+@pytest.mark.parametrize("edge", ["low", "high"])
+def test_options_accept_their_bounds_and_refuse_beyond(edge: str) -> None:
+    from sidecar.config import OPTIONS
+
+    for option in OPTIONS:
+        bound = getattr(option, edge)
+        assert option.parse(str(bound)) == bound
+        beyond = bound - 1 if edge == "low" else bound + 1
+        with pytest.raises(SystemExit):
+            settings_from_args(["--home", "/h", option.flag, str(beyond)])
+
+
+def test_set_limits_bounds_are_the_command_lines() -> None:
+    from pydantic import ValidationError
+
+    from sidecar.config import OPTION
+    from sidecar.wire import SetLimitsParams
+
+    for field, name in (
+        ("maxBytesPerSecond", "max_bytes_per_second"),
+        ("maxConcurrentTasks", "max_concurrent_tasks"),
+        ("maxConnectionsPerFile", "max_connections_per_file"),
+    ):
+        option = OPTION[name]
+        assert SetLimitsParams.model_validate({field: option.high})
+        with pytest.raises(ValidationError):
+            SetLimitsParams.model_validate({field: option.high + 1})
+        with pytest.raises(ValidationError):
+            SetLimitsParams.model_validate({field: option.low - 1})
+
+
+def test_an_option_reads_its_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_MANAGER_STALL_TIMEOUT", "7.5")
+    assert settings_from_args(["--home", "/h"]).stall_timeout == 7.5
+    monkeypatch.setenv("MODEL_MANAGER_STALL_TIMEOUT", "-1")
+    with pytest.raises(SystemExit):
+        settings_from_args(["--home", "/h"])
