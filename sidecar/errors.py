@@ -12,7 +12,10 @@
     ├── InvalidState             1009  e.g. resume a task that is not paused
     ├── SchedulerUnavailable     1010  no ranking and no cached one
     ├── NetworkError             1011  transport failures after retries
-    └── TlsError                 1012  a host's TLS certificate could not be verified
+    ├── TlsError                 1012  a host's TLS certificate could not be verified
+    ├── PermissionDenied         1013  the home (or a folder in it) is not writable by us
+    └── HomeUnavailable          1014  the home is damaged where we must write: a link,
+                                       a file where a folder belongs, a folder gone
 
 Lower-level errors (httpx, OSError) are translated at the boundaries in
 ``sidecar.transfer.http`` and ``sidecar.store.diskspace``; the RPC layer turns these into
@@ -23,12 +26,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from sidecar.redact import redact_text
+
 
 class ModelManagerError(Exception):
     code: ClassVar[int] = 1000
     name: ClassVar[str] = "MODEL_MANAGER_ERROR"
 
     def __init__(self, message: str, **data: Any) -> None:
+        # Every typed error reaches the app (and often a log): no URL secret in it.
+        message = redact_text(message)
+        data = {k: redact_text(v) if isinstance(v, str) else v for k, v in data.items()}
         super().__init__(message)
         self.message = message
         self.extra = data
@@ -115,6 +123,16 @@ class TlsError(ModelManagerError):
         )
 
 
+class PermissionDenied(ModelManagerError):
+    code = 1013
+    name = "PERMISSION_DENIED"
+
+
+class HomeUnavailable(ModelManagerError):
+    code = 1014
+    name = "HOME_UNAVAILABLE"
+
+
 ALL_ERRORS: tuple[type[ModelManagerError], ...] = (
     ModelNotAvailable,
     ModelNotFound,
@@ -128,4 +146,6 @@ ALL_ERRORS: tuple[type[ModelManagerError], ...] = (
     SchedulerUnavailable,
     NetworkError,
     TlsError,
+    PermissionDenied,
+    HomeUnavailable,
 )

@@ -8,6 +8,7 @@ the disk untouched.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -16,20 +17,28 @@ from sidecar.errors import UnsafeManifest
 
 MAX_FILES_PER_VERSION = 10_000
 MAX_FILE_SIZE = 1 << 40  # 1 TiB: far above any model, far below overflow tricks
-MAX_PATH_LENGTH = 1024
+MAX_PATH_LENGTH = 1024  # characters of one file path in a manifest
+# Bytes (UTF-8) of that path: with the home, models/<id>/<version>/ (up to 270 bytes)
+# and this, a path stays under Linux's PATH_MAX of 4096 for any home shorter than 700.
+MAX_PATH_BYTES = 3072
+MAX_SEGMENT_BYTES = 255  # one file or folder name: ext4, APFS; NTFS counts UTF-16 units
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+# Device names Windows reserves in every folder, with any extension: COM¹..³ and LPT¹..³
+# (superscript digits) too, and the console's CONIN$ / CONOUT$.
 _WINDOWS_RESERVED = {
-    "con", "prn", "aux", "nul",
-    *(f"com{i}" for i in range(10)),
-    *(f"lpt{i}" for i in range(10)),
+    "con", "prn", "aux", "nul", "conin$", "conout$", "clock$",
+    *(f"com{i}" for i in "0123456789¹²³"),
+    *(f"lpt{i}" for i in "0123456789¹²³"),
 }  # fmt: skip
 _FORBIDDEN_IN_SEGMENT = re.compile(r'[\x00-\x1f\x7f<>:"\\|?*]')
 
 
 def _reserved_on_windows(segment: str) -> bool:
-    return segment.split(".", 1)[0].lower() in _WINDOWS_RESERVED
+    # "CON.txt" and "con .tar.gz" name the device too: the part before the first dot,
+    # without trailing spaces, decides.
+    return segment.split(".", 1)[0].rstrip(" ").lower() in _WINDOWS_RESERVED
 
 
 def check_safe_name(value: str, what: str) -> str:
@@ -46,21 +55,45 @@ def check_safe_name(value: str, what: str) -> str:
 
 
 def check_relative_path(path: str) -> str:
-    """A file path inside a model folder: relative, no traversal, portable."""
-    if not isinstance(path, str) or not path or len(path) > MAX_PATH_LENGTH:
+    """A file path inside a model folder: relative, no traversal, portable to Windows,
+    macOS and Linux, within the lengths every one of them takes."""
+    if not isinstance(path, str) or not path:
         raise UnsafeManifest(f"unsafe file path: {path!r}", field="path")
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        raise UnsafeManifest(f"absolute file path: {path!r}", field="path")
-    for segment in path.split("/"):
-        if (
-            segment in {"", ".", ".."}
-            or _FORBIDDEN_IN_SEGMENT.search(segment)
-            or segment.endswith((".", " "))
-            or len(segment.encode()) > 255
-            or _reserved_on_windows(segment)
-        ):
-            raise UnsafeManifest(f"unsafe file path: {path!r}", field="path")
+    if (problem := _path_problem(path)) is not None:
+        raise UnsafeManifest(f"unsafe file path {path!r}: {problem}", field="path", path=path)
     return path
+
+
+def _path_problem(path: str) -> str | None:
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "not valid Unicode"
+    if len(path) > MAX_PATH_LENGTH or size > MAX_PATH_BYTES:
+        return f"longer than {MAX_PATH_LENGTH} characters or {MAX_PATH_BYTES} bytes"
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        return "absolute"
+    for segment in path.split("/"):
+        if segment in {"", ".", ".."}:
+            return "empty, '.' or '..' folder"
+        if _FORBIDDEN_IN_SEGMENT.search(segment):
+            return 'a control character or one of <>:"\\|?*'
+        if segment.endswith((".", " ")):
+            return f"{segment!r} ends with a dot or a space (Windows drops them)"
+        if len(segment.encode()) > MAX_SEGMENT_BYTES:
+            return f"a name longer than {MAX_SEGMENT_BYTES} bytes"
+        if _reserved_on_windows(segment):
+            return f"{segment!r} is a device name on Windows"
+    return None
+
+
+def portable_keys(path: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """What a path is where names are compared without case: on macOS (APFS: Unicode
+    case folding, any normalisation) and on Windows (NTFS: each character upper-cased
+    on its own, so dotless i (U+0131) is "I" there). Two paths sharing a key would be one file."""
+    mac = unicodedata.normalize("NFD", unicodedata.normalize("NFD", path).casefold())
+    windows = "".join(c.upper() if len(c.upper()) == 1 else c for c in path)
+    return ("mac", mac), ("windows", windows)
 
 
 class _Lenient(BaseModel):
@@ -113,18 +146,29 @@ def check_version_safe(version: CatalogVersion) -> CatalogVersion:
     check_safe_name(version.version, "version")
     if len(version.files) > MAX_FILES_PER_VERSION:
         raise UnsafeManifest(f"too many files: {len(version.files)}", field="files")
-    seen: set[str] = set()
-    directories: set[str] = set()
+    seen: dict[tuple[str, str], str] = {}  # portable key → the path that has it
+    directories: dict[tuple[str, str], str] = {}  # portable key of a folder → a path in it
     for file in version.files:
         check_relative_path(file.path)
-        folded = file.path.casefold()
-        if folded in seen:
-            raise UnsafeManifest(f"duplicate or case-clashing path: {file.path!r}", field="path")
-        seen.add(folded)
-        parts = folded.split("/")
-        directories.update("/".join(parts[:i]) for i in range(1, len(parts)))
-    if clash := seen & directories:
-        raise UnsafeManifest(f"path is both file and folder: {sorted(clash)[0]!r}", field="path")
+        keys = portable_keys(file.path)
+        if any(key in seen for key in keys):
+            raise UnsafeManifest(
+                f"unsafe file path {file.path!r}: duplicate or case-clashing, the same file as "
+                "another one on Windows or macOS (differs only in case or Unicode form)",
+                field="path", path=file.path,
+            )  # fmt: skip
+        seen.update(dict.fromkeys(keys, file.path))
+        for kind, key in keys:
+            parts = key.split("/")
+            directories.update(
+                {(kind, "/".join(parts[:i])): file.path for i in range(1, len(parts))}
+            )
+    if clash := seen.keys() & directories.keys():
+        shown = seen[min(clash)]
+        raise UnsafeManifest(
+            f"unsafe file path {shown!r}: both file and folder (with "
+            f"{directories[min(clash)]!r})", field="path", path=shown,
+        )  # fmt: skip
     for requirement in version.requires:
         check_safe_name(requirement.model_id, "requires.model_id")
         if requirement.version is not None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from sidecar.config import OPTION
+from sidecar.redact import redact_url
 
 
 class WireModel(BaseModel):
@@ -193,6 +194,11 @@ class InfoResult(WireModel):
     )
     home: str
     repositories: list[str]
+
+    @field_validator("repositories")
+    @classmethod
+    def _without_secrets(cls, urls: list[str]) -> list[str]:
+        return [redact_url(url) for url in urls]  # user:password@ in a repository URL
 
 
 class ModelPathResult(WireModel):

@@ -1,4 +1,4 @@
-// Errors the bridge raises. Sidecar errors (JSON-RPC codes 1001..1011, data.code = the
+// Errors the bridge raises. Sidecar errors (JSON-RPC codes 1001..1013, data.code = the
 // name) become one subclass per name; the bridge adds its own for timeouts, exits and
 // IPC. Pure module (no Node imports) so the renderer can rebuild typed errors too.
 import { ERROR_CODES, type ErrorName } from './generated/wire.js';
@@ -69,6 +69,10 @@ export class SchedulerUnavailableError extends sidecarError('SCHEDULER_UNAVAILAB
 export class NetworkError extends sidecarError('NETWORK_ERROR') {}
 /** A host's TLS certificate did not verify; `data.host` names it. */
 export class TlsError extends sidecarError('TLS_ERROR') {}
+/** The home (or a folder in it) is not writable by this user; `data.path` names it. */
+export class PermissionDeniedError extends sidecarError('PERMISSION_DENIED') {}
+/** The home is damaged where the sidecar must write (a link, a file for a folder). */
+export class HomeUnavailableError extends sidecarError('HOME_UNAVAILABLE') {}
 
 // `satisfies` makes tsc fail when schemas/errors.json gains a name without a class.
 const SIDECAR_ERRORS = {
@@ -84,6 +88,8 @@ const SIDECAR_ERRORS = {
   SCHEDULER_UNAVAILABLE: SchedulerUnavailableError,
   NETWORK_ERROR: NetworkError,
   TLS_ERROR: TlsError,
+  PERMISSION_DENIED: PermissionDeniedError,
+  HOME_UNAVAILABLE: HomeUnavailableError,
 } as const satisfies Record<ErrorName, ErrorClass>;
 
 // --- errors of the bridge itself -------------------------------------------------------

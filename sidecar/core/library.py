@@ -18,6 +18,7 @@ from sidecar.core.maintenance import find_problems
 from sidecar.core.tasks import TaskRuntime
 from sidecar.errors import InvalidState, ModelNotAvailable
 from sidecar.manifest import check_safe_name
+from sidecar.store.homefs import map_home_errors
 from sidecar.store.layout import HomeLayout
 from sidecar.store.locks import OwnedLock
 from sidecar.store.placement import remove_version
@@ -84,7 +85,10 @@ class Library:
                 state = "ready" if intact else "incomplete"
                 if state != entry.state:
                     log.warning("%s@%s is %s", model_id, version, state)
-                    self.registry.set_state(model_id, version, state)
+                    try:
+                        self.registry.set_state(model_id, version, state)
+                    except OSError as exc:  # a read-only home: the daemon still answers
+                        log.warning("cannot record it: %s", exc)
 
     def model_path(self, model_id: str, version: str | None) -> dict[str, Any]:
         """The getModelPath result, from memory only: never the network, never a task."""
@@ -161,11 +165,18 @@ class Library:
                 self.layout.task_lock(model_id, installed), model_id, installed,
                 self.settings.lock_timeout_ms,
             )  # fmt: skip
-            if not await anyio.to_thread.run_sync(lock.try_acquire):
+            with map_home_errors():
+                acquired = await anyio.to_thread.run_sync(lock.try_acquire)
+            if not acquired:
                 raise InvalidState(f"{model_id}@{installed} is being installed by another process")
             try:
-                await anyio.to_thread.run_sync(remove_version, self.layout, model_id, installed)
-                await anyio.to_thread.run_sync(self.registry.forget, model_id, installed)
+                # Never through a link planted at models/<id>: the folder it leads to is
+                # not ours to delete.
+                folder = self.layout.model_dir(model_id, installed)
+                await anyio.to_thread.run_sync(self.layout.fs.check, folder)
+                with map_home_errors():
+                    await anyio.to_thread.run_sync(remove_version, self.layout, model_id, installed)
+                    await anyio.to_thread.run_sync(self.registry.forget, model_id, installed)
             finally:
                 await anyio.to_thread.run_sync(lock.release)
             removed.append(installed)

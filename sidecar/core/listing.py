@@ -11,9 +11,11 @@ from sidecar.wire import InstalledModel, InstalledVersionInfo, ModelInfo, ModelS
 
 
 def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    """Natural order: 1.10 > 1.9, and numbers sort before words."""
+    """Natural order: 1.10 > 1.9, and numbers sort before words. Only ASCII digits are
+    numbers: "²".isdigit() is true but int("²") fails (a folder named so stopped the daemon)."""
     return tuple(
-        (0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"[.\-+_]", version)
+        (0, int(part)) if part.isascii() and part.isdigit() else (1, part)
+        for part in re.split(r"[.\-+_]", version)
     )
 
 

@@ -27,6 +27,7 @@ from sidecar.errors import (
 from sidecar.manifest import CatalogModel, check_safe_name
 from sidecar.store.diskspace import as_disk_full
 from sidecar.store.fsutil import sweep_temp_files
+from sidecar.store.homefs import home_error
 from sidecar.store.layout import HomeLayout
 from sidecar.store.locks import clean_stale_lock_files
 from sidecar.store.placement import remove_legacy_parts, remove_parts
@@ -393,6 +394,8 @@ def _domain_error(exc: BaseException) -> ModelManagerError | None:
         return exc
     if (disk_full := as_disk_full(exc)) is not None:
         return disk_full
+    if (home := home_error(exc)) is not None:
+        return home
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
             if (found := _domain_error(inner)) is not None:

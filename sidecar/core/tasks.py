@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -11,6 +12,7 @@ import anyio
 from pydantic import TypeAdapter, ValidationError
 
 from sidecar.manifest import CatalogVersion
+from sidecar.redact import redact_text, redact_url
 from sidecar.store.fsutil import atomic_write_bytes, read_json
 from sidecar.store.layout import HomeLayout
 from sidecar.store.locks import BlockingFileLock
@@ -91,7 +93,10 @@ class TaskRuntime:
             eta_seconds=round(eta, 1) if eta is not None else None,
             files_done=self.files_done,
             files_total=self.files_total,
-            error=self.error,
+            # What getTask and every notification carry: no URL secret in a message.
+            error=self.error.model_copy(update={"message": redact_text(self.error.message)})
+            if self.error
+            else None,
             waiting_for=self.waiting_for,
         )
 
@@ -114,15 +119,25 @@ _persisted_list = TypeAdapter(list[PersistedTask])
 
 class TaskStore:
     """tasks.json: unfinished tasks of every process on this home, so they resume after
-    a crash. Read-modify-write under a lock; blocking (call through ``anyio.to_thread``)."""
+    a crash. Read-modify-write under a lock; blocking (call through ``anyio.to_thread``).
+
+    An installUrl task's URL is kept in tasks.json with its user info and query values
+    masked; the URL itself, needed to resume, is kept in ``tasks.secrets.json`` (mode
+    0600, by task id) until the task ends, and the file is removed when none is left."""
 
     def __init__(self, layout: HomeLayout) -> None:
+        self.fs = layout.fs
         self.path = layout.tasks_file
+        self.secrets_path = layout.root / "tasks.secrets.json"
         self.lock_path = layout.root / "tasks.json.lock"
 
     def load(self) -> list[PersistedTask]:
-        with BlockingFileLock(self.lock_path):
-            return self._read()
+        try:
+            with BlockingFileLock(self.lock_path):
+                return self._read()
+        except OSError as exc:  # a home we cannot write: read what is there
+            log.warning("cannot lock tasks.json (%s): reading it unlocked", exc)
+            return self._read(set_aside=False)
 
     def save(self, task: PersistedTask) -> None:
         with BlockingFileLock(self.lock_path):
@@ -139,15 +154,51 @@ class TaskStore:
             if len(kept) != len(tasks):
                 self._write(kept)
 
-    def _read(self) -> list[PersistedTask]:
+    def _read(self, set_aside: bool = True) -> list[PersistedTask]:
+        tasks = self._read_tasks(set_aside)
+        if not any(t.url for t in tasks):
+            return tasks
+        secrets = self._read_secrets()
+        return [
+            t.model_copy(update={"url": secrets[t.task_id]}) if t.task_id in secrets else t
+            for t in tasks
+        ]
+
+    def _read_secrets(self) -> dict[str, str]:
+        try:
+            raw = read_json(self.secrets_path)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("tasks.secrets.json unreadable: %.200s", exc)
+            return {}
+        if not isinstance(raw, dict):
+            return {}
+        return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)}
+
+    def _read_tasks(self, set_aside: bool) -> list[PersistedTask]:
         try:
             return _persisted_list.validate_python(read_json(self.path))
         except FileNotFoundError:
             return []
-        except (OSError, ValueError, ValidationError) as exc:
-            log.warning("tasks.json unreadable, starting without it: %s", exc)
+        except PermissionError as exc:
+            log.warning("cannot read tasks.json, starting without it: %s", exc)
+            return []
+        except (OSError, ValueError, ValidationError, RecursionError) as exc:
+            # Kept for a human as tasks.json.damaged-<time>; the next save starts afresh.
+            aside = self.fs.set_aside(self.path) if set_aside else None
+            log.warning("tasks.json unreadable, starting without it (kept as %s): %.200s",
+                        aside.name if aside else "nothing", exc)  # fmt: skip
             return []
 
     def _write(self, tasks: list[PersistedTask]) -> None:
-        data = _persisted_list.dump_json(tasks, by_alias=True, indent=2)
+        secrets = {
+            t.task_id: t.url for t in tasks if t.url is not None and redact_url(t.url) != t.url
+        }
+        if secrets:  # first: a crash between the two writes leaves a spare secret, no loss
+            atomic_write_bytes(self.secrets_path, json.dumps(secrets).encode(), mode=0o600)
+        shown = [t.model_copy(update={"url": redact_url(t.url)}) if t.url else t for t in tasks]
+        data = _persisted_list.dump_json(shown, by_alias=True, indent=2)
         atomic_write_bytes(self.path, data)
+        if not secrets:
+            self.secrets_path.unlink(missing_ok=True)

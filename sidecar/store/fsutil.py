@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from sidecar.store.homefs import MAX_STATE_BYTES, HomeFS
 
 
 def fsync_dir(folder: Path) -> None:
@@ -21,21 +22,11 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Readers see the old content or the new one, never a torn file, even after a crash."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.name}.{os.getpid()}-"  # the writer, for sweep_temp_files
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Readers see the old content or the new one, never a torn file, even after a crash.
+    Never through a link planted in the home (see ``sidecar.store.homefs``). Only the user
+    can read it (0600), as with mkstemp before."""
+    HomeFS.of(path).atomic_write(path, data, mode)
 
 
 def atomic_write_json(path: Path, document: Any) -> None:
@@ -81,6 +72,7 @@ def _may_be_in_progress(path: Path) -> bool:
     return True
 
 
-def read_json(path: Path) -> Any:
-    with open(path, "rb") as handle:
-        return json.loads(handle.read())
+def read_json(path: Path, limit: int = MAX_STATE_BYTES) -> Any:
+    """A state file: FileNotFoundError if absent, DamagedFile (a ValueError) if it is not
+    a regular file, is larger than ``limit`` or nests too deep; never hangs on a FIFO."""
+    return HomeFS.of(path).read_json(path, limit)

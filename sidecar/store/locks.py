@@ -7,6 +7,9 @@ The holder unlinks the lock file before unlocking it; a contender that locked a
 file checks the path still names the inode it locked, so a lock is never held on
 an unlinked file. A holder that hangs (its lock not refreshed past its timeout)
 is broken by unlinking its file: the next contender locks a fresh inode.
+
+Lock files are opened through ``HomeFS``: a link planted in a lock's place is removed
+(never its target) and a fresh file is locked.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import IO, Any
 import portalocker
 import psutil
 
+from sidecar.store.homefs import HomeFS
 from sidecar.wire import LockInfo
 
 log = logging.getLogger(__name__)
@@ -47,10 +51,21 @@ def lock_is_stale(info: LockInfo | None, now: int | None = None) -> bool:
 
 def read_lock_info(path: Path) -> LockInfo | None:
     try:
-        with open(path, "rb") as handle:
-            return LockInfo.model_validate_json(handle.read())
+        return LockInfo.model_validate_json(HomeFS.of(path).read_bytes(path, MAX_LOCK_BYTES))
     except (OSError, ValueError):
         return None
+
+
+MAX_LOCK_BYTES = 64 * 1024
+
+
+def open_lock_file(path: Path) -> IO[bytes]:
+    """The lock file at ``path``, created if needed, never through a link."""
+    fs = HomeFS.of(path)
+    fs.makedirs(path.parent)
+    if fs.drop_link(path):
+        log.warning("removed a link planted as lock file %s", path)
+    return fs.open_file(path, "a+b")
 
 
 class OwnedLock:
@@ -68,9 +83,8 @@ class OwnedLock:
         """True if we now hold it; False if a live holder does (see ``holder()``)."""
         if self._handle is not None:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(5):
-            handle = open(self.path, "a+b")  # noqa: SIM115 - held for the lock's life
+            handle = open_lock_file(self.path)
             try:
                 portalocker.lock(handle, portalocker.LOCK_EX | portalocker.LOCK_NB)
             except portalocker.exceptions.LockException:
@@ -111,7 +125,7 @@ class OwnedLock:
 
     def _same_file(self, handle: IO[bytes]) -> bool:
         try:
-            on_disk = os.stat(self.path)
+            on_disk = os.stat(self.path, follow_symlinks=False)
         except FileNotFoundError:
             return False
         mine = os.fstat(handle.fileno())
@@ -138,7 +152,7 @@ class OwnedLock:
             # Unreadable (a holder cut between truncate and write, or another format):
             # the file's age against our own timeout decides.
             try:
-                age_ms = now_ms() - int(self.path.stat().st_mtime * 1000)
+                age_ms = now_ms() - int(self.path.lstat().st_mtime * 1000)
             except FileNotFoundError:
                 return True
             if age_ms <= self.timeout_ms:
@@ -156,7 +170,7 @@ def clean_stale_lock_files(folder: Path) -> list[Path]:
     removed = []
     for path in folder.glob("*.lock") if folder.is_dir() else ():
         try:
-            with open(path, "a+b") as handle:
+            with open_lock_file(path) as handle:
                 try:
                     portalocker.lock(handle, portalocker.LOCK_EX | portalocker.LOCK_NB)
                 except portalocker.exceptions.LockException:
@@ -172,19 +186,32 @@ def clean_stale_lock_files(folder: Path) -> list[Path]:
 class BlockingFileLock:
     """A short-held lock (the registry's): waits up to ``timeout`` seconds."""
 
+    CHECK_INTERVAL = 0.01
+
     def __init__(self, path: Path, timeout: float = 30.0) -> None:
-        self._lock = portalocker.Lock(
-            str(path),
-            mode="a",
-            timeout=timeout,
-            check_interval=0.01,
-            fail_when_locked=False,
-            flags=portalocker.LOCK_EX | portalocker.LOCK_NB,
-        )
+        self.path = path
+        self.timeout = timeout
+        self._handle: IO[bytes] | None = None
 
     def __enter__(self) -> BlockingFileLock:
-        self._lock.acquire()
-        return self
+        deadline = time.monotonic() + self.timeout
+        while True:
+            handle = open_lock_file(self.path)
+            try:
+                portalocker.lock(handle, portalocker.LOCK_EX | portalocker.LOCK_NB)
+            except portalocker.exceptions.LockException:
+                handle.close()
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(self.CHECK_INTERVAL)
+                continue
+            self._handle = handle
+            return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._lock.release()
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            try:
+                portalocker.unlock(handle)
+            finally:
+                handle.close()

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def link_or_copy(source: Path, destination: Path) -> None:
     """Hard link when the filesystem allows it (no extra space), else copy."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    temp = destination.with_name(destination.name + f".{uuid.uuid4().hex[:8]}.tmp")
+    temp = destination.parent / f".reuse-{uuid.uuid4().hex}.tmp"  # a 255-byte name has no room
     try:
         os.link(source, temp)
     except OSError:
@@ -56,7 +56,7 @@ def move_into_place(
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
         # A damaged earlier copy: set it aside first so the rename below cannot fail.
-        trash = layout.temp / f"{model_id}@{version}.old-{uuid.uuid4().hex[:8]}"
+        trash = layout.trash(model_id, version, "old")
         os.replace(final, trash)
         shutil.rmtree(trash, ignore_errors=True)
     os.replace(staging, final)
@@ -67,7 +67,7 @@ def move_into_place(
 def remove_version(layout: HomeLayout, model_id: str, version: str) -> None:
     final = layout.model_dir(model_id, version)
     if final.exists():
-        trash = layout.temp / f"{model_id}@{version}.removed-{uuid.uuid4().hex[:8]}"
+        trash = layout.trash(model_id, version, "removed")
         os.replace(final, trash)  # disappears at once for readers; deleting may take longer
         shutil.rmtree(trash, ignore_errors=True)
     layout.metadata_file(model_id, version).unlink(missing_ok=True)
@@ -90,7 +90,7 @@ def remove_legacy_parts(layout: HomeLayout) -> list[Path]:
     """Parts and staging folders named before names were joined with "@" (their
     owners cannot be told apart, so they cannot be resumed): free their space."""
     removed = []
-    for path in layout.temp.iterdir():
+    for path in layout.temp.iterdir() if layout.temp.is_dir() else ():  # a home we cannot write
         legacy = "@" not in path.name and path.name.endswith(
             (".part", ".part.json", ".part.lock", ".staging")
         )

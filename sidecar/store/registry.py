@@ -7,16 +7,17 @@ replaced whole, so the event loop can read it at any time without locking.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from sidecar.manifest import check_safe_name
+from sidecar.redact import redact_url
 from sidecar.store.fsutil import atomic_write_json, read_json
+from sidecar.store.homefs import is_link
 from sidecar.store.layout import HomeLayout
 from sidecar.store.locks import BlockingFileLock
 from sidecar.wire import InstalledModel, InstalledVersion, RegistryDocument
@@ -41,15 +42,24 @@ class Registry:
     # --- blocking operations -------------------------------------------------------
 
     def load(self) -> None:
-        """Load from disk, reconcile with the model folders, and save if that changed anything."""
-        with BlockingFileLock(self.layout.registry_lock):
-            document = self._read()
-            rebuilt = document is None
-            document = document or self._rebuild()
-            if self._reconcile(document) or rebuilt:
-                self._write(document)
-            self.document = document
-            self._remember_stat()
+        """Load from disk, reconcile with the model folders, and save if that changed
+        anything. A home we cannot write (read-only, someone else's) is still read: the
+        daemon answers from it, and each write that fails says why."""
+        try:
+            with BlockingFileLock(self.layout.registry_lock):
+                self._load(write=True)
+        except OSError as exc:
+            log.warning("cannot update registry.json (%s): using it as it is", exc)
+            self._load(write=False)
+
+    def _load(self, write: bool) -> None:
+        document = self._read(set_aside=write)
+        rebuilt = document is None
+        document = document or self._rebuild()
+        if (self._reconcile(document) or rebuilt) and write:
+            self._write(document)
+        self.document = document
+        self._remember_stat()
 
     def reload_if_changed(self) -> bool:
         """Pick up writes by another sidecar process on the same home."""
@@ -69,6 +79,8 @@ class Registry:
             self._remember_stat()
 
     def record(self, model_id: str, name: str, task: str, entry: InstalledVersion) -> None:
+        entry = without_secrets(entry)
+
         def mutate(document: RegistryDocument) -> None:
             model = document.models.setdefault(model_id, InstalledModel(name=name, task=task))
             model.versions[entry.version] = entry
@@ -113,24 +125,27 @@ class Registry:
     def _read_or_rebuild(self) -> RegistryDocument:
         return self._read() or self._rebuild()
 
-    def _read(self) -> RegistryDocument | None:
+    def _read(self, set_aside: bool = True) -> RegistryDocument | None:
         try:
             return RegistryDocument.model_validate(read_json(self.layout.registry))
         except FileNotFoundError:
             log.info("no registry.json yet: rebuilding from %s", self.layout.models)
-        except (OSError, ValueError, ValidationError) as exc:
-            log.warning("registry.json unreadable (%s): rebuilding from disk", exc)
-            self._keep_corrupt_copy()
+        except PermissionError as exc:
+            log.warning("cannot read registry.json (%s): rebuilding from disk", exc)
+        except (OSError, ValueError, ValidationError, RecursionError) as exc:
+            # A folder, FIFO, device, link, huge or malformed file: keep it for a human
+            # (registry.json.damaged-<time>) and rebuild from the model folders.
+            aside = self.layout.fs.set_aside(self.layout.registry) if set_aside else None
+            log.warning(
+                "registry.json unreadable (%s): rebuilding from disk%s",
+                _short(exc), f"; the damaged file is kept as {aside.name}" if aside else "",
+            )  # fmt: skip
         return None
 
     def _rebuild(self) -> RegistryDocument:
         document = RegistryDocument()
         self._reconcile(document)
         return document
-
-    def _keep_corrupt_copy(self) -> None:
-        with contextlib.suppress(OSError):
-            shutil.copyfile(self.layout.registry, self.layout.registry.with_suffix(".corrupt"))
 
     def _reconcile(self, document: RegistryDocument) -> bool:
         """Make the document agree with the model folders: add what an install left
@@ -159,14 +174,11 @@ class Registry:
         return changed
 
     def _version_folders(self) -> list[tuple[str, str]]:
-        found = []
-        root = self.layout.models
-        for model_dir in sorted(root.iterdir()) if root.is_dir() else ():
-            if not model_dir.is_dir():
-                continue
-            for version_dir in sorted(model_dir.iterdir()):
-                if version_dir.is_dir():
-                    found.append((model_dir.name, version_dir.name))
+        """Real folders only: a link in ``models/`` (planted, or a half-moved home) is
+        never taken for an installed model, and unreadable folders are skipped."""
+        found: list[tuple[str, str]] = []
+        for model_dir in _real_folders(self.layout.models):
+            found.extend((model_dir.name, v.name) for v in _real_folders(model_dir))
         return found
 
     def _read_metadata(
@@ -184,9 +196,49 @@ class Registry:
             return None
 
 
+def _real_folders(folder: Path) -> list[Path]:
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        if not isinstance(exc, FileNotFoundError):
+            log.warning("cannot list %s: %s", folder, exc)
+        return []
+    found: list[Path] = []
+    for entry in entries:
+        try:
+            info = entry.lstat()
+        except OSError:
+            continue
+        if is_link(info):
+            log.warning("ignoring %s: it is a link, not a folder of the home", entry)
+        elif stat.S_ISDIR(info.st_mode):
+            found.append(entry)
+    return found
+
+
+def without_secrets(entry: InstalledVersion) -> InstalledVersion:
+    """An installed version as stored: where it came from (``source``, ``extra.url``)
+    with user info and query values masked. Nothing needs the secret once installed."""
+    update: dict[str, object] = {}
+    if entry.source:
+        update["source"] = redact_url(entry.source)
+    if isinstance(entry.extra.get("url"), str):
+        update["extra"] = {**entry.extra, "url": redact_url(entry.extra["url"])}
+    return entry.model_copy(update=update) if update else entry
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def write_metadata(
     layout: HomeLayout, model_id: str, name: str, task: str, entry: InstalledVersion
 ) -> None:
+    """Written just before the version moves into ``models/``: refuse here, before
+    anything moves, when that folder would be reached through a planted link."""
+    layout.fs.check(layout.model_dir(model_id, entry.version))
+    entry = without_secrets(entry)
     atomic_write_json(
         layout.metadata_file(model_id, entry.version),
         {"name": name, "task": task, "entry": entry.wire()},

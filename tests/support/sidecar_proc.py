@@ -33,8 +33,12 @@ class Sidecar:
         repositories: list[str] | str = (),  # type: ignore[assignment]
         args: list[str] | None = None,
         env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,  # e.g. setpriv, to run as another user
+        python: str | None = None,
     ) -> None:
         self.home = home
+        self.prefix = prefix or []
+        self.python = python or sys.executable
         if isinstance(repositories, str):
             repositories = [repositories]
         self.env = {
@@ -59,7 +63,7 @@ class Sidecar:
     def start(self) -> Sidecar:
         self.stderr_file = open(self.stderr_path, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "--stall-timeout", "3", *self.args],
+            [*self.prefix, self.python, "-m", "sidecar", "--stall-timeout", "3", *self.args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr_file,

@@ -40,9 +40,9 @@ def test_atomic_writes_name_their_writer(tmp_path: Path, monkeypatch: pytest.Mon
     seen: list[str] = []
     real_replace = os.replace
 
-    def spying_replace(source: str, target: Path) -> None:
+    def spying_replace(source: str, target: Path, **dir_fds: int | None) -> None:
         seen.append(Path(source).name)
-        real_replace(source, target)
+        real_replace(source, target, **dir_fds)
 
     monkeypatch.setattr(os, "replace", spying_replace)
     atomic_write_bytes(tmp_path / "registry.json", b"{}")
