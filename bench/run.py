@@ -112,6 +112,9 @@ def sidecar_install(work: Path, port: int, model_ids: list[str], size: int,
     sidecar = Sidecar(home, url, args=extra or [], env=QUIET).start()
     try:
         info = sidecar.call("getInfo")
+        # The app's sidecar runs for hours: its transfer worker (started a second after
+        # the sidecar) is up before an install, and its start-up is not the download's.
+        sidecar.wait_for(lambda: sidecar.call("getInfo")["workerPid"], what="the worker")
         recycle_memory(work, size)  # once the process is up, as for the other tools
         started = time.monotonic()
         tasks = [sidecar.call("install", {"modelId": m})["taskId"] for m in model_ids]
