@@ -24,7 +24,8 @@ JSON-RPC error objects, so nothing below it knows about JSON-RPC.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 from sidecar.redact import redact_text
 
@@ -149,3 +150,27 @@ ALL_ERRORS: tuple[type[ModelManagerError], ...] = (
     PermissionDenied,
     HomeUnavailable,
 )
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def find_cause(
+    exc: BaseException, kind: type[E], matches: Callable[[E], bool] = lambda _: True
+) -> E | None:
+    """The first ``kind`` error behind ``exc`` that ``matches``: ``exc`` itself, one
+    inside an exception group, or a cause or context of another error, so a secondary
+    error (a failed cleanup, a library's wrapper) never hides what went wrong first."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind) and matches(current):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return None

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sidecar.errors import InsufficientDiskSpace
+from sidecar.errors import InsufficientDiskSpace, find_cause
 
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
@@ -18,24 +18,8 @@ def free_bytes(folder: Path) -> int:
 
 
 def disk_full_cause(exc: BaseException) -> OSError | None:
-    """The full-disk error behind ``exc``, if any: inside an exception group, or as the
-    cause or context of another error (a failed cleanup after ENOSPC, say), so that a
-    secondary error never hides that the disk is full."""
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in _FULL:
-            return current
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None:
-                pending.append(linked)
-    return None
+    """The full-disk error behind ``exc``, however deep a secondary error buried it."""
+    return find_cause(exc, OSError, lambda error: error.errno in _FULL)
 
 
 def as_disk_full(exc: BaseException) -> InsufficientDiskSpace | None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,7 +40,13 @@ from urllib3.exceptions import (
 
 from sidecar import __version__
 from sidecar.redact import redact_url
-from sidecar.transfer.http import ConnectionFailed, SourceFailed, TlsFailed, TransientError
+from sidecar.transfer.http import (
+    ConnectionFailed,
+    SourceFailed,
+    TlsFailed,
+    TransientError,
+    tls_failure,
+)
 from sidecar.transfer.network import Network
 
 T = TypeVar("T")
@@ -259,13 +264,12 @@ class BodyConnection:
         host = urlsplit(url).hostname or shown
         try:
             yield
-        except SSLError as exc:
+        except (SSLError, ProxyError) as exc:
             self.close()
-            raise TlsFailed(host, _tls_reason(exc)) from exc
-        except ProxyError as exc:
-            self.close()
-            if isinstance(exc.original_error, SSLError):
-                raise TlsFailed(host, _tls_reason(exc.original_error)) from exc
+            if (tls := tls_failure(host, exc)) is not None:
+                raise tls from exc
+            if isinstance(exc, SSLError):  # no ssl error behind it: urllib3's words then
+                raise TlsFailed(host, str(exc).split("(", 1)[0].strip() or "TLS failed") from exc
             proxy = self.network.proxy_for(url)
             where = urlsplit(proxy).netloc.rsplit("@", 1)[-1] if proxy else "the proxy"
             raise ConnectionFailed(f"cannot go through the proxy {where}: {exc}") from exc
@@ -282,19 +286,6 @@ class BodyConnection:
             if self.aborted:
                 raise TransientError("aborted") from exc
             raise TransientError(f"transfer from {host} failed: {type(exc).__name__}") from exc
-
-
-def _tls_reason(exc: BaseException) -> str:
-    """The certificate problem in a few words (the verify message, not the chain)."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return cause.verify_message or "certificate verification failed"
-        if isinstance(cause, ssl.SSLError):
-            return cause.reason or str(cause)
-        cause = cause.__cause__ or cause.__context__
-    text = str(exc)
-    return text.split("(", 1)[0].strip() or "TLS handshake failed"
 
 
 async def in_thread(

@@ -4,10 +4,12 @@ check they share, and the client for the small JSON calls, made on first use."""
 from __future__ import annotations
 
 import email.utils
+import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
 from sidecar.config import Settings
+from sidecar.errors import find_cause
 from sidecar.transfer.network import Network
 
 if TYPE_CHECKING:
@@ -33,6 +35,17 @@ class ServerRefused(TransientError):
 
 class SourceFailed(Exception):
     """This URL cannot serve the file (404, 403, ...); try the next mirror."""
+
+
+def tls_failure(host: str, exc: BaseException) -> TlsFailed | None:
+    """``TlsFailed`` for ``host`` if an SSL error is behind ``exc``: the certificate
+    problem in a few words (the verify message, not the chain)."""
+    error = find_cause(exc, ssl.SSLError)
+    if error is None:
+        return None
+    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
+        return TlsFailed(host, error.verify_message)
+    return TlsFailed(host, error.reason or str(error).split("(", 1)[0].strip() or "TLS failed")
 
 
 class TlsFailed(SourceFailed):

@@ -16,7 +16,6 @@ cached ranking)."""
 from __future__ import annotations
 
 import json
-import ssl
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,9 +29,9 @@ from sidecar.config import Settings
 from sidecar.transfer.http import (
     ConnectionFailed,
     SourceFailed,
-    TlsFailed,
     TransientError,
     check_status,
+    tls_failure,
 )
 from sidecar.transfer.network import Network
 
@@ -188,10 +187,9 @@ def map_transport_errors() -> Iterator[None]:
     try:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        if (tls := _ssl_cause(exc)) is not None:
-            host = exc.request.url.host if exc._request is not None else "the server"
-            reason = getattr(tls, "verify_message", None) or tls.reason or str(tls)
-            raise TlsFailed(host, reason) from exc
+        host = exc.request.url.host if exc._request is not None else "the server"
+        if (tls := tls_failure(host, exc)) is not None:
+            raise tls from exc
         raise ConnectionFailed(f"cannot connect: {exc}") from exc
     except httpx.TimeoutException as exc:
         raise TransientError(f"stalled: {type(exc).__name__}") from exc
@@ -199,15 +197,6 @@ def map_transport_errors() -> Iterator[None]:
         raise SourceFailed(f"unusable location: {type(exc).__name__}: {exc}") from exc
     except (httpx.TransportError, httpx.DecodingError) as exc:
         raise TransientError(f"transfer failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return None
 
 
 class RoutingTransport(httpx.AsyncBaseTransport):
