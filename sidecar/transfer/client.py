@@ -21,11 +21,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.abc import Process, TaskGroup, TaskStatus
+from anyio.abc import ByteReceiveStream, Process, TaskGroup, TaskStatus
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 from sidecar.config import Settings
 from sidecar.errors import ALL_ERRORS, ModelManagerError, NetworkError
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 worker_log = logging.getLogger("sidecar.transfer.worker")
 
 WARM_UP_AFTER = 1.0  # seconds after start: the worker's imports never delay the first answers
+MAX_LINE = 1 << 20  # the worker's lines are small; a longer one is a broken worker
 CANCEL_GRACE = 10.0  # seconds a cancelled job may take to stop before the worker is killed
 RESTARTS_ALLOWED = 5  # deaths within RESTART_WINDOW before unfinished jobs fail
 RESTART_WINDOW = 60.0
@@ -181,12 +184,8 @@ class TransferClient:
 
     async def _read_events(self, process: Process) -> None:
         assert process.stdout is not None
-        buffered = b""
-        async for chunk in process.stdout:
-            buffered += chunk
-            *lines, buffered = buffered.split(b"\n")
-            for line in lines:
-                self._on_event(json.loads(line))
+        async for line in _lines(process.stdout):
+            self._on_event(json.loads(line))
         code = await process.wait()
         if self.process is process:
             self.process = None
@@ -224,13 +223,9 @@ class TransferClient:
 
     async def _read_logs(self, process: Process) -> None:
         assert process.stderr is not None
-        buffered = b""
-        async for chunk in process.stderr:
-            buffered += chunk
-            *lines, buffered = buffered.split(b"\n")
-            for line in lines:
-                level, _, text = line.decode(errors="replace").partition(" ")
-                worker_log.log(logging.getLevelName(level) if level.isupper() else 20, "%s", text)
+        async for line in _lines(process.stderr):
+            level, _, text = line.decode(errors="replace").partition(" ")
+            worker_log.log(logging.getLevelName(level) if level.isupper() else 20, "%s", text)
 
     async def _cancel(self, job: Job) -> None:
         """Tell the worker, and wait until it stopped writing the job's part."""
@@ -259,6 +254,14 @@ class TransferClient:
         if process.returncode is None:
             process.kill()
         await process.aclose()
+
+
+async def _lines(stream: ByteReceiveStream) -> AsyncIterator[bytes]:
+    """The worker's lines until it closes the stream (a partial last line is dropped)."""
+    reader = BufferedByteReceiveStream(stream)
+    with contextlib.suppress(anyio.EndOfStream, anyio.IncompleteRead):
+        while True:
+            yield await reader.receive_until(b"\n", MAX_LINE)
 
 
 def _result(outcome: dict[str, Any]) -> str:
