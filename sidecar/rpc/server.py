@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 from jsonrpcserver import async_dispatch
 
+from sidecar.rpc.envelope import check_request
 from sidecar.rpc.framing import TooLong
 from sidecar.rpc.messages import (
     INVALID_REQUEST,
@@ -84,13 +85,20 @@ class RpcServer:
                 if answers:
                     await self.writer.send_raw(("[" + ",".join(answers) + "]\n").encode("ascii"))
                 return
-            response = await async_dispatch(text, methods=self.methods)
+            response = await self._dispatch(message)
             if response:
                 await self.writer.send_raw(response.encode("ascii") + b"\n")
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
+
+    async def _dispatch(self, request: Any) -> str:
+        """One request object, parsed already: the answer's line, or "" for a notification."""
+        answer: str = await async_dispatch(
+            "", methods=self.methods, deserializer=lambda _: request, validator=check_request
+        )
+        return answer
 
     async def _dispatch_each(self, batch: list[Any]) -> list[str]:
         answers: list[str] = [""] * len(batch)
@@ -102,7 +110,7 @@ class RpcServer:
                 invalid = error_message(INVALID_REQUEST, "Invalid Request", "not an object")
                 answers[index] = json.dumps(invalid)
                 return
-            answer = await async_dispatch(json.dumps(request), methods=self.methods)
+            answer = await self._dispatch(request)
             if answer and held + len(answer) > MAX_BATCH_ANSWER_BYTES:
                 answer = json.dumps(_answer_dropped(request))
             held += len(answer)
