@@ -18,11 +18,11 @@ from sidecar.core.ranking import RankingSource
 from sidecar.core.requirements import resolve_requirements
 from sidecar.core.runner import TaskRunner
 from sidecar.core.tasks import TaskRuntime, TaskStore, UrlSource
+from sidecar.core.wording import version_not_found
 from sidecar.errors import (
     InvalidState,
     ModelManagerError,
     TaskNotFound,
-    VersionNotFound,
 )
 from sidecar.manifest import CatalogModel, check_safe_name
 from sidecar.store.diskspace import as_disk_full
@@ -205,7 +205,7 @@ class Manager:
             except Exception as exc:
                 error = _domain_error(exc)
                 if error is not None:
-                    await self._fail(task, error.name, error.message)
+                    await self._fail(task, error.name, _naming(error.message, task))
                 else:  # a bug must fail one task, never the daemon
                     log.exception("task %s crashed", task.task_id)
                     await self._fail(task, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
@@ -249,7 +249,7 @@ class Manager:
         model = await self.catalog.get_model(task.model_id)
         version = model.find_version(task.version)
         if version is None:
-            raise VersionNotFound(f"{task.model_id} has no version {task.version}")
+            raise version_not_found(model, task.version)
         task.manifest = version
         task.name, task.model_task = model.name, model.task
 
@@ -282,7 +282,7 @@ class Manager:
         model = await self.catalog.get_model(model_id)
         manifest = model.find_version(version)
         if manifest is None:
-            raise VersionNotFound(f"{model_id} has no version {version or '(default)'}")
+            raise version_not_found(model, version)
         chain = [(model, manifest.version)]
         if dependencies:
             chain += await resolve_requirements(
@@ -342,8 +342,9 @@ class Manager:
         if task.state == TaskState.PAUSED:
             return task
         raise InvalidState(
-            f"cannot pause a task that is {task.state.value}", state=task.state.value
-        )
+            f"cannot pause {task.model_id}@{task.version}: its task is {task.state.value}",
+            state=task.state.value, modelId=task.model_id, version=task.version,
+        )  # fmt: skip
 
     def resume(self, task_id: str) -> TaskRuntime:
         task = self.get_task(task_id)
@@ -354,13 +355,18 @@ class Manager:
         if task.state in {TaskState.QUEUED, TaskState.DOWNLOADING, TaskState.VERIFYING}:
             return task
         raise InvalidState(
-            f"cannot resume a task that is {task.state.value}", state=task.state.value
-        )
+            f"cannot resume {task.model_id}@{task.version}: its task is {task.state.value}",
+            state=task.state.value, modelId=task.model_id, version=task.version,
+        )  # fmt: skip
 
     async def cancel(self, task_id: str) -> TaskRuntime:
         task = self.get_task(task_id)
         if task.state.finished:
-            raise InvalidState(f"task is already {task.state.value}", state=task.state.value)
+            raise InvalidState(
+                f"cannot cancel {task.model_id}@{task.version}: its task is already "
+                f"{task.state.value}",
+                state=task.state.value, modelId=task.model_id, version=task.version,
+            )  # fmt: skip
         task.stop_request = TaskState.CANCELLED
         if task.scope is not None:
             task.scope.cancel()
@@ -386,6 +392,12 @@ class Manager:
         return InstallResult(
             task_id=task.task_id, model_id=model_id, version=version, state=task.state
         )
+
+
+def _naming(message: str, task: TaskRuntime) -> str:
+    """A task's error message that names its model, whatever layer wrote it."""
+    what = f"{task.model_id}@{task.version}"
+    return message if what in message else f"{what}: {message}"
 
 
 def _domain_error(exc: BaseException) -> ModelManagerError | None:

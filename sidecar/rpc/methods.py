@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from jsonrpcserver import InvalidParams, Result, Success
+from jsonrpcserver import Error, Result, Success
 from jsonrpcserver.exceptions import JsonRpcError
 from pydantic import BaseModel, ValidationError
 
@@ -48,9 +48,14 @@ def _validate(params_model: type[P], raw: dict[str, Any]) -> P | Result:
     try:
         return params_model.model_validate(raw)
     except ValidationError as exc:
-        return InvalidParams(
-            [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()]
-        )
+        problems = [
+            {"field": ".".join(map(str, e["loc"])) or "params", "problem": e["msg"]}
+            for e in exc.errors()
+        ]
+        # The detail in the message too: a client that shows only the message still
+        # tells the user which field is wrong and how.
+        shown = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:5])
+        return Error(-32602, f"Invalid params: {shown}"[:1000], problems)
 
 
 def _wire_error(exc: ModelManagerError) -> JsonRpcError:
