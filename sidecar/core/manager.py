@@ -289,12 +289,13 @@ class Manager:
                 self.catalog, self.settings, model, manifest.version
             )
         # Everything is resolved: from here on no await, so the tasks start together
-        # (or, when a requirement is missing above, none does).
-        task = previous = None
-        for index, (each, each_version) in enumerate(chain):
-            started = self._ensure_task(each, each_version, after=previous)
-            task = started if index == 0 else task
-            previous = started or previous
+        # (or, when a requirement is missing above, none does). Requirements first, the
+        # deepest first: they take download slots before the model that needs them,
+        # never queued behind it, and run alongside it when slots allow.
+        task = None
+        for each, each_version in [*reversed(chain[1:]), chain[0]]:
+            started = self._ensure_task(each, each_version, after=None)
+            task = started if (each.id, each_version) == (model.id, manifest.version) else task
         if task is None:
             return InstallResult(
                 task_id=None, model_id=model_id, version=manifest.version, state=TaskState.READY
