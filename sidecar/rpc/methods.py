@@ -58,7 +58,11 @@ def _validate(params_model: type[P], raw: dict[str, Any]) -> P | Result:
         return Error(-32602, f"Invalid params: {shown}"[:1000], problems)
 
 
-def _wire_error(exc: ModelManagerError) -> JsonRpcError:
+def _wire_error(exc: ModelManagerError, params: BaseModel | None = None) -> JsonRpcError:
+    model_id = getattr(params, "model_id", None)
+    if isinstance(model_id, str):  # a call about one model: its error's data names it
+        version = getattr(params, "version", None)
+        exc.concerning(model_id, version if isinstance(version, str) else None)
     return JsonRpcError(exc.code, exc.message, exc.to_data())
 
 
@@ -80,7 +84,7 @@ def sync_handler(
             try:
                 return Success(function(params))
             except ModelManagerError as exc:
-                raise _wire_error(exc) from exc
+                raise _wire_error(exc, params) from exc
 
         wrapper.__name__ = function.__name__
         return wrapper
@@ -97,7 +101,7 @@ def handler(params_model: type[P]) -> Callable[[Callable[[P], Awaitable[WireMode
             try:
                 result = await function(params)
             except ModelManagerError as exc:
-                raise _wire_error(exc) from exc
+                raise _wire_error(exc, params) from exc
             return Success(result.wire())
 
         wrapper.__name__ = function.__name__

@@ -177,3 +177,16 @@ def test_a_request_with_a_wrong_jsonrpc_version_is_answered_with_its_id(start_si
     answer = sidecar.wait_response("x")
     assert answer["error"]["code"] == -32600
     assert "2.0" in answer["error"]["data"]
+
+
+def test_an_unsafe_manifest_names_the_model_in_its_data(start_sidecar, repo: RepoServer):
+    repo.raw_entries["evil"] = {
+        "id": "evil",
+        "default_version": "1",
+        "versions": [
+            {"version": "1", "files": [{"path": "../x", "size_bytes": 1, "sha256": "0" * 64}]}
+        ],
+    }
+    error = install_error(start_sidecar(), "evil")
+    assert error.data["code"] == "UNSAFE_MANIFEST"
+    assert error.data["modelId"] == "evil"
