@@ -86,6 +86,8 @@ class Manager:
         self.tasks: dict[str, TaskRuntime] = {}
         self.active: dict[tuple[str, str], TaskRuntime] = {}  # unfinished, by (model, version)
         self.failed: set[tuple[str, str]] = set()
+        # (model, version) of a requirement → the model@version whose install asked for it.
+        self.required_by: dict[tuple[str, str], str] = {}
         self.library = Library(
             settings, self.layout, self.registry, self.catalog, notify, self.active, self.failed
         )
@@ -205,7 +207,8 @@ class Manager:
             except Exception as exc:
                 error = _domain_error(exc)
                 if error is not None:
-                    await self._fail(task, error.name, _naming(error.message, task))
+                    message = _naming(error.message, task, self.required_by.get(task.key))
+                    await self._fail(task, error.name, message)
                 else:  # a bug must fail one task, never the daemon
                     log.exception("task %s crashed", task.task_id)
                     await self._fail(task, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
@@ -213,6 +216,7 @@ class Manager:
             task.waiting_for = None
             snapshot = task.snapshot()
             await self.set_state(task, TaskState.READY)
+            self.required_by.pop(task.key, None)
             self.hooks.on_download_complete(snapshot)
             return
         task.scope = None
@@ -293,8 +297,11 @@ class Manager:
         # deepest first: they take download slots before the model that needs them,
         # never queued behind it, and run alongside it when slots allow.
         task = None
+        root = f"{model.id}@{manifest.version}"
         for each, each_version in [*reversed(chain[1:]), chain[0]]:
             started = self._ensure_task(each, each_version, after=None)
+            if started is not None and each.id != model.id:
+                self.required_by.setdefault(started.key, root)
             task = started if (each.id, each_version) == (model.id, manifest.version) else task
         if task is None:
             return InstallResult(
@@ -395,10 +402,15 @@ class Manager:
         )
 
 
-def _naming(message: str, task: TaskRuntime) -> str:
-    """A task's error message that names its model, whatever layer wrote it."""
+def _naming(message: str, task: TaskRuntime, required_by: str | None) -> str:
+    """A task's error message that names its model (and the model that requires it),
+    whatever layer wrote it."""
     what = f"{task.model_id}@{task.version}"
-    return message if what in message else f"{what}: {message}"
+    if what not in message:
+        message = f"{what}: {message}"
+    if required_by and required_by not in message:
+        message += f" ({what} is required by {required_by})"
+    return message
 
 
 def _domain_error(exc: BaseException) -> ModelManagerError | None:

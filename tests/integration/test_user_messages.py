@@ -190,3 +190,17 @@ def test_an_unsafe_manifest_names_the_model_in_its_data(start_sidecar, repo: Rep
     error = install_error(start_sidecar(), "evil")
     assert error.data["code"] == "UNSAFE_MANIFEST"
     assert error.data["modelId"] == "evil"
+
+
+def test_a_failed_dependency_names_the_model_that_requires_it(start_sidecar, repo: RepoServer):
+    repo.add("tok-zh", "1.0.0", VOCAB)
+    repo.add("whisper", "1.0.0", VOCAB, requires=[{"model_id": "tok-zh", "version": "1.0.0"}])
+    repo.fault = WrongBytes(times=None, match="/storage/models/tok-zh/1.0.0/vocab.bin")
+    sidecar = start_sidecar()
+    sidecar.install_and_wait("whisper")
+    tasks = {t["modelId"]: t for t in sidecar.call("listTasks")["tasks"]}
+    failed = sidecar.wait_task(tasks["tok-zh"]["taskId"], FINISHED)
+    assert failed["state"] == "failed"
+    message = failed["error"]["message"]
+    assert "vocab.bin of tok-zh@1.0.0" in message
+    assert message.endswith("(tok-zh@1.0.0 is required by whisper@1.0.0)"), message
