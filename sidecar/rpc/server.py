@@ -74,6 +74,9 @@ class RpcServer:
                 detail = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)[:200]
                 await self.writer.send(error_message(PARSE_ERROR, "Parse error", detail))
                 return
+            if (refused := _without_version(message)) is not None:
+                await self.writer.send(refused)
+                return
             if isinstance(message, list) and len(message) > MAX_BATCH:
                 detail = f"a batch of {len(message)} calls; at most {MAX_BATCH} in one line"
                 await self.writer.send(error_message(INVALID_REQUEST, "Invalid Request", detail))
@@ -83,9 +86,6 @@ class RpcServer:
                 answers = await self._dispatch_each(message)
                 if answers:
                     await self.writer.send_raw(("[" + ",".join(answers) + "]\n").encode("ascii"))
-                return
-            if (refused := _without_version(message)) is not None:
-                await self.writer.send(refused)
                 return
             response = await async_dispatch(text, methods=self.methods)
             if response:
@@ -101,13 +101,12 @@ class RpcServer:
 
         async def one(index: int, request: Any) -> None:
             nonlocal held
+            if (refused := _without_version(request)) is not None:
+                answers[index] = json.dumps(refused)
+                return
             if not isinstance(request, dict):  # a batch holds request objects, nothing else
                 invalid = error_message(INVALID_REQUEST, "Invalid Request", "not an object")
                 answers[index] = json.dumps(invalid)
-                return
-            refused = _without_version(request)
-            if refused is not None:
-                answers[index] = json.dumps(refused)
                 return
             answer = await async_dispatch(json.dumps(request), methods=self.methods)
             if answer and held + len(answer) > MAX_BATCH_ANSWER_BYTES:
