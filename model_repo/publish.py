@@ -23,6 +23,7 @@ import portalocker
 
 from model_repo import catalog
 from model_repo.layout import CHECKSUM_FILE, MANIFEST_FILE, RESERVED_NAMES, StorageLayout
+from model_repo.requires import MissingRequirement, check_published, folder_versions
 from sidecar.errors import UnsafeManifest
 from sidecar.manifest import (
     CatalogFile,
@@ -172,6 +173,12 @@ def publish(storage: Path, request: PublishRequest, now: datetime | None = None)
     except UnsafeManifest as exc:
         raise PublishError(str(exc)) from exc
     layout = StorageLayout(storage)
+    try:
+        check_published(
+            request.requires, folder_versions(layout), (request.model_id, request.version)
+        )
+    except MissingRequirement as exc:
+        raise PublishError(str(exc)) from exc
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     layout.root.mkdir(parents=True, exist_ok=True)
     staged, manifest = stage(layout, request, stamp)

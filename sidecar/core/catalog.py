@@ -11,6 +11,7 @@ from urllib.parse import quote
 import anyio
 
 from sidecar.config import Settings
+from sidecar.core.wording import api_suffix_hint, model_not_found, no_repository, origin
 from sidecar.errors import ModelNotFound, RepositoryUnavailable, TlsError, UnsafeManifest
 from sidecar.manifest import CatalogModel, check_safe_name, parse_model
 from sidecar.store.fsutil import atomic_write_json, read_json
@@ -53,7 +54,7 @@ class Catalog:
             if not force and self.fresh():
                 return True
             try:
-                self.models = _parse_list(await self._get_json("/api/models"))
+                self.models = _parse_list(await self._get_json("/api/models", "list the catalog"))
             except (RepositoryUnavailable, ModelNotFound) as exc:
                 log.warning("catalog refresh failed, using the cache: %s", exc)
                 self.stale = True
@@ -67,21 +68,28 @@ class Catalog:
         """The freshest entry for one model; the cache when the repository is down."""
         check_safe_name(model_id, "modelId")
         try:
-            raw = await self._get_json(f"/api/models/{quote(model_id, safe='')}")
-        except RepositoryUnavailable:
+            raw = await self._get_json(
+                f"/api/models/{quote(model_id, safe='')}", f"look up {model_id}", model_id
+            )
+        except RepositoryUnavailable as exc:
             cached = self.models.get(model_id)
             if cached is None:
-                raise
+                raise exc.concerning(model_id, None) from None
             log.warning("repository down: using the cached manifest of %s", model_id)
             return cached
         model = parse_model(raw)
         if model.id != model_id:
-            raise UnsafeManifest(f"asked for {model_id!r}, repository answered {model.id!r}")
+            raise UnsafeManifest(
+                f"asked for {model_id!r}, repository answered {model.id!r}", modelId=model_id
+            )
         self.models[model_id] = model
         return model
 
-    async def _get_json(self, path: str) -> Any:
-        """GET from each mirror in turn; 404 everywhere that answered is MODEL_NOT_FOUND."""
+    async def _get_json(self, path: str, what: str, model_id: str | None = None) -> Any:
+        """GET from each mirror in turn; 404 everywhere that answered is MODEL_NOT_FOUND.
+        ``what`` says what for in the errors (the user never sees ``path``)."""
+        if not self.settings.repositories:
+            raise no_repository(what, model_id)
         problems = []
         not_found = False
         tls: TlsFailed | None = None
@@ -97,19 +105,23 @@ class Catalog:
             except (TransientError, SourceFailed) as exc:
                 if isinstance(exc, TlsFailed):
                     tls = exc
-                problems.append(f"{base}: {exc}")
+                problems.append(f"{origin(base)}: {_without_url(exc, url)}")
                 continue
             if body is None:
                 not_found = True
-                problems.append(f"{base}: 404")
+                problems.append(f"{origin(base)}: not found")
                 continue
             return body
         if not_found:
-            raise ModelNotFound(f"not in the repository: {path}")
+            if model_id is not None:
+                raise model_not_found(model_id, self.settings.repositories)
+            hint = api_suffix_hint(self.settings.repositories)
+            raise ModelNotFound(f"cannot {what}: the repository has no catalog{hint}")
         if tls is not None and len(problems) == 1:
             raise TlsError(tls.host, tls.reason)
+        data = {"modelId": model_id} if model_id else {}
         raise RepositoryUnavailable(
-            "no repository answered: " + ("; ".join(problems) or "none configured"),
+            f"cannot {what}: no repository answered ({'; '.join(problems)})", **data
         )
 
     async def _save(self) -> None:
@@ -121,6 +133,11 @@ class Catalog:
             await anyio.to_thread.run_sync(atomic_write_json, self.cache_path, document)
         except OSError as exc:
             log.warning("cannot cache the catalog: %s", exc)
+
+
+def _without_url(exc: Exception, url: str) -> str:
+    """The transport's words for a failure, the URL it names cut to its host."""
+    return str(exc).replace(url, origin(url))
 
 
 def _parse_list(raw: Any) -> dict[str, CatalogModel]:

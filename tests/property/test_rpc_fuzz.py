@@ -310,6 +310,16 @@ def is_notification(item: Any) -> bool:
     )
 
 
+def versionless_with_id(item: Any) -> bool:
+    """No ``"jsonrpc": "2.0"`` but an id: refused, and answered with that id (issue 15)."""
+    return (
+        isinstance(item, dict)
+        and item.get("jsonrpc") != "2.0"
+        and item.get("id") is not None
+        and valid_id(item)
+    )
+
+
 def decoded(line: bytes) -> tuple[bool, Any]:
     try:
         # Numbers out of float range (1e400) are refused like NaN: they cannot be echoed.
@@ -367,8 +377,12 @@ def check_answers(line: bytes, answers: list[Any]) -> None:
         assert responses[0]["error"]["code"] in (-32700, -32600), responses
         return
     if isinstance(message, list) and message:
-        expected = [item for item in message if is_request(item)]
-        invalid = [i for i in message if not is_request(i) and not is_notification(i)]
+        expected = [item for item in message if is_request(item) or versionless_with_id(item)]
+        invalid = [
+            i
+            for i in message
+            if not (is_request(i) or versionless_with_id(i) or is_notification(i))
+        ]
         if not expected and not invalid:
             assert responses == [], f"notifications were answered: {responses}"
             return
@@ -382,7 +396,7 @@ def check_answers(line: bytes, answers: list[Any]) -> None:
         assert responses == [], f"a notification was answered: {responses}"
         return
     assert len(responses) == 1 and isinstance(responses[0], dict), responses
-    if is_request(message):
+    if is_request(message) or versionless_with_id(message):
         assert same_id(responses[0]["id"], message["id"]), (message, responses)
     else:
         assert responses[0]["id"] is None and "error" in responses[0], responses
