@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from model_manager_cli import store
 from model_manager_cli.client import SidecarClient, SidecarError
 from model_manager_cli.progress import FINISHED, follow
 
@@ -52,8 +53,18 @@ def _report_finished(client: SidecarClient, tasks: dict[str, dict[str, Any]], er
     return code
 
 
-def install(client: SidecarClient, ref: str, dependencies: bool, out: Console, err: Console) -> int:
-    started = client.call("install", {**_ref_params(ref), "dependencies": dependencies})
+def install(
+    client: SidecarClient,
+    ref: str,
+    dependencies: bool,
+    out: Console,
+    err: Console,
+    repair: bool = False,
+) -> int:
+    params = {**_ref_params(ref), "dependencies": dependencies}
+    if repair:
+        params["repair"] = True
+    started = client.call("install", params)
     main_id = started["taskId"]
     if started["state"] == "paused" and main_id:
         client.call("resume", {"taskId": main_id})
@@ -94,19 +105,7 @@ def list_models(client: SidecarClient, refresh: bool, as_json: bool, out: Consol
     if as_json:
         _print_json(out, result)
         return OK
-    table = Table("model", "name", "task", "default", "installed", "state", "update")
-    for model in result["models"]:
-        installed = ", ".join(v["version"] for v in model["installed"]) or "-"
-        table.add_row(
-            model["id"],
-            model["name"],
-            model["task"],
-            model["defaultVersion"] or "-",
-            installed,
-            model["state"],
-            "yes" if model["updateAvailable"] else "",
-        )
-    out.print(table)
+    store.list_table(client, result, out)  # with sizes and last use, in 80 columns
     if result.get("stale"):
         out.print("(repository unreachable: showing the cached catalog and local models)")
     return OK
