@@ -232,6 +232,9 @@ class ModelPathResult(WireModel):
         default=None, description="Only when asked for a lease: pass it to releaseModel."
     )
 
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)  # no leaseId
+
 
 class InstallResult(WireModel):
     task_id: str | None
