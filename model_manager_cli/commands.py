@@ -53,6 +53,17 @@ def _report_finished(client: SidecarClient, tasks: dict[str, dict[str, Any]], er
     return code
 
 
+def _installed_path(client: SidecarClient, model_id: str, version: str) -> dict[str, Any]:
+    """Where an install put the version, without getModelPath: an install is not a use
+    of the model (getModelPath would set its last-used time)."""
+    for model in client.call("listModels")["models"]:
+        for installed in model["installed"] if model["id"] == model_id else ():
+            if installed["version"] == version and installed["state"] == "ready":
+                return dict(installed)
+    # Not ready after all (removed meanwhile): getModelPath says why, as a typed error.
+    return dict(client.call("getModelPath", {"modelId": model_id, "version": version}))
+
+
 def install(
     client: SidecarClient,
     ref: str,
@@ -78,9 +89,7 @@ def install(
         ids.insert(0, ids.pop(ids.index(main_id)))
     what = f"{started['modelId']}@{started['version']}"
     if not ids:
-        path = client.call(
-            "getModelPath", {"modelId": started["modelId"], "version": started["version"]}
-        )
+        path = _installed_path(client, started["modelId"], started["version"])
         out.print(
             f"{what} is already installed: {path['path']}",
             markup=False,
@@ -91,9 +100,7 @@ def install(
     tasks = follow(client, ids, out)
     code = _report_finished(client, tasks, err)
     if code == OK:
-        path = client.call(
-            "getModelPath", {"modelId": started["modelId"], "version": started["version"]}
-        )
+        path = _installed_path(client, started["modelId"], started["version"])
         out.print(
             f"installed {what}: {path['path']}", markup=False, highlight=False, soft_wrap=True
         )
