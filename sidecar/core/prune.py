@@ -1,5 +1,5 @@
-"""prune: remove versions that are neither the newest installed of their model nor
-pinned nor in use, partial downloads nobody is writing that are older than N days,
+"""prune: remove versions that are neither the newest installed of their model (nor
+the newest ready one, when the newest is damaged or incomplete) nor pinned nor in use, partial downloads nobody is writing that are older than N days,
 staging folders no install holds, and trash a kill left. A part is only removed under
 its own lock, taken from a holder that is dead or hung (see ``sidecar.store.locks``),
 so a live writer, in this process or another, never loses its part."""
@@ -32,7 +32,10 @@ async def prune(keeper: StoreKeeper, dry_run: bool, older_than_days: float) -> P
     old: list[tuple[str, str]] = []
     for model_id, model in sorted(keeper.registry.document.models.items()):
         ordered = sorted(model.versions, key=version_key)
-        for version in ordered[:-1]:
+        # The newest, and the newest that works when that one is damaged or incomplete.
+        ready = [v for v in ordered if model.versions[v].state == "ready"]
+        newest = {ordered[-1], *ready[-1:]}
+        for version in (v for v in ordered if v not in newest):
             why = keeper.why_kept((model_id, version), model.versions[version])
             if why:
                 kept.append(f"{model_id}@{version}: {why}")
