@@ -155,7 +155,10 @@ def build_methods(
 
     @handler(ModelRefParams)
     async def remove(p: ModelRefParams) -> WireModel:
-        return await manager.library.remove(p.model_id, p.version)
+        result = await manager.library.remove(p.model_id, p.version)
+        for version in result.removed:  # a reinstall starts unused
+            manager.keeper.last_used.forget(p.model_id, version)
+        return result
 
     @handler(ModelRefParams)
     async def verify(p: ModelRefParams) -> WireModel:

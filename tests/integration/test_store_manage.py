@@ -185,6 +185,11 @@ def test_prune_dry_run_lists_then_prune_removes_old_versions_parts_and_leftovers
     assert {"modelId": "m", "version": "1.0.0", "state": "removed", "reason": "pruned"} in (
         changed(sidecar)
     )
+    # The newest damaged: the newest that works is kept too, pinned or not.
+    (home / "models/m/3.0.0/own.bin").write_bytes(b"\0" * (50 * KB))
+    assert sidecar.call("verify", {"modelId": "m"})["ok"] is False
+    sidecar.call("unpin", {"modelId": "m", "version": "2.0.0"})
+    assert sidecar.call("prune", {"dryRun": True})["items"] == []
 
 
 def test_disk_usage_matches_the_bytes_on_disk_and_du_fits_80_columns(
