@@ -1,8 +1,9 @@
 """prune: remove versions that are neither the newest installed of their model (nor
-the newest ready one, when the newest is damaged or incomplete) nor pinned nor in use, partial downloads nobody is writing that are older than N days,
-staging folders no install holds, and trash a kill left. A part is only removed under
-its own lock, taken from a holder that is dead or hung (see ``sidecar.store.locks``),
-so a live writer, in this process or another, never loses its part."""
+the newest ready one, when the newest is damaged or incomplete) nor pinned nor in
+use, partial downloads nobody is writing that are older than N days, staging folders
+no install holds, and trash a kill left. A part is only removed under its own lock,
+taken from a holder that is dead or hung (see ``sidecar.store.locks``), so a live
+writer, in this process or another, never loses its part."""
 
 from __future__ import annotations
 
