@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 
-from model_manager_cli import commands
+from model_manager_cli import commands, store
 from model_manager_cli.client import LaunchOptions, SidecarClient, SidecarError, SidecarGone
 from sidecar.config import add_location_arguments
 
@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument(
         "--no-deps", action="store_true", help="do not install the models it requires"
     )
+    install.add_argument(
+        "--repair",
+        action="store_true",
+        help="re-check an installed (or damaged) version and fetch only its wrong files",
+    )
     listing = sub.add_parser("list", help="the catalog with what is installed")
     listing.add_argument("--refresh", action="store_true", help="fetch the catalog now")
     listing.add_argument("--json", action="store_true", help="print the sidecar's answer")
@@ -84,6 +89,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--refresh", action="store_true", help="ask the scheduler now, not a recent answer"
     )
     ranking.add_argument("--json", action="store_true", help="print the sidecar's answer")
+    du = sub.add_parser("du", help="disk usage: per version, partial downloads, free space")
+    du.add_argument("--json", action="store_true", help="print the sidecar's answer")
+    prune = sub.add_parser(
+        "prune", help="remove old unpinned versions, stale partial downloads and leftovers"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only list what would go")
+    prune.add_argument(
+        "--older-than",
+        type=float,
+        default=7.0,
+        metavar="DAYS",
+        help="partial downloads untouched this long go (default 7)",
+    )
+    prune.add_argument("--json", action="store_true", help="print the sidecar's answer")
+    for action, text in (
+        ("pin", "keep a version from quota eviction and prune (default: the newest)"),
+        ("unpin", "let a pinned version be evicted or pruned again"),
+    ):
+        pinning = sub.add_parser(action, help=text)
+        pinning.add_argument(
+            "ref", metavar="ID[@VERSION]", help="the model's id (default: its newest version)"
+        )
     return parser
 
 
@@ -92,7 +119,7 @@ def dispatch(
 ) -> Callable[[SidecarClient], int]:
     command = args.command
     if command == "install":
-        return lambda c: commands.install(c, args.ref, not args.no_deps, out, err)
+        return lambda c: commands.install(c, args.ref, not args.no_deps, out, err, args.repair)
     if command == "list":
         return lambda c: commands.list_models(c, args.refresh, args.json, out)
     if command == "path":
@@ -105,6 +132,13 @@ def dispatch(
         return lambda c: commands.verify(c, args.ref, out, err)
     if command == "remove":
         return lambda c: commands.remove(c, args.ref, out)
+    if command == "du":
+        return lambda c: store.du(c, args.json, out)
+    if command == "prune":
+        return lambda c: store.prune(c, args.dry_run, args.older_than, args.json, out)
+    if command in {"pin", "unpin"}:
+        ref = commands._ref_params(args.ref)
+        return lambda c: store.pin(c, ref, command == "pin", out)
     return lambda c: commands.ranking(c, args.limit, args.refresh, args.json, out)
 
 

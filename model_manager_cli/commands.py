@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from model_manager_cli import store
 from model_manager_cli.client import SidecarClient, SidecarError
 from model_manager_cli.progress import FINISHED, follow
 
@@ -61,8 +62,29 @@ def _report_finished(client: SidecarClient, tasks: dict[str, dict[str, Any]], er
     return code
 
 
-def install(client: SidecarClient, ref: str, dependencies: bool, out: Console, err: Console) -> int:
-    started = client.call("install", {**_ref_params(ref), "dependencies": dependencies})
+def _installed_path(client: SidecarClient, model_id: str, version: str) -> dict[str, Any]:
+    """Where an install put the version, without getModelPath: an install is not a use
+    of the model (getModelPath would set its last-used time)."""
+    for model in client.call("listModels")["models"]:
+        for installed in model["installed"] if model["id"] == model_id else ():
+            if installed["version"] == version and installed["state"] == "ready":
+                return dict(installed)
+    # Not ready after all (removed meanwhile): getModelPath says why, as a typed error.
+    return dict(client.call("getModelPath", {"modelId": model_id, "version": version}))
+
+
+def install(
+    client: SidecarClient,
+    ref: str,
+    dependencies: bool,
+    out: Console,
+    err: Console,
+    repair: bool = False,
+) -> int:
+    params = {**_ref_params(ref), "dependencies": dependencies}
+    if repair:
+        params["repair"] = True
+    started = client.call("install", params)
     main_id = started["taskId"]
     if started["state"] == "paused" and main_id:
         client.call("resume", {"taskId": main_id})
@@ -76,9 +98,7 @@ def install(client: SidecarClient, ref: str, dependencies: bool, out: Console, e
         ids.insert(0, ids.pop(ids.index(main_id)))
     what = f"{started['modelId']}@{started['version']}"
     if not ids:
-        path = client.call(
-            "getModelPath", {"modelId": started["modelId"], "version": started["version"]}
-        )
+        path = _installed_path(client, started["modelId"], started["version"])
         out.print(
             f"{what} is already installed: {path['path']}",
             markup=False,
@@ -89,9 +109,7 @@ def install(client: SidecarClient, ref: str, dependencies: bool, out: Console, e
     tasks = follow(client, ids, out)
     code = _report_finished(client, tasks, err)
     if code == OK:
-        path = client.call(
-            "getModelPath", {"modelId": started["modelId"], "version": started["version"]}
-        )
+        path = _installed_path(client, started["modelId"], started["version"])
         out.print(
             f"installed {what}: {path['path']}", markup=False, highlight=False, soft_wrap=True
         )
@@ -103,19 +121,7 @@ def list_models(client: SidecarClient, refresh: bool, as_json: bool, out: Consol
     if as_json:
         _print_json(out, result)
         return OK
-    table = Table("model", "name", "task", "default", "installed", "state", "update")
-    for model in result["models"]:
-        installed = ", ".join(v["version"] for v in model["installed"]) or "-"
-        table.add_row(
-            model["id"],
-            model["name"],
-            model["task"],
-            model["defaultVersion"] or "-",
-            installed,
-            model["state"],
-            "yes" if model["updateAvailable"] else "",
-        )
-    out.print(table)
+    store.list_table(client, result, out)  # with sizes and last use, in 80 columns
     if result.get("stale"):
         out.print("(repository unreachable: showing the cached catalog and local models)")
     return OK

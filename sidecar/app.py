@@ -10,6 +10,7 @@ import anyio
 
 from sidecar import __version__
 from sidecar.config import Settings
+from sidecar.core.leases import STDIO
 from sidecar.core.manager import Manager
 from sidecar.logs import setup_logging
 from sidecar.rpc.methods import build_methods
@@ -62,6 +63,7 @@ async def run(settings: Settings) -> None:
                 await server.serve(reader.lines())
                 stdin.cancel_scope.cancel()
             log.info("stdin closed: shutting down")
+            manager.keeper.leases.drop_client(STDIO)  # its leases end with it
             stop.set()
 
         await group.start(transfer.serve)

@@ -82,6 +82,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("lock_timeout", "--lock-timeout", float, 1800.0, 0.5, 7 * 86400.0,
            "seconds after which an unrefreshed task lock counts as stale",
            "MODEL_MANAGER_LOCK_TIMEOUT"),
+    Option("max_store_bytes", "--max-store-bytes", int, 0, 0, 1 << 60,
+           "quota for installed models plus partial downloads, bytes; an install past it "
+           "evicts the least recently used versions that are neither pinned nor in use "
+           "(0: none)", "MODEL_MANAGER_MAX_STORE_BYTES"),
 )  # fmt: skip
 OPTION = {option.name: option for option in OPTIONS}
 _DEFAULT: dict[str, Any] = {option.name: option.default for option in OPTIONS}
@@ -111,6 +115,7 @@ class Settings:
     catalog_ttl: float = _DEFAULT["catalog_ttl"]
     ranking_timeout: float = 2.0
     lock_timeout_ms: int = int(_DEFAULT["lock_timeout"] * 1000)
+    max_store_bytes: int = _DEFAULT["max_store_bytes"]  # 0: no quota
     lock_refresh: float = 10.0
     parent_pid: int | None = None
     log_level: str = "INFO"

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sidecar import errors, wire
+from sidecar import errors, wire, wire_store
 from sidecar.manifest import CatalogModel
 
 METHODS: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
@@ -32,6 +32,11 @@ METHODS: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     "setLimits": (wire.SetLimitsParams, wire.LimitsResult),
     "setNetwork": (wire.SetNetworkParams, wire.NetworkResult),
     "shutdown": (wire.NoParams, wire.ShutdownResult),
+    "diskUsage": (wire_store.DiskUsageParams, wire_store.DiskUsageResult),
+    "prune": (wire_store.PruneParams, wire_store.PruneResult),
+    "pin": (wire_store.PinParams, wire_store.PinResult),
+    "unpin": (wire_store.PinParams, wire_store.PinResult),
+    "releaseModel": (wire_store.ReleaseModelParams, wire_store.ReleaseModelResult),
 }
 NOTIFICATIONS: dict[str, type[BaseModel]] = {
     "task.progress": wire.Task,

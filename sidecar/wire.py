@@ -47,11 +47,12 @@ class TaskState(StrEnum):
 
 
 UnavailableReason = Literal[
-    "not_installed", "queued", "downloading", "verifying", "paused", "incomplete", "failed"
-]
+    "not_installed", "queued", "downloading", "verifying", "paused", "incomplete", "failed",
+    "damaged", "quota",
+]  # fmt: skip
 ModelState = Literal[
     "not_installed", "queued", "downloading", "verifying", "paused", "ready", "incomplete",
-    "failed", "removed",
+    "failed", "removed", "damaged",
 ]  # fmt: skip
 
 
@@ -89,12 +90,22 @@ class NoParams(WireModel):
 class GetModelPathParams(WireModel):
     model_id: Name
     version: Name | None = None
+    lease: bool = Field(
+        default=False,
+        description="Hold the version in use (never evicted or pruned) until releaseModel "
+        "with the answer's leaseId, or until this client disconnects.",
+    )
 
 
 class InstallParams(WireModel):
     model_id: Name
     version: Name | None = None
     dependencies: bool = True
+    repair: bool = Field(
+        default=False,
+        description="For an installed version that verify found damaged: fetch again only "
+        "the files that are wrong, keep the rest.",
+    )
 
 
 class ListModelsParams(WireModel):
@@ -150,6 +161,17 @@ _Connections = Annotated[
 ]
 
 
+_StoreBytes = Annotated[
+    int,
+    Field(
+        ge=OPTION["max_store_bytes"].low,
+        le=OPTION["max_store_bytes"].high,
+        strict=True,
+        description="quota for models/ plus partial downloads; 0: none",
+    ),
+]
+
+
 class SetLimitsParams(WireModel):
     """Absent fields stay as they are; ``maxBytesPerSecond: 0`` removes the cap.
     Strict integers: ``true`` would otherwise be a cap of 1 B/s."""
@@ -157,6 +179,7 @@ class SetLimitsParams(WireModel):
     max_bytes_per_second: _Rate | None = None
     max_concurrent_tasks: _Tasks | None = None
     max_connections_per_file: _Connections | None = None
+    max_store_bytes: _StoreBytes | None = None
 
 
 class SetNetworkParams(WireModel):
@@ -205,6 +228,12 @@ class ModelPathResult(WireModel):
     model_id: str
     version: str
     path: str
+    lease_id: str | None = Field(
+        default=None, description="Only when asked for a lease: pass it to releaseModel."
+    )
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)  # no leaseId
 
 
 class InstallResult(WireModel):
@@ -277,6 +306,7 @@ class LimitsResult(WireModel):
     max_bytes_per_second: int = Field(description="0: no cap")
     max_concurrent_tasks: int
     max_connections_per_file: int
+    max_store_bytes: int = Field(default=0, description="0: no quota")
 
 
 class NetworkResult(WireModel):
@@ -294,6 +324,9 @@ class ModelsChanged(WireModel):
     model_id: str
     version: str
     state: ModelState
+    reason: Literal["evicted", "pruned"] | None = Field(
+        default=None, description="Why a version was removed when no client asked for it."
+    )
 
 
 class ErrorData(WireModel):
@@ -319,7 +352,7 @@ class RegistryFile(LenientWireModel):
 
 class InstalledVersion(LenientWireModel):
     version: str
-    state: Literal["ready", "incomplete"]
+    state: Literal["ready", "incomplete", "damaged"]
     installed_at: str
     size_bytes: int
     checksum_sha256: str | None = None
@@ -327,6 +360,7 @@ class InstalledVersion(LenientWireModel):
     requires: list[dict[str, str | None]] = []
     source: str | None = None
     extra: dict[str, Any] = {}
+    pinned: bool = False  # never evicted by the quota nor removed by prune
 
 
 class InstalledModel(LenientWireModel):
@@ -378,3 +412,4 @@ class PersistedTask(LenientWireModel):
     filename: str | None = None
     mode: str | None = None
     sha256: str | None = None
+    repair: bool = False

@@ -205,6 +205,25 @@ export class ModelManagerClient implements ModelManagerApi {
   setNetwork(params: T.SetNetworkParams, options?: CallOptions): Promise<T.SetNetworkResult> {
     return this.call('setNetwork', params, options);
   }
+  /** Bytes on disk per installed version (shared files once), partial downloads, free space. */
+  diskUsage(params?: T.DiskUsageParams, options?: CallOptions) {
+    return this.call('diskUsage', params, options);
+  }
+  /** Remove old unpinned versions, stale partial downloads and leftovers (`dryRun` to list). */
+  prune(params?: T.PruneParams, options?: CallOptions) {
+    return this.call('prune', params, options);
+  }
+  /** Keep a version from quota eviction and prune. */
+  pin(params: T.PinParams, options?: CallOptions) {
+    return this.call('pin', params, options);
+  }
+  unpin(params: T.UnpinParams, options?: CallOptions) {
+    return this.call('unpin', params, options);
+  }
+  /** End a lease from `getModelPath {lease: true}`. */
+  releaseModel(params: T.ReleaseModelParams, options?: CallOptions) {
+    return this.call('releaseModel', params, options);
+  }
   /** Asks the sidecar to stop. It is then restarted like after a crash; to end it, use dispose(). */
   shutdown(params?: T.ShutdownParams, options?: CallOptions) {
     return this.call('shutdown', params, options);

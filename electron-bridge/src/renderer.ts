@@ -50,6 +50,11 @@ export function connectRenderer(bridge: ModelManagerBridge): RendererClient {
     verify: method('verify') as RendererClient['verify'],
     ranking: method('ranking'),
     setLimits: method('setLimits'),
+    diskUsage: method('diskUsage'),
+    prune: method('prune'),
+    pin: method('pin') as RendererClient['pin'],
+    unpin: method('unpin') as RendererClient['unpin'],
+    releaseModel: method('releaseModel') as RendererClient['releaseModel'],
   };
 }
 

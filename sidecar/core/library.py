@@ -77,6 +77,8 @@ class Library:
         """Every installed file present with its size, checked at once at start."""
         for model_id, model in list(self.registry.document.models.items()):
             for version, entry in list(model.versions.items()):
+                if entry.state == "damaged":
+                    continue  # stays damaged, whatever its sizes, until repaired
                 folder = self.layout.model_dir(model_id, version)
                 intact = all(
                     _size_on_disk(folder.joinpath(*f.path.split("/"))) == f.size_bytes
@@ -114,8 +116,9 @@ class Library:
                 return str(states[0].value)
             if any(k[0] == model_id and version in (None, k[1]) for k in failed):
                 return "failed"
-            if any(version in (None, v) for v in installed):
-                return "incomplete"
+            entry_states = {e.state for v, e in installed.items() if version in (None, v)}
+            if entry_states:
+                return "damaged" if "damaged" in entry_states else "incomplete"
             return NOT_INSTALLED
 
         return ModelAvailability(
@@ -149,7 +152,7 @@ class Library:
         entry = self.registry.installed(model_id, version)
         assert entry is not None
         problems = await anyio.to_thread.run_sync(find_problems, self.layout, model_id, entry)
-        state = "incomplete" if problems else "ready"
+        state = "damaged" if problems else "ready"
         if state != entry.state:
             await anyio.to_thread.run_sync(self.registry.set_state, model_id, version, state)
             changed = ModelsChanged(model_id=model_id, version=version, state=state)

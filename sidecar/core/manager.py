@@ -12,6 +12,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from sidecar.config import Settings
 from sidecar.core.catalog import Catalog
+from sidecar.core.eviction import StoreKeeper
 from sidecar.core.hooks import DownloadHooks, NoHooks, Notify, installed_hooks
 from sidecar.core.library import Library
 from sidecar.core.ranking import RankingSource
@@ -92,6 +93,7 @@ class Manager:
             settings, self.layout, self.registry, self.catalog, notify, self.active, self.failed
         )
         self.runner = TaskRunner(settings, self.layout, self.registry, transfer, self.set_state)
+        self.keeper = StoreKeeper(self)  # disk usage, pins, leases, quota, last used
         self._group: TaskGroup | None = None
 
     # --- service -------------------------------------------------------------------
@@ -106,6 +108,7 @@ class Manager:
             group.start_soon(self._install_hooks)
             group.start_soon(self._progress_ticker)
             group.start_soon(self._watch_registry)
+            group.start_soon(self.keeper.last_used.serve)
             task_status.started()
 
     def _prepare_home(self) -> None:
@@ -265,6 +268,7 @@ class Manager:
             return
         task = TaskRuntime(model_id=persisted.model_id, version=persisted.version)
         task.task_id = persisted.task_id
+        task.repair = persisted.repair
         if persisted.url and persisted.filename:
             task.url_source = UrlSource(
                 persisted.url, persisted.filename, persisted.mode, persisted.sha256
@@ -280,7 +284,7 @@ class Manager:
     # --- API -----------------------------------------------------------------------
 
     async def install(
-        self, model_id: str, version: str | None, dependencies: bool
+        self, model_id: str, version: str | None, dependencies: bool, repair: bool = False
     ) -> InstallResult:
         check_safe_name(model_id, "modelId")
         model = await self.catalog.get_model(model_id)
@@ -292,6 +296,8 @@ class Manager:
             chain += await resolve_requirements(
                 self.catalog, self.settings, model, manifest.version
             )
+        self.keeper.check_damaged(chain, repair)
+        await self.keeper.make_room(chain)  # the quota: evict, or fail before downloading
         # Everything is resolved: from here on no await, so the tasks start together
         # (or, when a requirement is missing above, none does). Requirements first, the
         # deepest first: they take download slots before the model that needs them,
@@ -299,10 +305,15 @@ class Manager:
         task = None
         root = f"{model.id}@{manifest.version}"
         for each, each_version in [*reversed(chain[1:]), chain[0]]:
-            started = self._ensure_task(each, each_version, after=None)
-            if started is not None and each.id != model.id:
+            is_root = (each.id, each_version) == (model.id, manifest.version)
+            # repair: the requested version is re-hashed even if not known damaged;
+            # its requirements only when verify found them damaged.
+            started = self._ensure_task(
+                each, each_version, after=None, repair=repair, recheck=repair and is_root
+            )
+            if started is not None and not is_root:
                 self.required_by.setdefault(started.key, root)
-            task = started if (each.id, each_version) == (model.id, manifest.version) else task
+            task = started if is_root else task
         if task is None:
             return InstallResult(
                 task_id=None, model_id=model_id, version=manifest.version, state=TaskState.READY
@@ -312,7 +323,12 @@ class Manager:
         )
 
     def _ensure_task(
-        self, model: CatalogModel, version: str, after: TaskRuntime | None
+        self,
+        model: CatalogModel,
+        version: str,
+        after: TaskRuntime | None,
+        repair: bool = False,
+        recheck: bool = False,
     ) -> TaskRuntime | None:
         """The task for model@version: the existing one, a new one, or None if installed.
         No await inside, so concurrent installs cannot both create one."""
@@ -321,12 +337,13 @@ class Manager:
         if existing is not None:
             return existing
         entry = self.registry.installed(model.id, version)
-        if entry is not None and entry.state == "ready":
+        if entry is not None and entry.state == "ready" and not recheck:
             return None
         task = TaskRuntime(
             model_id=model.id, version=version, name=model.name, model_task=model.task,
             manifest=model.find_version(version), after=after,
         )  # fmt: skip
+        task.repair = repair and entry is not None
         manifest = task.manifest
         assert manifest is not None
         task.bytes_total = sum(f.size_bytes for f in manifest.files)

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import anyio
 
 from sidecar.config import Settings
+from sidecar.core.repair import repair_candidates
 from sidecar.core.tasks import TaskRuntime
 from sidecar.core.wording import file_error, no_repository
 from sidecar.errors import InsufficientDiskSpace, InvalidState, ModelManagerError
@@ -136,7 +137,8 @@ class TaskRunner:
 
     def is_installed(self, task: TaskRuntime) -> bool:
         entry = self.registry.installed(task.model_id, task.version)
-        return entry is not None and entry.state == "ready"
+        # A repair runs on an installed version: it re-hashes what is there.
+        return entry is not None and entry.state == "ready" and not task.repair
 
     async def _acquire(self, task: TaskRuntime, lock: OwnedLock) -> None:
         while not await anyio.to_thread.run_sync(lock.try_acquire):
@@ -288,6 +290,10 @@ class TaskRunner:
         this version's staging folder at the end instead of fetched. Only a file whose
         size and SHA-256 on disk both agree with this manifest qualifies."""
         known = self._installed_files_by_hash(exclude=task.key)
+        entry = self.registry.installed(task.model_id, task.version)
+        if task.repair and entry is not None:
+            # Other versions' good copies first: this one's may be the wrong ones.
+            known = {**repair_candidates(self.layout, task.model_id, entry), **known}
         reused: dict[str, Path] = {}
         for file in files:
             candidate = known.get(file.sha256) if file.sha256 else None

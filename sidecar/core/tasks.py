@@ -55,6 +55,7 @@ class TaskRuntime:
     shown_bytes: int = 0
     speed_bps: float = 0.0
     _speed_sample: tuple[float, int] = (0.0, 0)
+    repair: bool = False  # a damaged installed version: fetch only its wrong files
 
     @property
     def key(self) -> tuple[str, str]:
@@ -111,6 +112,7 @@ class TaskRuntime:
             filename=source.filename if source else None,
             mode=source.mode if source else None,
             sha256=source.sha256 if source else None,
+            repair=self.repair,
         )
 
 

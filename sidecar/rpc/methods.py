@@ -14,6 +14,7 @@ from jsonrpcserver.exceptions import JsonRpcError
 from pydantic import BaseModel, ValidationError
 
 from sidecar import PROTOCOL_VERSION, __version__
+from sidecar.core.leases import STDIO
 from sidecar.core.manager import Manager
 from sidecar.core.tasks import UrlSource
 from sidecar.errors import ModelManagerError, UnsafeManifest
@@ -110,7 +111,12 @@ def handler(params_model: type[P]) -> Callable[[Callable[[P], Awaitable[WireMode
     return decorate
 
 
-def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[str, Handler]:
+def build_methods(
+    manager: Manager, request_stop: Callable[[], None], client: str = STDIO
+) -> dict[str, Handler]:
+    # Here, not at the top: store_methods uses this module's decorators.
+    from sidecar.rpc.store_methods import build_store_methods, model_path_answer
+
     settings = manager.settings
 
     @handler(NoParams)
@@ -123,14 +129,14 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
 
     @sync_handler(GetModelPathParams)
     def model_path(p: GetModelPathParams) -> dict[str, Any]:
-        return manager.library.model_path(p.model_id, p.version)
+        return model_path_answer(manager, p, client)
 
     async def get_model_path(**raw: Any) -> Result:  # memory only: answered on the loop
         return model_path(**raw)
 
     @handler(InstallParams)
     async def install(p: InstallParams) -> WireModel:
-        return await manager.install(p.model_id, p.version, p.dependencies)
+        return await manager.install(p.model_id, p.version, p.dependencies, p.repair)
 
     @handler(ListModelsParams)
     async def list_models(p: ListModelsParams) -> WireModel:
@@ -158,7 +164,10 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
 
     @handler(ModelRefParams)
     async def remove(p: ModelRefParams) -> WireModel:
-        return await manager.library.remove(p.model_id, p.version)
+        result = await manager.library.remove(p.model_id, p.version)
+        for version in result.removed:  # a reinstall starts unused
+            manager.keeper.last_used.forget(p.model_id, version)
+        return result
 
     @handler(ModelRefParams)
     async def verify(p: ModelRefParams) -> WireModel:
@@ -191,7 +200,10 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
 
     @handler(SetLimitsParams)
     async def set_limits(p: SetLimitsParams) -> WireModel:
-        return await manager.runner.set_limits(p)
+        if p.max_store_bytes is not None:
+            manager.keeper.max_store_bytes = p.max_store_bytes
+        limits = await manager.runner.set_limits(p)
+        return limits.model_copy(update={"max_store_bytes": manager.keeper.max_store_bytes})
 
     @handler(SetNetworkParams)
     async def set_network(p: SetNetworkParams) -> WireModel:
@@ -221,6 +233,7 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
         "setLimits": set_limits,
         "setNetwork": set_network,
         "shutdown": shutdown,
+        **build_store_methods(manager, client),
     }
 
 

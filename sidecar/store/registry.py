@@ -83,7 +83,9 @@ class Registry:
 
         def mutate(document: RegistryDocument) -> None:
             model = document.models.setdefault(model_id, InstalledModel(name=name, task=task))
-            model.versions[entry.version] = entry
+            earlier = model.versions.get(entry.version)
+            pinned = entry.pinned or (earlier is not None and earlier.pinned)  # a repair
+            model.versions[entry.version] = entry.model_copy(update={"pinned": pinned})
 
         self.update(mutate)
 

@@ -164,7 +164,7 @@ def test_verify_finds_flipped_bytes(start_sidecar, repo: RepoServer, home: Path)
     assert result["problems"] == [{"path": "m.bin", "problem": "checksum_mismatch"}]
     with pytest.raises(RpcError) as raised:
         sidecar.call("getModelPath", {"modelId": "whisper-small"})
-    assert raised.value.data["reason"] == "incomplete"
+    assert raised.value.data["reason"] == "damaged"  # issue 14: repaired with install --repair
 
 
 def test_remove(start_sidecar, repo: RepoServer, home: Path):

@@ -130,6 +130,7 @@ def test_set_limits_caps_the_bandwidth_at_run_time(start_sidecar, repo: RepoServ
         "maxBytesPerSecond": 1_000_000,
         "maxConcurrentTasks": 1,
         "maxConnectionsPerFile": 16,
+        "maxStoreBytes": 0,  # no quota
     }
     started = time.monotonic()
     assert sidecar.install_and_wait("capped")["state"] == "ready"

@@ -12,7 +12,8 @@ export interface WireSchemas {
   ModelsChangedParams: ModelsChangedParams;
   Task: Task;
   CancelParams: CancelParams;
-  GetInfoParams: GetInfoParams;
+  DiskUsageParams: DiskUsageParams;
+  DiskUsageResult: DiskUsageResult;
   GetInfoResult: GetInfoResult;
   GetModelPathParams: GetModelPathParams;
   GetModelPathResult: GetModelPathResult;
@@ -22,8 +23,15 @@ export interface WireSchemas {
   ListModelsParams: ListModelsParams;
   ListModelsResult: ListModelsResult;
   ListTasksResult: ListTasksResult;
+  PinParams: PinParams;
+  PinResult: PinResult;
+  PruneParams: PruneParams;
+  PruneResult: PruneResult;
   RankingParams: RankingParams;
   RankingResult: RankingResult;
+  ReleaseModelParams: ReleaseModelParams;
+  ReleaseModelResult: ReleaseModelResult;
+  RemoveParams: RemoveParams;
   RemoveResult: RemoveResult;
   SetLimitsParams: SetLimitsParams;
   SetLimitsResult: SetLimitsResult;
@@ -42,6 +50,10 @@ export interface WireSchemas {
  */
 export interface ModelsChangedParams {
   modelId: string;
+  /**
+   * Why a version was removed when no client asked for it.
+   */
+  reason?: ('evicted' | 'pruned') | null;
   state:
     | 'not_installed'
     | 'queued'
@@ -51,7 +63,8 @@ export interface ModelsChangedParams {
     | 'ready'
     | 'incomplete'
     | 'failed'
-    | 'removed';
+    | 'removed'
+    | 'damaged';
   version: string;
 }
 /**
@@ -85,9 +98,84 @@ export interface CancelParams {
   taskId: string;
 }
 /**
- * schemas/methods/getInfo.params.json
+ * schemas/methods/diskUsage.params.json
  */
-export interface GetInfoParams {}
+export interface DiskUsageParams {}
+/**
+ * schemas/methods/diskUsage.result.json
+ */
+export interface DiskUsageResult {
+  /**
+   * free on the volume of the home
+   */
+  freeBytes: number;
+  leftoverBytes: number;
+  leftovers: LeftoverUsage[];
+  /**
+   * the quota; 0: none
+   */
+  maxStoreBytes: number;
+  /**
+   * installed versions, shared files counted once
+   */
+  modelsBytes: number;
+  /**
+   * models_bytes + leftover_bytes: what the quota counts
+   */
+  totalBytes: number;
+  versions: VersionUsage[];
+}
+export interface LeftoverUsage {
+  /**
+   * a live process is writing it (its lock is held)
+   */
+  busy: boolean;
+  /**
+   * part: a partial download (with its record); staging: an install cut before its rename; trash: a removed version a kill left half-deleted
+   */
+  kind: 'part' | 'staging' | 'trash';
+  modelId: string | null;
+  modifiedAt: string;
+  /**
+   * its name in the home's temp folder
+   */
+  name: string;
+  sizeBytes: number;
+  version: string | null;
+}
+export interface VersionUsage {
+  /**
+   * a client holds a lease on it (getModelPath lease)
+   */
+  inUse: boolean;
+  installedAt: string;
+  /**
+   * when getModelPath last handed it out (UTC ISO 8601); null: never
+   */
+  lastUsed: string | null;
+  modelId: string;
+  pinned: boolean;
+  /**
+   * of size_bytes, the bytes of files hard-linked with another version (counted once in the totals; removing this version does not free them)
+   */
+  sharedBytes: number;
+  /**
+   * bytes of its files on disk now
+   */
+  sizeBytes: number;
+  state:
+    | 'not_installed'
+    | 'queued'
+    | 'downloading'
+    | 'verifying'
+    | 'paused'
+    | 'ready'
+    | 'incomplete'
+    | 'failed'
+    | 'removed'
+    | 'damaged';
+  version: string;
+}
 /**
  * schemas/methods/getInfo.result.json
  */
@@ -106,6 +194,10 @@ export interface GetInfoResult {
  * schemas/methods/getModelPath.params.json
  */
 export interface GetModelPathParams {
+  /**
+   * Hold the version in use (never evicted or pruned) until releaseModel with the answer's leaseId, or until this client disconnects.
+   */
+  lease?: boolean;
   modelId: string;
   version?: string | null;
 }
@@ -113,6 +205,10 @@ export interface GetModelPathParams {
  * schemas/methods/getModelPath.result.json
  */
 export interface GetModelPathResult {
+  /**
+   * Only when asked for a lease: pass it to releaseModel.
+   */
+  leaseId?: string | null;
   modelId: string;
   path: string;
   version: string;
@@ -123,6 +219,10 @@ export interface GetModelPathResult {
 export interface InstallParams {
   dependencies?: boolean;
   modelId: string;
+  /**
+   * For an installed version that verify found damaged: fetch again only the files that are wrong, keep the rest.
+   */
+  repair?: boolean;
   version?: string | null;
 }
 /**
@@ -176,7 +276,8 @@ export interface ModelInfo {
     | 'ready'
     | 'incomplete'
     | 'failed'
-    | 'removed';
+    | 'removed'
+    | 'damaged';
   task: string;
   updateAvailable: boolean;
   versions: string[];
@@ -193,7 +294,8 @@ export interface InstalledVersionInfo {
     | 'ready'
     | 'incomplete'
     | 'failed'
-    | 'removed';
+    | 'removed'
+    | 'damaged';
   version: string;
 }
 /**
@@ -201,6 +303,62 @@ export interface InstalledVersionInfo {
  */
 export interface ListTasksResult {
   tasks: Task[];
+}
+/**
+ * schemas/methods/pin.params.json
+ */
+export interface PinParams {
+  modelId: string;
+  /**
+   * default: the newest installed
+   */
+  version?: string | null;
+}
+/**
+ * schemas/methods/pin.result.json
+ */
+export interface PinResult {
+  modelId: string;
+  pinned: boolean;
+  version: string;
+}
+/**
+ * schemas/methods/prune.params.json
+ */
+export interface PruneParams {
+  dryRun?: boolean;
+  /**
+   * partial downloads untouched this long are removed
+   */
+  olderThanDays?: number;
+}
+/**
+ * schemas/methods/prune.result.json
+ */
+export interface PruneResult {
+  dryRun: boolean;
+  freedBytes: number;
+  /**
+   * removed, or with dryRun what would be
+   */
+  items: PrunedItem[];
+  /**
+   * what was left although it matched, and why (in words)
+   */
+  kept?: string[];
+}
+export interface PrunedItem {
+  kind: 'version' | 'part' | 'staging' | 'trash';
+  modelId: string | null;
+  /**
+   * ID@VERSION for a version, else its name in temp/
+   */
+  name: string;
+  /**
+   * bytes this frees (shared files not counted)
+   */
+  sizeBytes: number;
+  version: string | null;
 }
 /**
  * schemas/methods/ranking.params.json
@@ -224,6 +382,30 @@ export interface RankingItem {
   requestCount: number;
 }
 /**
+ * schemas/methods/releaseModel.params.json
+ */
+export interface ReleaseModelParams {
+  leaseId: string;
+}
+/**
+ * schemas/methods/releaseModel.result.json
+ */
+export interface ReleaseModelResult {
+  modelId: string | null;
+  /**
+   * false: no such lease (already released or gone)
+   */
+  released: boolean;
+  version: string | null;
+}
+/**
+ * schemas/methods/remove.params.json
+ */
+export interface RemoveParams {
+  modelId: string;
+  version?: string | null;
+}
+/**
  * schemas/methods/remove.result.json
  */
 export interface RemoveResult {
@@ -238,6 +420,7 @@ export interface SetLimitsParams {
   maxBytesPerSecond?: number | null;
   maxConcurrentTasks?: number | null;
   maxConnectionsPerFile?: number | null;
+  maxStoreBytes?: number | null;
 }
 /**
  * schemas/methods/setLimits.result.json
@@ -249,6 +432,10 @@ export interface SetLimitsResult {
   maxBytesPerSecond: number;
   maxConcurrentTasks: number;
   maxConnectionsPerFile: number;
+  /**
+   * 0: no quota
+   */
+  maxStoreBytes?: number;
 }
 /**
  * What the app's main process resolved for the repository (``session.resolveProxy``):
@@ -301,6 +488,8 @@ export interface ErrorData {
         | 'paused'
         | 'incomplete'
         | 'failed'
+        | 'damaged'
+        | 'quota'
       )
     | null;
   version?: string | null;
@@ -363,12 +552,13 @@ export interface InstalledVersion {
   };
   files: RegistryFile[];
   installedAt: string;
+  pinned?: boolean;
   requires?: {
     [k: string]: string | null | undefined;
   }[];
   sizeBytes: number;
   source?: string | null;
-  state: 'ready' | 'incomplete';
+  state: 'ready' | 'incomplete' | 'damaged';
   version: string;
   [k: string]: unknown | undefined;
 }
@@ -414,6 +604,8 @@ export interface Requirement {
 export type TaskStateParams = Task;
 /** methods/cancel.result.json */
 export type CancelResult = Task;
+/** methods/getInfo.params.json */
+export type GetInfoParams = DiskUsageParams;
 /** methods/getTask.params.json */
 export type GetTaskParams = CancelParams;
 /** methods/getTask.result.json */
@@ -421,25 +613,28 @@ export type GetTaskResult = Task;
 /** methods/installUrl.result.json */
 export type InstallUrlResult = InstallResult;
 /** methods/listTasks.params.json */
-export type ListTasksParams = GetInfoParams;
+export type ListTasksParams = DiskUsageParams;
 /** methods/pause.params.json */
 export type PauseParams = CancelParams;
 /** methods/pause.result.json */
 export type PauseResult = Task;
-/** methods/remove.params.json */
-export type RemoveParams = GetModelPathParams;
 /** methods/resume.params.json */
 export type ResumeParams = CancelParams;
 /** methods/resume.result.json */
 export type ResumeResult = Task;
 /** methods/shutdown.params.json */
-export type ShutdownParams = GetInfoParams;
+export type ShutdownParams = DiskUsageParams;
+/** methods/unpin.params.json */
+export type UnpinParams = PinParams;
+/** methods/unpin.result.json */
+export type UnpinResult = PinResult;
 /** methods/verify.params.json */
-export type VerifyParams = GetModelPathParams;
+export type VerifyParams = RemoveParams;
 
 /** Every sidecar method: its params and its result. */
 export interface Methods {
   cancel: { params: CancelParams; result: CancelResult };
+  diskUsage: { params: DiskUsageParams; result: DiskUsageResult };
   getInfo: { params: GetInfoParams; result: GetInfoResult };
   getModelPath: { params: GetModelPathParams; result: GetModelPathResult };
   getTask: { params: GetTaskParams; result: GetTaskResult };
@@ -448,18 +643,22 @@ export interface Methods {
   listModels: { params: ListModelsParams; result: ListModelsResult };
   listTasks: { params: ListTasksParams; result: ListTasksResult };
   pause: { params: PauseParams; result: PauseResult };
+  pin: { params: PinParams; result: PinResult };
+  prune: { params: PruneParams; result: PruneResult };
   ranking: { params: RankingParams; result: RankingResult };
+  releaseModel: { params: ReleaseModelParams; result: ReleaseModelResult };
   remove: { params: RemoveParams; result: RemoveResult };
   resume: { params: ResumeParams; result: ResumeResult };
   setLimits: { params: SetLimitsParams; result: SetLimitsResult };
   setNetwork: { params: SetNetworkParams; result: SetNetworkResult };
   shutdown: { params: ShutdownParams; result: ShutdownResult };
+  unpin: { params: UnpinParams; result: UnpinResult };
   verify: { params: VerifyParams; result: VerifyResult };
 }
 
 export type MethodName = keyof Methods;
 
-export const METHOD_NAMES = ['cancel', 'getInfo', 'getModelPath', 'getTask', 'install', 'installUrl', 'listModels', 'listTasks', 'pause', 'ranking', 'remove', 'resume', 'setLimits', 'setNetwork', 'shutdown', 'verify'] as const satisfies readonly MethodName[];
+export const METHOD_NAMES = ['cancel', 'diskUsage', 'getInfo', 'getModelPath', 'getTask', 'install', 'installUrl', 'listModels', 'listTasks', 'pause', 'pin', 'prune', 'ranking', 'releaseModel', 'remove', 'resume', 'setLimits', 'setNetwork', 'shutdown', 'unpin', 'verify'] as const satisfies readonly MethodName[];
 
 /** Every notification the sidecar sends: its params. */
 export interface Notifications {
