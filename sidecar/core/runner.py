@@ -17,6 +17,7 @@ import anyio
 from sidecar.config import Settings
 from sidecar.core.tasks import TaskRuntime
 from sidecar.errors import InsufficientDiskSpace, InvalidState
+from sidecar.manifest import CatalogFile
 from sidecar.store.diskspace import free_bytes, map_disk_full
 from sidecar.store.layout import HomeLayout
 from sidecar.store.locks import OwnedLock
@@ -25,7 +26,7 @@ from sidecar.store.registry import Registry, write_metadata
 from sidecar.transfer.client import TransferClient
 from sidecar.transfer.fileio import detach
 from sidecar.transfer.hashing import sha256_file
-from sidecar.transfer.target import FileTarget
+from sidecar.transfer.target import FileTarget, Pieces
 from sidecar.wire import (
     InstalledVersion,
     LimitsResult,
@@ -50,6 +51,13 @@ class FileSpec:
     path: str
     size: int | None
     sha256: str | None
+    pieces: Pieces | None = None
+
+
+def _pieces_of(file: CatalogFile) -> Pieces | None:
+    if file.piece_size_bytes is None or file.piece_sha256 is None:
+        return None
+    return Pieces(file.piece_size_bytes, tuple(file.piece_sha256))
 
 
 class LockLost(Exception):
@@ -162,7 +170,9 @@ class TaskRunner:
 
     def _files(self, task: TaskRuntime) -> list[FileSpec]:
         if task.manifest is not None:
-            return [FileSpec(f.path, f.size_bytes, f.sha256) for f in task.manifest.files]
+            return [
+                FileSpec(f.path, f.size_bytes, f.sha256, _pieces_of(f)) for f in task.manifest.files
+            ]
         assert task.url_source is not None  # a plain URL: size learned from the reply
         return [FileSpec(task.url_source.filename, None, task.url_source.sha256)]
 
@@ -235,7 +245,13 @@ class TaskRunner:
     async def _fetch_file(
         self, task: TaskRuntime, file: FileSpec, part: Path, on_disk: dict[str, int]
     ) -> str:
-        target = FileTarget(part=part, expected_size=file.size, sha256=file.sha256)
+        target = FileTarget(
+            part=part,
+            expected_size=file.size,
+            sha256=file.sha256,
+            pieces=file.pieces,
+            label=f"{task.model_id}@{task.version} {file.path}",
+        )
 
         def progress(size: int) -> None:
             task.add_bytes(size - on_disk[file.path])
@@ -262,7 +278,7 @@ class TaskRunner:
                 await anyio.to_thread.run_sync(detach, part)
             with map_disk_full(self.layout.root):
                 return await self.transfer.fetch(
-                    self._urls(task, file), target, progress, size_learned
+                    self._urls(task, file), target, progress, size_learned, task.note
                 )
         finally:
             with anyio.CancelScope(shield=True):
