@@ -139,7 +139,8 @@ events {{ worker_connections 64; }}
 http {{
     types {{ application/json json; application/octet-stream bin; text/plain txt; }}
     default_type application/octet-stream;
-    log_format via '$request $status $body_bytes_sent via="$http_via" auth="$http_authorization" range="$http_range"';
+    log_format via '$request $status $body_bytes_sent via="$http_via"'
+                   ' auth="$http_authorization" range="$http_range"';
     access_log {self.prefix / "access.log"} via;
 {temp_paths}
     include {self.prefix / "model-repository.conf"};
