@@ -15,10 +15,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
@@ -123,8 +121,18 @@ class CatalogFile(_Lenient):
     path: str
     size_bytes: Annotated[int, Field(ge=0, le=MAX_FILE_SIZE)]
     sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]
-    piece_size_bytes: Annotated[int, Field(ge=MIN_PIECE_SIZE, le=MAX_PIECE_SIZE)] | None = None
-    piece_sha256: list[Annotated[str, Field(pattern=SHA256_PATTERN)]] | None = None
+    # Left out when absent: a manifest without piece hashes stays what older publishers wrote.
+    piece_size_bytes: Annotated[int, Field(ge=MIN_PIECE_SIZE, le=MAX_PIECE_SIZE)] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Size of the pieces piece_sha256 lists (the last one is shorter).",
+    )
+    piece_sha256: list[Annotated[str, Field(pattern=SHA256_PATTERN)]] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="SHA-256 of each piece of the file, in order: a download checks and "
+        "keeps each piece on its own (files larger than one piece; optional).",
+    )
 
     @field_validator("sha256", mode="before")
     @classmethod
@@ -147,15 +155,6 @@ class CatalogFile(_Lenient):
             if len(self.piece_sha256) != wanted:
                 raise ValueError(f"piece_sha256 has {len(self.piece_sha256)} digests, not {wanted}")
         return self
-
-    @model_serializer(mode="wrap")
-    def _omit_absent_pieces(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # A manifest without piece hashes stays byte for byte what older publishers wrote.
-        data: dict[str, Any] = handler(self)
-        for key in ("piece_size_bytes", "piece_sha256"):
-            if data.get(key) is None:
-                data.pop(key, None)
-        return data
 
 
 class Requirement(_Lenient):
