@@ -24,7 +24,7 @@ from sidecar.transfer.http import (
 )
 from sidecar.transfer.network import Network
 from sidecar.transfer.piecefetch import finish_pieces
-from sidecar.transfer.pieces import PieceBook
+from sidecar.transfer.pieces import PieceBook, host_of
 from sidecar.transfer.segmented import Limits, RangesUnsupported, SegmentedFetch
 from sidecar.transfer.target import FileTarget, Notice, Progress, SizeLearned
 
@@ -165,6 +165,7 @@ async def _download(
         last_problem = "no repository configured"
         for url in urls:
             if book is not None and book.is_dropped(url):
+                last_problem = f"{host_of(url)} sent pieces that do not match the manifest"
                 continue
             attempt = 0
             url_down = False
