@@ -74,13 +74,15 @@ class _PartWriter:
             self.hasher = hashlib.sha256()
             self.size = hash_into(self.hasher, self.target.part)
         else:
-            self.size = self._verified_prefix(on_disk)
-            self.pieces = PieceHasher(self.book, self.size, self.url)
+            self.size, self.pieces = self._verified_prefix(on_disk)
         self.part.truncate(self.size)
         self.synced = self.size
         return self.size
 
-    def _verified_prefix(self, on_disk: int) -> int:
+    def _verified_prefix(self, on_disk: int) -> tuple[int, PieceHasher]:
+        """Where one stream goes on with piece hashes: after the pieces from the start
+        that are verified (on record, or whole on disk and matching), and within the
+        piece a kill cut, after its bytes on disk (hashed again, checked once whole)."""
         book = self.book
         assert book is not None
         buffer = memoryview(bytearray(READ_SIZE))
@@ -91,11 +93,17 @@ class _PartWriter:
             digest = hash_span(self.part.read_into, start, end, buffer)
             if digest is None or not book.check(index, digest, None):
                 break
-        keep = min(book.resume_point(), on_disk - on_disk % book.pieces.size)
+        boundary = min(book.resume_point(), on_disk - on_disk % book.pieces.size)
         if on_disk >= book.total:
-            keep = min(book.resume_point(), book.total)
-        book.forget_from(keep)
-        return keep
+            boundary = min(book.resume_point(), book.total)
+        book.forget_from(boundary)
+        keep = boundary
+        if boundary < book.total and book.span(boundary // book.pieces.size)[1] > on_disk:
+            keep = on_disk  # the piece the kill cut: its head is kept
+        hasher = PieceHasher(book, keep, self.url)
+        if not hasher.prime(self.part.read_into, buffer):
+            hasher, keep = PieceHasher(book, boundary, self.url), boundary
+        return keep, hasher
 
     def restart(self) -> None:
         self.part.truncate(0)

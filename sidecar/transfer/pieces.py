@@ -165,16 +165,31 @@ class PieceBook:
 
 
 class PieceHasher:
-    """Pieces hashed from bytes that arrive in file order from a piece boundary (one
-    stream): each byte goes through SHA-256 once, and each finished piece is booked."""
+    """Pieces hashed from bytes that arrive in file order (one stream): each byte goes
+    through SHA-256 once, and each finished piece is booked. It may start inside a piece
+    (a kill cut it): ``prime`` hashes that piece's head from the disk, and a mismatch of
+    that piece is held against no source (its head came from an earlier attempt)."""
 
     def __init__(self, book: PieceBook, offset: int, url: str) -> None:
-        assert offset % book.pieces.size == 0 or offset == book.total
         self.book = book
         self.url = url
         self.index = offset // book.pieces.size
         self.hasher = hashlib.sha256()
-        self.filled = 0
+        self.filled = offset - self.index * book.pieces.size
+        self.blame: str | None = url if self.filled == 0 else None
+
+    def prime(self, read_into: Callable[[memoryview, int], int], buffer: memoryview) -> bool:
+        """Blocking: hash the head of the current piece from the disk; False if short."""
+        start = self.index * self.book.pieces.size
+        position, end = start, start + self.filled
+        while position < end:
+            view = buffer[: min(len(buffer), end - position)]
+            count = read_into(view, position)
+            if count <= 0:
+                return False
+            self.hasher.update(view[:count])
+            position += count
+        return True
 
     def update(self, view: memoryview) -> None:
         size = self.book.pieces.size
@@ -186,10 +201,11 @@ class PieceHasher:
             self.filled += take
             start, end = self.book.span(self.index)
             if self.filled == end - start:
-                self.book.check(self.index, self.hasher.hexdigest(), self.url)
+                self.book.check(self.index, self.hasher.hexdigest(), self.blame)
                 self.index += 1
                 self.hasher = hashlib.sha256()
                 self.filled = 0
+                self.blame = self.url
 
 
 def hash_span(

@@ -215,9 +215,14 @@ def test_a_mirror_with_many_wrong_pieces_is_dropped(tmp_path: Path, start_nginx,
     assert installed(tmp_path / "home") == data
     codes = [entry["code"] for entry in task["history"]]
     assert codes == ["PIECE_MISMATCH"] * 3 + ["SOURCE_DROPPED"], task["history"]
-    # Dropped after its third bad piece: the rest, and those three, came from the good one.
-    from_good = sum(sent for _, sent, _ in served(good))
-    assert from_good <= SMALL - 4 * PIECE + 3 * PIECE
+    # Dropped after its third bad piece (4 was cut mid-way: bad too, from its head on
+    # disk); piece 0, verified from the bad mirror, never came again; 1-3 came alone.
+    replies = served(good)
+    assert sum(sent for _, sent, _ in replies) < SMALL, replies
+    starts = [int(r.split("=")[1].split("-")[0]) for _, _, r in replies]
+    assert min(starts) >= PIECE
+    for index in (1, 2, 3):
+        assert (206, PIECE, f"bytes={index * PIECE}-{(index + 1) * PIECE - 1}") in replies
     assert not any(str(9 * PIECE) in r for _, _, r in served(bad))
 
 
