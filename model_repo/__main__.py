@@ -24,6 +24,7 @@ from model_repo.redirect import DEFAULT_EXPIRY
 from model_repo.s3 import S3Location, StorageError, Store, describe_s3_error
 from model_repo.s3publish import index_s3, publish_s3
 from model_repo.server import EVENT_BURST, EVENT_RATE
+from sidecar.manifest import DEFAULT_PIECE_SIZE, MAX_PIECE_SIZE, MIN_PIECE_SIZE
 
 
 def _storage_arg(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep the model's current default version (default: this one becomes it)",
     )
+    pub.add_argument(
+        "--piece-size",
+        type=_piece_size,
+        default=DEFAULT_PIECE_SIZE,
+        metavar="SIZE",
+        help="files larger than this list a SHA-256 per piece of this size, e.g. 16M, 256K, "
+        "or 0 for none (default 16M)",
+    )
     _storage_arg(pub)
 
     index = commands.add_parser("index", help="rebuild the catalog from the storage tree")
@@ -154,6 +163,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _piece_size(text: str) -> int | None:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    scale = units.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in units else text
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 16M, 256K)")
+    size = int(number) * scale
+    if size == 0:
+        return None
+    if not MIN_PIECE_SIZE <= size <= MAX_PIECE_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"a piece size is {MIN_PIECE_SIZE >> 10} KiB to {MAX_PIECE_SIZE >> 30} GiB"
+        )
+    return size
+
+
 def _publish(args: argparse.Namespace) -> int:
     try:
         extra = json.loads(args.extra)
@@ -170,6 +196,7 @@ def _publish(args: argparse.Namespace) -> int:
             extra=extra,
             force=args.force,
             make_default=not args.no_default,
+            piece_size=args.piece_size,
         )
         location = _location(args)
         if isinstance(location, S3Location):

@@ -26,6 +26,7 @@ from model_repo.layout import CHECKSUM_FILE, MANIFEST_FILE, RESERVED_NAMES, Stor
 from model_repo.requires import MissingRequirement, check_published, folder_versions
 from sidecar.errors import UnsafeManifest
 from sidecar.manifest import (
+    DEFAULT_PIECE_SIZE,
     CatalogFile,
     CatalogModel,
     CatalogVersion,
@@ -35,7 +36,7 @@ from sidecar.manifest import (
     check_version_safe,
 )
 from sidecar.store.fsutil import fsync_dir
-from sidecar.transfer.hashing import sha256_file
+from sidecar.transfer.hashing import sha256_file_and_pieces
 
 LOCK_TIMEOUT = 300.0  # seconds to wait for another publisher before giving up
 # Staging folders of publishes that were killed; old enough that none is still copying.
@@ -58,6 +59,8 @@ class PublishRequest:
     extra: dict[str, Any] | None = None
     force: bool = False
     make_default: bool = True
+    # Files larger than one piece list each piece's SHA-256 (None: no piece hashes).
+    piece_size: int | None = DEFAULT_PIECE_SIZE
 
 
 @dataclass(frozen=True)
@@ -127,8 +130,15 @@ def stage(layout: StorageLayout, request: PublishRequest, now: str) -> tuple[Pat
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(request.source / path, target)
             # Hash the copy, not the source: the checksum describes what is served.
+            whole, pieces = sha256_file_and_pieces(target, request.piece_size)
             files.append(
-                CatalogFile(path=path, size_bytes=target.stat().st_size, sha256=sha256_file(target))
+                CatalogFile(
+                    path=path,
+                    size_bytes=target.stat().st_size,
+                    sha256=whole,
+                    piece_size_bytes=request.piece_size if pieces else None,
+                    piece_sha256=pieces,
+                )
             )
         checksums = checksum_text(files)
         (staged / CHECKSUM_FILE).write_bytes(checksums)
@@ -163,6 +173,11 @@ def comparable(manifest: CatalogModel) -> dict[str, Any]:
     document = manifest.model_dump(mode="json")
     for version in document["versions"]:
         version.pop("updated_at", None)
+        # Piece hashes describe the same bytes: republishing with them (or a new piece
+        # size) is not a change of content.
+        for file in version.get("files", []):
+            file.pop("piece_size_bytes", None)
+            file.pop("piece_sha256", None)
     return document
 
 

@@ -11,7 +11,14 @@ import re
 import unicodedata
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sidecar.errors import UnsafeManifest
 
@@ -23,6 +30,11 @@ MAX_PATH_LENGTH = 1024  # characters of one file path in a manifest
 MAX_PATH_BYTES = 3072
 MAX_SEGMENT_BYTES = 255  # one file or folder name: ext4, APFS; NTFS counts UTF-16 units
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+# Piece hashes (optional): each file larger than one piece may list the SHA-256 of every
+# ``piece_size_bytes`` slice, so a download verifies and keeps its bytes piece by piece.
+MIN_PIECE_SIZE = 64 * 1024  # tests publish 256 KiB pieces; smaller only bloats manifests
+MAX_PIECE_SIZE = 1 << 30
+DEFAULT_PIECE_SIZE = 16 * 1024 * 1024  # why: docs/decisions.md, "Piece hashes"
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 # Device names Windows reserves in every folder, with any extension: COM¹..³ and LPT¹..³
@@ -101,15 +113,48 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
+def piece_count(size: int, piece_size: int) -> int:
+    return -(-size // piece_size)
+
+
 class CatalogFile(_Lenient):
     path: str
     size_bytes: Annotated[int, Field(ge=0, le=MAX_FILE_SIZE)]
     sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]
+    # Left out when absent: a manifest without piece hashes stays what older publishers wrote.
+    piece_size_bytes: Annotated[int, Field(ge=MIN_PIECE_SIZE, le=MAX_PIECE_SIZE)] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Size of the pieces piece_sha256 lists (the last one is shorter).",
+    )
+    piece_sha256: list[Annotated[str, Field(pattern=SHA256_PATTERN)]] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="SHA-256 of each piece of the file, in order: a download checks and "
+        "keeps each piece on its own (files larger than one piece; optional).",
+    )
 
     @field_validator("sha256", mode="before")
     @classmethod
     def _lowercase(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("piece_sha256", mode="before")
+    @classmethod
+    def _lowercase_pieces(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [v.lower() if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _pieces_cover_the_file(self) -> CatalogFile:
+        if (self.piece_size_bytes is None) != (self.piece_sha256 is None):
+            raise ValueError("piece_size_bytes and piece_sha256 go together")
+        if self.piece_size_bytes is not None and self.piece_sha256 is not None:
+            wanted = piece_count(self.size_bytes, self.piece_size_bytes)
+            if len(self.piece_sha256) != wanted:
+                raise ValueError(f"piece_sha256 has {len(self.piece_sha256)} digests, not {wanted}")
+        return self
 
 
 class Requirement(_Lenient):

@@ -76,6 +76,11 @@ class Task(WireModel):
     waiting_for: str | None = Field(
         default=None, description="What a queued task waits for, in words (another task, a lock)."
     )
+    history: list[TaskError] = Field(
+        default=[],
+        description="Problems the task got over, oldest first (the last 20): a piece that "
+        "did not match its hash and was fetched again, a source dropped for bad pieces.",
+    )
 
 
 # --- params ---------------------------------------------------------------------------
@@ -398,6 +403,14 @@ class PartRecord(LenientWireModel):
         default=None,
         description="Byte ranges [start, end) on disk (segmented parts; absent: the part "
         "is a prefix of the file).",
+    )
+    piece_size: int | None = Field(
+        default=None, description="The manifest's piece size, when it listed piece hashes."
+    )
+    verified: list[tuple[int, int]] | None = Field(
+        default=None,
+        description="Pieces on disk whose SHA-256 matched the manifest, as index ranges "
+        "[first, end): kept on a resume from any source, whatever its URL or ETag.",
     )
 
 

@@ -19,6 +19,7 @@ from sidecar.core.repair import repair_candidates
 from sidecar.core.tasks import TaskRuntime
 from sidecar.core.wording import file_error, no_repository
 from sidecar.errors import InsufficientDiskSpace, InvalidState, ModelManagerError
+from sidecar.manifest import CatalogFile
 from sidecar.store.diskspace import free_bytes, map_disk_full
 from sidecar.store.layout import HomeLayout
 from sidecar.store.locks import OwnedLock
@@ -27,7 +28,7 @@ from sidecar.store.registry import Registry, write_metadata
 from sidecar.transfer.client import TransferClient
 from sidecar.transfer.fileio import detach
 from sidecar.transfer.hashing import sha256_file
-from sidecar.transfer.target import FileTarget
+from sidecar.transfer.target import FileTarget, Pieces
 from sidecar.wire import (
     InstalledVersion,
     LimitsResult,
@@ -52,6 +53,13 @@ class FileSpec:
     path: str
     size: int | None
     sha256: str | None
+    pieces: Pieces | None = None
+
+
+def _pieces_of(file: CatalogFile) -> Pieces | None:
+    if file.piece_size_bytes is None or file.piece_sha256 is None:
+        return None
+    return Pieces(file.piece_size_bytes, tuple(file.piece_sha256))
 
 
 class LockLost(Exception):
@@ -165,7 +173,9 @@ class TaskRunner:
 
     def _files(self, task: TaskRuntime) -> list[FileSpec]:
         if task.manifest is not None:
-            return [FileSpec(f.path, f.size_bytes, f.sha256) for f in task.manifest.files]
+            return [
+                FileSpec(f.path, f.size_bytes, f.sha256, _pieces_of(f)) for f in task.manifest.files
+            ]
         assert task.url_source is not None  # a plain URL: size learned from the reply
         return [FileSpec(task.url_source.filename, None, task.url_source.sha256)]
 
@@ -238,7 +248,13 @@ class TaskRunner:
     async def _fetch_file(
         self, task: TaskRuntime, file: FileSpec, part: Path, on_disk: dict[str, int]
     ) -> str:
-        target = FileTarget(part=part, expected_size=file.size, sha256=file.sha256)
+        target = FileTarget(
+            part=part,
+            expected_size=file.size,
+            sha256=file.sha256,
+            pieces=file.pieces,
+            label=f"{task.model_id}@{task.version} {file.path}",
+        )
 
         def progress(size: int) -> None:
             task.add_bytes(size - on_disk[file.path])
@@ -269,7 +285,9 @@ class TaskRunner:
                 raise no_repository(what, task.model_id, task.version)
             with map_disk_full(self.layout.root):
                 try:
-                    return await self.transfer.fetch(urls, target, progress, size_learned)
+                    return await self.transfer.fetch(
+                        urls, target, progress, size_learned, task.note
+                    )
                 except ModelManagerError as exc:
                     raise file_error(exc, task.model_id, task.version, file.path) from exc
         finally:

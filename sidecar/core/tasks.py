@@ -21,6 +21,7 @@ from sidecar.wire import PersistedTask, Task, TaskError, TaskState
 log = logging.getLogger(__name__)
 
 SPEED_SMOOTHING = 0.3
+HISTORY_KEPT = 20  # problems a task got over, kept for getTask (the oldest go first)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class TaskRuntime:
     raw_bytes: int = 0
     shown_bytes: int = 0
     speed_bps: float = 0.0
+    history: list[TaskError] = field(default_factory=list)
     _speed_sample: tuple[float, int] = (0.0, 0)
     repair: bool = False  # a damaged installed version: fetch only its wrong files
 
@@ -73,6 +75,10 @@ class TaskRuntime:
             instant = max(0, self.raw_bytes - last_bytes) / (now - last_time)
             self.speed_bps += SPEED_SMOOTHING * (instant - self.speed_bps)
         self._speed_sample = (now, self.raw_bytes)
+
+    def note(self, code: str, message: str) -> None:
+        """A problem the task got over (a bad piece fetched again, a source dropped)."""
+        self.history = [*self.history, TaskError(code=code, message=message)][-HISTORY_KEPT:]
 
     def reset_speed(self) -> None:
         self.speed_bps = 0.0
@@ -99,6 +105,9 @@ class TaskRuntime:
             if self.error
             else None,
             waiting_for=self.waiting_for,
+            history=[
+                e.model_copy(update={"message": redact_text(e.message)}) for e in self.history
+            ],
         )
 
     def persisted(self) -> PersistedTask:

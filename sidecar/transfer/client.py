@@ -31,7 +31,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from sidecar.config import Settings
 from sidecar.errors import ALL_ERRORS, ModelManagerError, NetworkError
-from sidecar.transfer.target import FileTarget, Progress, SizeLearned
+from sidecar.transfer.target import FileTarget, Notice, Progress, SizeLearned
 
 log = logging.getLogger(__name__)
 worker_log = logging.getLogger("sidecar.transfer.worker")
@@ -50,6 +50,7 @@ class Job:
     message: dict[str, Any]
     progress: Progress
     size_learned: SizeLearned | None
+    notice: Notice | None = None
     finished: anyio.Event = field(default_factory=anyio.Event)
     outcome: dict[str, Any] = field(default_factory=dict)
 
@@ -93,8 +94,10 @@ class TransferClient:
         target: FileTarget,
         progress: Progress,
         size_learned: SizeLearned | None = None,
+        notice: Notice | None = None,
     ) -> str:
-        """Fill ``target.part`` in the worker; its SHA-256, or the worker's typed error."""
+        """Fill ``target.part`` in the worker; its SHA-256, or the worker's typed error.
+        ``notice`` hears of problems the worker got over (a bad piece fetched again)."""
         number = next(self.numbers)
         message = {
             "op": "fetch",
@@ -104,8 +107,12 @@ class TransferClient:
             "size": target.expected_size,
             "sha256": target.sha256,
             "root": str(self.settings.home),
+            "label": target.label,
         }
-        job = self.jobs[number] = Job(number, message, progress, size_learned)
+        if target.pieces is not None:
+            message["pieceSize"] = target.pieces.size
+            message["pieces"] = list(target.pieces.digests)
+        job = self.jobs[number] = Job(number, message, progress, size_learned, notice)
         try:
             await self._send(message)
             await job.finished.wait()
@@ -200,6 +207,9 @@ class TransferClient:
         elif "size" in event:
             if job.size_learned is not None:
                 job.size_learned(event["size"])
+        elif "notice" in event:
+            if job.notice is not None:
+                job.notice(str(event["notice"]["code"]), str(event["notice"]["message"]))
         else:
             job.outcome = event
             job.finished.set()

@@ -71,6 +71,10 @@ class SegmentPlan:
     def mark_done(self, start: int, end: int) -> None:
         self.done = merge([*self.done, (start, end)])
 
+    def forget(self, start: int, end: int) -> None:
+        """Bytes on disk that turned out wrong: a gap again."""
+        self.done = [gap for span in self.done for gap in subtract(span, [(start, end)])]
+
     def next_unit(self, min_split: int) -> Unit | None:
         """The next range to fetch: a gap nobody works on, else half of the largest
         unit still in flight (``min_split`` bytes at least on each side)."""

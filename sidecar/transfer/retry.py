@@ -13,7 +13,7 @@ from sidecar.config import Settings
 from sidecar.errors import ChecksumMismatch, NetworkError, RepositoryUnavailable, TlsError
 from sidecar.redact import redact_url
 from sidecar.transfer.connection import Source, SpeedFloor
-from sidecar.transfer.fetch import discard_part, fetch_once
+from sidecar.transfer.fetch import discard_part, fetch_once, read_record
 from sidecar.transfer.http import (
     ConnectionFailed,
     ServerRefused,
@@ -23,8 +23,10 @@ from sidecar.transfer.http import (
     auth_headers,
 )
 from sidecar.transfer.network import Network
+from sidecar.transfer.piecefetch import finish_pieces
+from sidecar.transfer.pieces import PieceBook, host_of
 from sidecar.transfer.segmented import Limits, RangesUnsupported, SegmentedFetch
-from sidecar.transfer.target import FileTarget, Progress, SizeLearned
+from sidecar.transfer.target import FileTarget, Notice, Progress, SizeLearned
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,31 @@ async def fetch_from(
     progress: Progress,
     limits: Limits,
     size_learned: SizeLearned | None = None,
+    book: PieceBook | None = None,
+    others: Sequence[Source] = (),
 ) -> str:
-    """Several ranged connections for a large file, one stream otherwise."""
+    """Several ranged connections for a large file, one stream otherwise; with piece
+    hashes, then the bad pieces again, from ``others`` first."""
+    digest = await _one_pass(
+        network, source, target, settings, progress, limits, size_learned, book
+    )
+    if book is None:
+        return digest
+    return await finish_pieces(
+        network, [source, *others], book, limits.rate, settings.stall_timeout
+    )
+
+
+async def _one_pass(
+    network: Network,
+    source: Source,
+    target: FileTarget,
+    settings: Settings,
+    progress: Progress,
+    limits: Limits,
+    size_learned: SizeLearned | None,
+    book: PieceBook | None,
+) -> str:
     size = target.expected_size
     url = source.url
     floor = SpeedFloor(
@@ -64,7 +89,7 @@ async def fetch_from(
     ):
         try:
             return await SegmentedFetch(
-                network, source, target, progress, limits, settings.stall_timeout, floor
+                network, source, target, progress, limits, settings.stall_timeout, floor, book
             ).run()
         except RangesUnsupported as exc:
             log.info("%s: %s; using one connection", redact_url(url), exc)
@@ -73,7 +98,7 @@ async def fetch_from(
             _no_ranges.add(url)
     return await fetch_once(
         network, source, target, progress, limits.rate, settings.stall_timeout, size_learned,
-        floor,
+        floor, book,
     )  # fmt: skip
 
 
@@ -85,8 +110,13 @@ async def download_file(
     progress: Progress,
     limits: Limits,
     size_learned: SizeLearned | None = None,
+    notice: Notice | None = None,
 ) -> str:
     """Fill ``target.part`` from the first URL that can; return its SHA-256.
+
+    With piece hashes the part's verified pieces are kept whichever URL serves next, a
+    bad piece is fetched again alone (from another URL first), and a URL that sends
+    ``BAD_PIECES_PER_SOURCE`` bad pieces is dropped for this file.
 
     Each URL gets ``retries_per_file`` attempts, counted afresh whenever an attempt
     added bytes (a flaky link that makes progress is not failing). When every URL's
@@ -96,6 +126,29 @@ async def download_file(
     the repository is unavailable; anything else (resets, stalls) is the network.
     """
     sources = {url: Source.of(url, auth_headers(settings, url)) for url in urls}
+    book = None
+    if target.pieces is not None and target.expected_size is not None:
+        book = PieceBook(target, notice)
+        book.adopt(await anyio.to_thread.run_sync(read_record, target))
+    try:
+        return await _download(network, urls, sources, target, settings, progress, limits,
+                               size_learned, book)  # fmt: skip
+    finally:
+        if book is not None:
+            book.flush()
+
+
+async def _download(
+    network: Network,
+    urls: Sequence[str],
+    sources: dict[str, Source],
+    target: FileTarget,
+    settings: Settings,
+    progress: Progress,
+    limits: Limits,
+    size_learned: SizeLearned | None,
+    book: PieceBook | None,
+) -> str:
     tls_failure: TlsFailed | None = None
     checksum_retried = False
     patience_deadline: float | None = None
@@ -111,17 +164,24 @@ async def download_file(
         only_source_failures = True
         last_problem = "no repository configured (--repository, MODEL_MANAGER_REPOSITORY)"
         for url in urls:
+            if book is not None and book.is_dropped(url):
+                last_problem = f"{host_of(url)} sent pieces that do not match the manifest"
+                continue
             attempt = 0
             url_down = False
             server_answered = True  # the last failure was the server's answer, not the line
             while attempt < settings.retries_per_file:
                 before = high_water
                 try:
+                    others = [s for u, s in sources.items() if u != url]
                     return await fetch_from(
-                        network, sources[url], target, settings, tracking, limits, size_learned
-                    )
+                        network, sources[url], target, settings, tracking, limits, size_learned,
+                        book, others,
+                    )  # fmt: skip
                 except ChecksumMismatch:
                     await anyio.to_thread.run_sync(discard_part, target)
+                    if book is not None:
+                        book.forget_from(0)
                     if checksum_retried:
                         raise
                     checksum_retried = True
@@ -129,6 +189,8 @@ async def download_file(
                     log.warning("%s: checksum mismatch, downloading once more", target.part.name)
                     continue
                 except SourceFailed as exc:
+                    if book is not None:
+                        book.flush()
                     if isinstance(exc, TlsFailed):
                         tls_failure = exc
                     last_problem = str(exc)
@@ -137,6 +199,8 @@ async def download_file(
                     server_answered = True
                     break
                 except TransientError as exc:
+                    if book is not None:
+                        book.flush()
                     server_answered = isinstance(exc, ServerRefused)
                     url_down = isinstance(exc, ConnectionFailed)
                     last_problem = str(exc)

@@ -31,6 +31,7 @@ from sidecar.transfer.fileio import PartHandle
 from sidecar.transfer.hashing import READ_SIZE
 from sidecar.transfer.http import ServerRefused, TransientError, check_status
 from sidecar.transfer.network import Network
+from sidecar.transfer.pieces import PieceBook, SourceDropped, hash_span, host_of
 from sidecar.transfer.plan import SegmentPlan, Unit
 from sidecar.transfer.ratelimit import RateLimiter
 from sidecar.transfer.target import FileTarget, Progress
@@ -78,9 +79,12 @@ class SegmentedFetch:
         limits: Limits,
         stall_timeout: float,
         floor: SpeedFloor | None = None,
+        book: PieceBook | None = None,
     ) -> None:
         assert target.expected_size is not None
         self.floor = floor
+        self.book = book
+        self.cross_source = False  # resuming another URL's bytes on its validator
         self.network = network
         self.source = source
         self.url = source.url
@@ -104,21 +108,16 @@ class SegmentedFetch:
 
     async def run(self) -> str:
         record = await anyio.to_thread.run_sync(read_record, self.target)
-        if record is not None and record.url == self.url and record.done is not None:
-            self.plan = SegmentPlan(self.total, record.done, self.plan.unit_size)
-            self.validator = validator_of(record)
-        elif record is not None and record.done is None and self.target.part.exists():
-            # A part from the single-stream path: its bytes are a prefix.
-            size = (await anyio.to_thread.run_sync(self.target.part.stat)).st_size
-            self.plan = SegmentPlan(self.total, [(0, min(size, self.total))], self.plan.unit_size)
-            self.validator = validator_of(record) if record.url == self.url else None
+        self._resume_from(record)
         self.record = record
         if await anyio.to_thread.run_sync(self.file.open) != self.total:
             await anyio.to_thread.run_sync(self.file.truncate, self.total)  # preallocate
+        if self.book is not None:
+            await anyio.to_thread.run_sync(self._check_stale_pieces)
         try:
             self.progress(self.plan.done_bytes)
             async with anyio.create_task_group() as group:
-                group.start_soon(self._hash_prefix)
+                group.start_soon(self._verify_pieces if self.book else self._hash_prefix)
                 if not self.plan.complete:
                     async with anyio.create_task_group() as saver:
                         saver.start_soon(self._save_periodically)
@@ -134,6 +133,8 @@ class SegmentedFetch:
                     await self._save()
                 finally:
                     await anyio.to_thread.run_sync(self.file.close)
+        if self.book is not None:  # the bad pieces are fetched again by the caller
+            return self.target.sha256 or "" if self.book.complete else ""
         digest = self.hasher.hexdigest()
         if self.target.sha256 is not None and digest != self.target.sha256:
             raise ChecksumMismatch(
@@ -142,6 +143,30 @@ class SegmentedFetch:
                 actual=digest,
             )
         return digest
+
+    def _resume_from(self, record: PartRecord | None) -> None:
+        """Which bytes on disk to keep. Same URL: its ranges, under its validator. Piece
+        hashes: the ranges of a record for this very file, from any URL (each piece is
+        checked). Without them, another URL's ranges only under a strong validator of
+        the same file size, sent as If-Range: another version answers 200, not 206."""
+        if record is None or (record.done is None and not self.target.part.exists()):
+            return
+        same_url = record.url == self.url
+        same_file = record.sha256 == self.target.sha256 and record.expected_size == self.total
+        if not same_url and self.book is None:
+            if validator_of(record) is None or record.expected_size != self.total:
+                return
+            self.cross_source = True
+        elif not same_url and not same_file:
+            return
+        if self.book is not None and same_file:
+            self.book.adopt(record)
+        if record.done is not None:
+            done = record.done
+        else:  # a part from the single-stream path: its bytes are a prefix
+            done = [(0, min(self.target.part.stat().st_size, self.total))]
+        self.plan = SegmentPlan(self.total, done, self.plan.unit_size)
+        self.validator = validator_of(record) if same_url or self.cross_source else None
 
     # --- connections -------------------------------------------------------------------
 
@@ -230,6 +255,9 @@ class SegmentedFetch:
             raise ServerRefused("the file on the server has another size")
         if (header("Content-Encoding") or "identity").lower() != "identity":
             raise ServerRefused("a compressed ranged reply")
+        if self.cross_source and self.validator not in (header("ETag"), header("Last-Modified")):
+            # A server that ignores If-Range: the one stream path starts over.
+            raise RangesUnsupported("the new source does not confirm the part's validator")
 
     def _mark_written(self, unit: Unit, size: int) -> int:
         """Book ``size`` bytes written at the unit's position; returns the room left
@@ -324,6 +352,45 @@ class SegmentedFetch:
                 await anyio.to_thread.run_sync(self.hasher.update, view)
                 self.hashed += size
 
+    def _check_stale_pieces(self) -> None:
+        """Blocking: pieces an earlier attempt wrote but did not verify, hashed from the
+        disk before anything is fetched; wrong ones become gaps again."""
+        book = self.book
+        assert book is not None
+        buffer = memoryview(bytearray(READ_SIZE))
+        for index in book.undecided():
+            if book.covered(index, self.plan.done):
+                start, end = book.span(index)
+                digest = hash_span(self.file.read_into, start, end, buffer)
+                if digest is None or not book.check(index, digest, None):
+                    self.plan.forget(start, end)
+
+    async def _verify_pieces(self) -> None:
+        """Each piece hashed from the page cache as soon as all of its bytes are on disk
+        (in any order); a piece that does not match stays for the caller to fetch again
+        elsewhere, and a source with too many of them is dropped."""
+        book = self.book
+        assert book is not None
+        buffer = memoryview(bytearray(READ_SIZE))  # one buffer for the file: memory stays flat
+        while undecided := book.undecided():
+            ready = [i for i in undecided if book.covered(i, self.plan.done)]
+            if not ready:
+                self.progressed = anyio.Event()
+                await self.progressed.wait()
+                continue
+            for index in ready:
+                start, end = book.span(index)
+                digest = await anyio.to_thread.run_sync(
+                    hash_span, self.file.read_into, start, end, buffer
+                )
+                if digest is None:
+                    raise TransientError("part shorter than its recorded ranges")
+                book.check(index, digest, self.url)
+                if book.is_dropped(self.url):
+                    book.flush()
+                    raise SourceDropped(f"{host_of(self.url)} sends pieces that do not match")
+            book.flush()
+
     async def _save_periodically(self) -> None:
         """Record the ranges every second, and fsync every ``SAVE_BYTES`` so the disk
         writes behind the download rather than all at the end."""
@@ -339,6 +406,7 @@ class SegmentedFetch:
             return
         done = list(self.plan.done)
         await anyio.to_thread.run_sync(self.file.sync)  # data first, then the record
-        record = self.record.model_copy(update={"done": done})
+        fields = self.book.record_fields() if self.book is not None else {}
+        record = self.record.model_copy(update={"done": done, **fields})
         data = record.model_dump_json(by_alias=True).encode()
         await anyio.to_thread.run_sync(atomic_write_bytes, self.target.record_path, data)

@@ -13,11 +13,29 @@ Progress = Callable[[int], None]
 SizeLearned = Callable[[int], None]
 
 
+# Called with an event the task's history keeps: (code, message in the user's words).
+Notice = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """The manifest's piece hashes of one file: ``digests[i]`` is the SHA-256 of bytes
+    ``[i * size, (i + 1) * size)`` (the last piece is shorter)."""
+
+    size: int
+    digests: tuple[str, ...]
+
+    def span(self, index: int, total: int) -> tuple[int, int]:
+        return index * self.size, min(total, (index + 1) * self.size)
+
+
 @dataclass(frozen=True)
 class FileTarget:
     part: Path
     expected_size: int | None
     sha256: str | None
+    pieces: Pieces | None = None
+    label: str = ""  # the file as the user knows it ("whisper@1.0.0 model.bin"), for messages
 
     @property
     def record_path(self) -> Path:

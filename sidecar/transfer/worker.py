@@ -5,11 +5,12 @@ its CPU and its GIL for answers. It holds no state beyond its jobs.
 One JSON object a line each way (``sidecar.transfer.client`` is the other end):
   in:  {"op": "hello", "settings": {...}}            first, once
        {"op": "fetch", "id": N, "urls": [...], "part": P, "size": S|null, "sha256": H|null,
-        "root": HOME}
+        "root": HOME, "label": TEXT, "pieceSize": P?, "pieces": [SHA256, ...]?}
        {"op": "cancel", "id": N}
        {"op": "limits", "rate": B|null, "maxConnections": C}
        {"op": "proxy", "proxy": URL|null}
   out: {"id": N, "progress": BYTES_ON_DISK} | {"id": N, "size": FULL_SIZE}
+       {"id": N, "notice": {"code": C, "message": M}}   a problem got over (bad piece)
        {"id": N, "done": SHA256} | {"id": N, "error": {...}} | {"id": N, "cancelled": true}
 Logs go to stderr, which the parent reads into its own log.
 
@@ -37,7 +38,7 @@ from sidecar.transfer.priority import run_in_background
 from sidecar.transfer.ratelimit import RateLimiter
 from sidecar.transfer.retry import download_file
 from sidecar.transfer.segmented import Limits
-from sidecar.transfer.target import FileTarget
+from sidecar.transfer.target import FileTarget, Pieces
 
 log = logging.getLogger("sidecar.transfer.worker")
 
@@ -92,7 +93,10 @@ class Worker:
 
     async def _fetch(self, job: dict[str, Any]) -> None:
         number: int = job["id"]
-        target = FileTarget(Path(job["part"]), job["size"], job["sha256"])
+        pieces = Pieces(job["pieceSize"], tuple(job["pieces"])) if job.get("pieces") else None
+        target = FileTarget(
+            Path(job["part"]), job["size"], job["sha256"], pieces, job.get("label") or ""
+        )
 
         def progress(size: int) -> None:
             self.progress[number] = size
@@ -101,13 +105,16 @@ class Worker:
             self._flush(number)
             self.send({"id": number, "size": size})
 
+        def notice(code: str, message: str) -> None:
+            self.send({"id": number, "notice": {"code": code, "message": message}})
+
         outcome: dict[str, Any] = {"cancelled": True}
         with anyio.CancelScope() as scope:
             self.jobs[number] = scope
             try:
                 digest = await download_file(
                     self.network, job["urls"], target, self.settings, progress,
-                    self.limits, size_learned,
+                    self.limits, size_learned, notice,
                 )  # fmt: skip
                 outcome = {"done": digest}
             except Exception as exc:

@@ -36,6 +36,7 @@ def publish_files(
     files: dict[str, bytes],
     requires: tuple[str, ...] = (),
     force: bool = False,
+    piece_size: int | None = None,
     **metadata: str,
 ) -> PublishResult:
     source = write_tree(storage.parent / f"src-{model_id}-{version}-{time.monotonic_ns()}", files)
@@ -50,6 +51,7 @@ def publish_files(
         if "languages" in metadata
         else (),
         force=force,
+        piece_size=piece_size,
     )
     return publish(storage, request)
 
@@ -137,7 +139,8 @@ events {{ worker_connections 64; }}
 http {{
     types {{ application/json json; application/octet-stream bin; text/plain txt; }}
     default_type application/octet-stream;
-    log_format via '$request $status $body_bytes_sent via="$http_via" auth="$http_authorization"';
+    log_format via '$request $status $body_bytes_sent via="$http_via"'
+                   ' auth="$http_authorization" range="$http_range"';
     access_log {self.prefix / "access.log"} via;
 {temp_paths}
     include {self.prefix / "model-repository.conf"};

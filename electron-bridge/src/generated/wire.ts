@@ -77,6 +77,10 @@ export interface Task {
   etaSeconds: number | null;
   filesDone: number;
   filesTotal: number;
+  /**
+   * Problems the task got over, oldest first (the last 20): a piece that did not match its hash and was fetched again, a source dropped for bad pieces.
+   */
+  history?: TaskError[];
   modelId: string;
   speedBps: number;
   state: TaskState;
@@ -517,8 +521,16 @@ export interface PartRecord {
   etag?: string | null;
   expectedSize?: number | null;
   lastModified?: string | null;
+  /**
+   * The manifest's piece size, when it listed piece hashes.
+   */
+  pieceSize?: number | null;
   sha256?: string | null;
   url: string;
+  /**
+   * Pieces on disk whose SHA-256 matched the manifest, as index ranges [first, end): kept on a resume from any source, whatever its URL or ETag.
+   */
+  verified?: [unknown, unknown][] | null;
   [k: string]: unknown | undefined;
 }
 /**
@@ -592,6 +604,14 @@ export interface CatalogVersion {
 }
 export interface CatalogFile {
   path: string;
+  /**
+   * SHA-256 of each piece of the file, in order: a download checks and keeps each piece on its own (files larger than one piece; optional).
+   */
+  piece_sha256?: string[] | null;
+  /**
+   * Size of the pieces piece_sha256 lists (the last one is shorter).
+   */
+  piece_size_bytes?: number | null;
   sha256: string;
   size_bytes: number;
 }
