@@ -270,7 +270,7 @@ class Gzip(Fault):
         if reply is None:
             return False
         _, body, status, headers = reply
-        compressed = gzip.compress(body, compresslevel=1)
+        compressed = gzip.compress(body, compresslevel=1, mtime=0)
         headers["Content-Encoding"] = "gzip"
         headers["Content-Length"] = str(len(compressed))
         _headers(handler, status, headers)
