@@ -180,15 +180,14 @@ def test_a_held_lock_not_refreshed_past_its_timeout_is_broken(
     with open(path, "a+b") as handle:
         portalocker.lock(handle, portalocker.LOCK_EX | portalocker.LOCK_NB)
         sidecar = start_sidecar()
-        began = time.monotonic()
         task_id = sidecar.call("install", {"modelId": "alpha"})["taskId"]
         sidecar.wait_for(
             lambda: str(os.getpid()) in (task_of(sidecar, "alpha")["waitingFor"] or ""),
             what="waitingFor naming the hung holder",
         )
+        # Bounded by the lock's 2 s timeout, far below the default lock timeout: no clock.
         task = sidecar.wait_task(task_id, {"ready", "failed"}, timeout=10)
         assert task["state"] == "ready", task
-        assert time.monotonic() - began < 2.0 + 2.5
     assert_installed_exactly(home, "alpha", "1", MODELS["alpha"])
 
 
