@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ARG",
         help="extra argument for the sidecar, e.g. --sidecar-arg=--stall-timeout=5",
     )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="never touch the network: answer from the cached catalog and installed models "
+        "(env MODEL_MANAGER_OFFLINE=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     install = sub.add_parser("install", help="install ID[@VERSION] with live progress")
@@ -100,7 +106,7 @@ def run(argv: list[str] | None = None) -> int:
         home=args.home,
         repository=args.repository,
         scheduler=args.scheduler,
-        extra_args=tuple(args.sidecar_arg),
+        extra_args=(*args.sidecar_arg, *(["--offline"] if args.offline else [])),
     )
     client = SidecarClient(options)
     try:

@@ -31,6 +31,7 @@ class Option:
     high: int | float
     help: str
     env: str | None = None
+    switch: bool = False  # the flag alone means 1 (``--offline``); ``--offline 0`` too
 
     def parse(self, text: str) -> int | float:
         """For argparse (flag or environment): a number within the bounds."""
@@ -82,6 +83,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("lock_timeout", "--lock-timeout", float, 1800.0, 0.5, 7 * 86400.0,
            "seconds after which an unrefreshed task lock counts as stale",
            "MODEL_MANAGER_LOCK_TIMEOUT"),
+    Option("offline", "--offline", int, 0, 0, 1,
+           "1: never touch the network (catalog, manifests, ranking, downloads); answer "
+           "from the cached catalog and the installed models", "MODEL_MANAGER_OFFLINE",
+           switch=True),
 )  # fmt: skip
 OPTION = {option.name: option for option in OPTIONS}
 _DEFAULT: dict[str, Any] = {option.name: option.default for option in OPTIONS}
@@ -117,6 +122,7 @@ class Settings:
     max_line_bytes: int = 16 * 1024 * 1024
     proxy: str | None = field(default=None, repr=False)  # None: the environment decides
     ca_bundle: Path | None = None
+    offline: bool = False  # --offline: no network call at all (sidecar.core.offline)
 
 
 def _split_urls(value: str | None) -> tuple[str, ...]:
@@ -163,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
             option.flag,
             dest=option.name,
             type=option.parse,
+            nargs="?" if option.switch else None,
+            const=1 if option.switch else None,
             metavar="N" if option.kind is int else "SECONDS",
             default=from_env if from_env is not None else option.default,  # parsed if text
             help=option.help
@@ -222,6 +230,7 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
     tuning = {option.name: getattr(args, option.name) for option in OPTIONS}
     del tuning["lock_timeout"]
     tuning["max_bytes_per_second"] = tuning["max_bytes_per_second"] or None
+    tuning["offline"] = bool(tuning["offline"])
     return Settings(
         home=home.expanduser().resolve(),
         repositories=_split_urls(args.repository),

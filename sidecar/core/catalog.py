@@ -81,7 +81,13 @@ class Catalog:
         return model
 
     async def _get_json(self, path: str) -> Any:
-        """GET from each mirror in turn; 404 everywhere that answered is MODEL_NOT_FOUND."""
+        """GET from each mirror in turn; 404 everywhere that answered is MODEL_NOT_FOUND.
+        Offline: no request at all, and REPOSITORY_UNAVAILABLE with ``reason: offline``,
+        as when no mirror answers (so callers fall back to the cache alike)."""
+        if self.settings.offline:
+            raise RepositoryUnavailable(
+                "working offline: the repository is not asked", reason="offline"
+            )
         problems = []
         not_found = False
         tls: TlsFailed | None = None
@@ -110,6 +116,7 @@ class Catalog:
             raise TlsError(tls.host, tls.reason)
         raise RepositoryUnavailable(
             "no repository answered: " + ("; ".join(problems) or "none configured"),
+            reason="offline",  # automatic offline mode: see sidecar.core.offline
         )
 
     async def _save(self) -> None:

@@ -14,6 +14,7 @@ from sidecar.config import Settings
 from sidecar.core.catalog import Catalog
 from sidecar.core.hooks import DownloadHooks, NoHooks, Notify, installed_hooks
 from sidecar.core.library import Library
+from sidecar.core.offline import install_offline, offline_error
 from sidecar.core.ranking import RankingSource
 from sidecar.core.requirements import resolve_requirements
 from sidecar.core.runner import TaskRunner
@@ -265,7 +266,7 @@ class Manager:
             task.url_source = UrlSource(
                 persisted.url, persisted.filename, persisted.mode, persisted.sha256
             )
-        if persisted.state == TaskState.PAUSED:
+        if persisted.state == TaskState.PAUSED or self.settings.offline:  # kept for online
             task.state = TaskState.PAUSED
             self.tasks[task.task_id] = task
             self.active[task.key] = task
@@ -279,6 +280,8 @@ class Manager:
         self, model_id: str, version: str | None, dependencies: bool
     ) -> InstallResult:
         check_safe_name(model_id, "modelId")
+        if self.settings.offline:
+            return install_offline(self.registry, model_id, version)
         model = await self.catalog.get_model(model_id)
         manifest = model.find_version(version)
         if manifest is None:
@@ -348,6 +351,8 @@ class Manager:
     def resume(self, task_id: str) -> TaskRuntime:
         task = self.get_task(task_id)
         if task.state == TaskState.PAUSED and task.scope is None:
+            if self.settings.offline:
+                raise offline_error(f"cannot resume {task.model_id}@{task.version}")
             self._start(task)
             task.state = TaskState.QUEUED
             return task
@@ -378,6 +383,8 @@ class Manager:
             return InstallResult(
                 task_id=None, model_id=model_id, version=version, state=TaskState.READY
             )
+        if self.settings.offline:
+            raise offline_error(f"cannot download {source.filename}")
         if task is None:
             task = TaskRuntime(model_id=model_id, version=version, name=source.filename,
                                model_task=source.mode or "", url_source=source)  # fmt: skip

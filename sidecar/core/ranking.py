@@ -50,8 +50,8 @@ class RankingSource:
                 self.cached = await anyio.to_thread.run_sync(self._load_cache)
             if self.cached is not None and not refresh and self._recent(self.cached):
                 return self.cached, False
-            problem = "no scheduler configured"
-            if self.settings.scheduler:
+            problem = "working offline" if self.settings.offline else "no scheduler configured"
+            if self.settings.scheduler and not self.settings.offline:
                 with anyio.move_on_after(self.settings.ranking_timeout):
                     try:
                         fresh = await self._fetch()
@@ -66,7 +66,10 @@ class RankingSource:
             if self.cached is not None:
                 log.warning("ranking: %s; answering with the last good one", problem)
                 return self.cached, True
-            raise SchedulerUnavailable(f"no ranking available: {problem}")
+            raise SchedulerUnavailable(
+                f"no ranking available: {problem}",
+                **({"reason": "offline"} if self.settings.offline else {}),
+            )
 
     async def _fetch(self) -> CachedRanking:
         url = f"{self.settings.scheduler}/api/model-usage/ranking"

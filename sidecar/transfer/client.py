@@ -80,7 +80,7 @@ class TransferClient:
                 task_status.started()
                 await anyio.sleep(WARM_UP_AFTER)  # ready before the first download, usually
                 async with self.starting:
-                    if self.process is None:
+                    if self.process is None and not self.settings.offline:
                         await self._start_worker()
                 await anyio.sleep_forever()
         finally:

@@ -154,7 +154,15 @@ export interface ListModelsParams {
  * schemas/methods/listModels.result.json
  */
 export interface ListModelsResult {
+  /**
+   * When the catalog shown was fetched (UTC); null: never.
+   */
+  fetchedAt?: string | null;
   models: ModelInfo[];
+  /**
+   * The sidecar runs with --offline.
+   */
+  offline?: boolean;
   /**
    * True when the repository could not be reached.
    */
@@ -301,6 +309,16 @@ export interface ErrorData {
         | 'paused'
         | 'incomplete'
         | 'failed'
+      )
+    | (
+        | 'offline'
+        | 'target_inside_home'
+        | 'target_not_empty'
+        | 'target_not_folder'
+        | 'no_space'
+        | 'cross_device'
+        | 'move_in_progress'
+        | 'already_installed'
       )
     | null;
   version?: string | null;
