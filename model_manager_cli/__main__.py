@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 
-from model_manager_cli import commands
+from model_manager_cli import commands, store
 from model_manager_cli.client import LaunchOptions, SidecarClient, SidecarError, SidecarGone
 from sidecar.config import add_location_arguments
 
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     ranking.add_argument("--limit", type=int, default=20)
     ranking.add_argument("--refresh", action="store_true")
     ranking.add_argument("--json", action="store_true")
+    store.add_parsers(sub)
     return parser
 
 
@@ -95,6 +96,10 @@ def dispatch(
         return lambda c: commands.verify(c, args.ref, out, err)
     if command == "remove":
         return lambda c: commands.remove(c, args.ref, out)
+    if command == "import":
+        return lambda c: store.import_model(c, args.ref, args.path, args.mode, out)
+    if command == "move-store":
+        return lambda c: store.move_store(c, args.to, out)
     return lambda c: commands.ranking(c, args.limit, args.refresh, args.json, out)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sidecar import errors, wire
+from sidecar import errors, wire, wire_store
 from sidecar.manifest import CatalogModel
 
 METHODS: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
@@ -32,6 +32,8 @@ METHODS: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     "setLimits": (wire.SetLimitsParams, wire.LimitsResult),
     "setNetwork": (wire.SetNetworkParams, wire.NetworkResult),
     "shutdown": (wire.NoParams, wire.ShutdownResult),
+    "moveStore": (wire_store.MoveStoreParams, wire_store.MoveStoreResult),
+    "importModel": (wire_store.ImportModelParams, wire_store.ImportModelResult),
 }
 NOTIFICATIONS: dict[str, type[BaseModel]] = {
     "task.progress": wire.Task,

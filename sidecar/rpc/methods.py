@@ -18,6 +18,7 @@ from sidecar.core.manager import Manager
 from sidecar.core.tasks import UrlSource
 from sidecar.errors import ModelManagerError, UnsafeManifest
 from sidecar.manifest import check_safe_name
+from sidecar.rpc.store_methods import build_store_methods
 from sidecar.transfer.network import redact_proxy
 from sidecar.wire import (
     GetModelPathParams,
@@ -212,6 +213,7 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
         "setLimits": set_limits,
         "setNetwork": set_network,
         "shutdown": shutdown,
+        **build_store_methods(manager),
     }
 
 

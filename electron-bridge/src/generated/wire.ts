@@ -16,12 +16,16 @@ export interface WireSchemas {
   GetInfoResult: GetInfoResult;
   GetModelPathParams: GetModelPathParams;
   GetModelPathResult: GetModelPathResult;
+  ImportModelParams: ImportModelParams;
+  ImportModelResult: ImportModelResult;
   InstallParams: InstallParams;
   InstallResult: InstallResult;
   InstallUrlParams: InstallUrlParams;
   ListModelsParams: ListModelsParams;
   ListModelsResult: ListModelsResult;
   ListTasksResult: ListTasksResult;
+  MoveStoreParams: MoveStoreParams;
+  MoveStoreResult: MoveStoreResult;
   RankingParams: RankingParams;
   RankingResult: RankingResult;
   RemoveResult: RemoveResult;
@@ -118,6 +122,39 @@ export interface GetModelPathResult {
   version: string;
 }
 /**
+ * schemas/methods/importModel.params.json
+ */
+export interface ImportModelParams {
+  /**
+   * copy: the files stay; hardlink: linked, no extra space (same volume only); move: the files move into the home
+   */
+  mode?: 'copy' | 'hardlink' | 'move';
+  modelId: string;
+  /**
+   * The folder holding the model's files.
+   */
+  path: string;
+  version: string;
+}
+/**
+ * schemas/methods/importModel.result.json
+ */
+export interface ImportModelResult {
+  files: number;
+  /**
+   * catalog: from the repository (or its cache); file: the manifest.json beside the files
+   */
+  manifestSource: 'catalog' | 'file';
+  mode: 'copy' | 'hardlink' | 'move';
+  modelId: string;
+  /**
+   * The installed folder (as getModelPath answers)
+   */
+  path: string;
+  sizeBytes: number;
+  version: string;
+}
+/**
  * schemas/methods/install.params.json
  */
 export interface InstallParams {
@@ -209,6 +246,41 @@ export interface InstalledVersionInfo {
  */
 export interface ListTasksResult {
   tasks: Task[];
+}
+/**
+ * schemas/methods/moveStore.params.json
+ */
+export interface MoveStoreParams {
+  /**
+   * The new home: a folder that does not exist or is empty, not inside the current home. Another drive works too (copied, verified, then switched).
+   */
+  to: string;
+}
+/**
+ * schemas/methods/moveStore.result.json
+ */
+export interface MoveStoreResult {
+  /**
+   * 0 for a rename
+   */
+  bytesCopied: number;
+  /**
+   * files in the home that moved
+   */
+  files: number;
+  /**
+   * The home from now on: store it and pass it as --home.
+   */
+  home: string;
+  /**
+   * rename: same volume, one step; copy: another volume, copied, verified, then switched
+   */
+  method: 'rename' | 'copy';
+  previousHome: string;
+  /**
+   * downloads paused for the move, going on
+   */
+  resumedTasks: string[];
 }
 /**
  * schemas/methods/ranking.params.json
@@ -461,10 +533,12 @@ export interface Methods {
   getInfo: { params: GetInfoParams; result: GetInfoResult };
   getModelPath: { params: GetModelPathParams; result: GetModelPathResult };
   getTask: { params: GetTaskParams; result: GetTaskResult };
+  importModel: { params: ImportModelParams; result: ImportModelResult };
   install: { params: InstallParams; result: InstallResult };
   installUrl: { params: InstallUrlParams; result: InstallUrlResult };
   listModels: { params: ListModelsParams; result: ListModelsResult };
   listTasks: { params: ListTasksParams; result: ListTasksResult };
+  moveStore: { params: MoveStoreParams; result: MoveStoreResult };
   pause: { params: PauseParams; result: PauseResult };
   ranking: { params: RankingParams; result: RankingResult };
   remove: { params: RemoveParams; result: RemoveResult };
@@ -477,7 +551,7 @@ export interface Methods {
 
 export type MethodName = keyof Methods;
 
-export const METHOD_NAMES = ['cancel', 'getInfo', 'getModelPath', 'getTask', 'install', 'installUrl', 'listModels', 'listTasks', 'pause', 'ranking', 'remove', 'resume', 'setLimits', 'setNetwork', 'shutdown', 'verify'] as const satisfies readonly MethodName[];
+export const METHOD_NAMES = ['cancel', 'getInfo', 'getModelPath', 'getTask', 'importModel', 'install', 'installUrl', 'listModels', 'listTasks', 'moveStore', 'pause', 'ranking', 'remove', 'resume', 'setLimits', 'setNetwork', 'shutdown', 'verify'] as const satisfies readonly MethodName[];
 
 /** Every notification the sidecar sends: its params. */
 export interface Notifications {
