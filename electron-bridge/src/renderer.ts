@@ -50,6 +50,8 @@ export function connectRenderer(bridge: ModelManagerBridge): RendererClient {
     verify: method('verify') as RendererClient['verify'],
     ranking: method('ranking'),
     setLimits: method('setLimits'),
+    importModel: method('importModel') as RendererClient['importModel'],
+    moveStore: method('moveStore') as RendererClient['moveStore'],
   };
 }
 
