@@ -304,6 +304,9 @@ class ModelsChanged(WireModel):
     model_id: str
     version: str
     state: ModelState
+    path: str | None = Field(
+        default=None, description="The version's folder, when it changed (moveStore)."
+    )
 
 
 class ErrorData(WireModel):

@@ -92,6 +92,7 @@ class Manager:
         )
         self.runner = TaskRunner(settings, self.layout, self.registry, transfer, self.set_state)
         self._group: TaskGroup | None = None
+        self.moving = False  # moveStore at work (sidecar.core.relocation): no task starts
 
     # --- service -------------------------------------------------------------------
 
@@ -129,6 +130,8 @@ class Manager:
     async def _watch_registry(self) -> None:
         while True:
             await anyio.sleep(REGISTRY_POLL)
+            if self.moving:  # its file moves: reading it now would rebuild it empty
+                continue
             try:
                 await anyio.to_thread.run_sync(self.registry.reload_if_changed)
             except OSError as exc:
@@ -181,6 +184,11 @@ class Manager:
 
     def _start(self, task: TaskRuntime) -> None:
         assert self._group is not None, "manager is not serving"
+        if self.moving:
+            raise InvalidState(
+                "the model home is being moved: try again once moveStore has answered",
+                reason="move_in_progress",
+            )
         self.tasks[task.task_id] = task
         self.active[task.key] = task
         self.failed.discard(task.key)

@@ -110,7 +110,7 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
         return InfoResult(
             version=__version__, protocol_version=PROTOCOL_VERSION,
             pid=os.getpid(), worker_pid=manager.transfer.pid,
-            home=str(settings.home), repositories=list(settings.repositories),
+            home=str(manager.settings.home), repositories=list(settings.repositories),
         )  # fmt: skip
 
     @sync_handler(GetModelPathParams)

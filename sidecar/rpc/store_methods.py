@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sidecar.core.importer import import_model
+from sidecar.core.relocation import move_store
 from sidecar.wire import WireModel
-from sidecar.wire_store import ImportModelParams
+from sidecar.wire_store import ImportModelParams, MoveStoreParams
 
 if TYPE_CHECKING:
     from sidecar.core.manager import Manager
@@ -21,4 +22,8 @@ def build_store_methods(manager: Manager) -> dict[str, Handler]:
     async def import_model_method(p: ImportModelParams) -> WireModel:
         return await import_model(manager, p.model_id, p.version, p.path, p.mode)
 
-    return {"importModel": import_model_method}
+    @handler(MoveStoreParams)
+    async def move_store_method(p: MoveStoreParams) -> WireModel:
+        return await move_store(manager, p.to)
+
+    return {"importModel": import_model_method, "moveStore": move_store_method}

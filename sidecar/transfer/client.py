@@ -122,6 +122,12 @@ class TransferClient:
         if self.process is not None:
             await self._write({"op": "limits", **self.limits})
 
+    async def use_settings(self, settings: Settings) -> None:
+        """The home moved (moveStore, no job running): the next job starts a worker
+        that knows the new one."""
+        self.settings = settings
+        await self._stop_worker()
+
     async def set_proxy(self, proxy: str | None) -> None:
         self.proxy = proxy
         if self.process is not None:

@@ -46,6 +46,10 @@ export interface WireSchemas {
  */
 export interface ModelsChangedParams {
   modelId: string;
+  /**
+   * The version's folder, when it changed (moveStore).
+   */
+  path?: string | null;
   state:
     | 'not_installed'
     | 'queued'
