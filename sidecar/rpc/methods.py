@@ -18,7 +18,7 @@ from sidecar.core.manager import Manager
 from sidecar.core.tasks import UrlSource
 from sidecar.errors import ModelManagerError, UnsafeManifest
 from sidecar.manifest import check_safe_name
-from sidecar.rpc.store_methods import build_store_methods
+from sidecar.rpc.store_methods import with_store_methods
 from sidecar.transfer.network import redact_proxy
 from sidecar.wire import (
     GetModelPathParams,
@@ -56,6 +56,9 @@ def _validate(params_model: type[P], raw: dict[str, Any]) -> P | Result:
 
 def _wire_error(exc: ModelManagerError) -> JsonRpcError:
     return JsonRpcError(exc.code, exc.message, exc.to_data())
+
+
+wire_error = _wire_error  # for sidecar.rpc.store_methods
 
 
 # No functools.wraps below: jsonrpcserver binds params against the wrapper's own
@@ -196,7 +199,7 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
         request_stop()
         return ShutdownResult(stopping=True)
 
-    return {
+    methods: dict[str, Handler] = {
         "getInfo": get_info,
         "getModelPath": get_model_path,
         "install": install,
@@ -213,8 +216,8 @@ def build_methods(manager: Manager, request_stop: Callable[[], None]) -> dict[st
         "setLimits": set_limits,
         "setNetwork": set_network,
         "shutdown": shutdown,
-        **build_store_methods(manager),
     }
+    return with_store_methods(manager, methods)
 
 
 def _check_http_url(url: str) -> None:

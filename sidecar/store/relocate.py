@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from sidecar.errors import (
     ChecksumMismatch,
+    HomeUnavailable,
     InsufficientDiskSpace,
     InvalidState,
     ModelManagerError,
@@ -142,7 +143,10 @@ def _empty_or_ours(target: Path, home: Path) -> bool:
     if not names:
         return True
     record = read_record(target / INCOMING)
-    return record is not None and record.get("from") == str(home)  # an earlier attempt
+    if record is not None and record.get("from") == str(home):
+        return True  # an earlier attempt's copy
+    # Moving back: the folder this home came from keeps only its forwarding record.
+    return set(names) <= {FORWARD, INCOMING} and forward_of(target) == home
 
 
 def check_no_other_writer(home: Path) -> None:
@@ -182,21 +186,46 @@ def relocate(home: Path, target: Path, paused_tasks: list[str]) -> MoveOutcome:
         raise _denied(target, exc) from exc
     outcome = MoveOutcome(home=target, method=method, paused_tasks=paused)
     _test_point("before-copy")
-    if method == "copy":
-        outcome.bytes_copied, outcome.files = _copy_verified(home, target)
-        _test_point("before-switch")
-    else:
-        outcome.files = sum(len(files) for _, _, files in os.walk(home))
-        _test_point("before-switch")
+    try:
+        if method == "copy":
+            outcome.bytes_copied, outcome.files = _copy_verified(home, target)
+        else:
+            outcome.files = sum(len(files) for _, _, files in os.walk(home))
+    except OSError as exc:
+        raise _unfinished(home, target, exc) from exc
+    _test_point("before-switch")
     record = {
         "to": str(target), "from": str(home), "method": method,
-        "switchedAt": datetime.now(UTC).isoformat(timespec="seconds"),
+        "switchedAt": datetime.now(UTC).isoformat(timespec="microseconds"),
     }  # fmt: skip
     _write_record(home / FORWARD, record)  # the switch
     log.info("the model home moved from %s to %s (%s)", home, target, method)
     _test_point("after-switch")
-    finish_move(home, record)
+    try:
+        finish_move(home, record)
+    except OSError as exc:
+        if method == "rename":  # the new home is not whole until every entry is in it
+            raise HomeUnavailable(
+                f"the model home moved to {target} but {exc.filename} could not follow "
+                f"({exc.strerror}); restart the sidecar to finish the move",
+                path=str(exc.filename or home),
+            ) from exc
+        log.warning("cannot delete the old copy under %s yet: %s", home, exc)
     return outcome
+
+
+def _unfinished(home: Path, target: Path, exc: OSError) -> ModelManagerError:
+    """A copy that failed before the switch: the home is still ``home``, and what was
+    copied stays in ``target`` for a rerun to continue from."""
+    where = exc.filename or target
+    then = f"the model home is still {home}; run moveStore again to continue"
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return InsufficientDiskSpace(
+            f"the drive of {target} filled up: {then}", reason="no_space", path=str(target)
+        )
+    if isinstance(exc, PermissionError):
+        return PermissionDenied(f"cannot write {where}: permission denied; {then}", path=str(where))
+    return HomeUnavailable(f"cannot copy {where}: {exc.strerror or exc}; {then}", path=str(where))
 
 
 def _can_rename(home: Path, target: Path) -> bool:
@@ -281,7 +310,7 @@ def _drop_extras(target: Path, keep: set[str]) -> None:
     for folder, _, files in os.walk(target):
         for name in files:
             relative = (Path(folder) / name).relative_to(target)
-            if str(relative) not in keep and str(relative) != INCOMING:
+            if str(relative) not in keep and str(relative) not in (INCOMING, FORWARD):
                 (Path(folder) / name).unlink(missing_ok=True)
 
 
@@ -316,10 +345,16 @@ def finish_move(home: Path, record: dict[str, Any]) -> None:
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
+    if forward_of(target) == home:  # moved back: the record that led here is void
+        (target / FORWARD).unlink(missing_ok=True)
     fsync_dir(target)
     marker = read_record(target / INCOMING)
     if marker is not None and marker.get("from") == str(home):
         (target / INCOMING).unlink(missing_ok=True)
+
+
+def _later(one: dict[str, Any], other: dict[str, Any]) -> bool:
+    return str(one.get("switchedAt", "")) > str(other.get("switchedAt", ""))
 
 
 def resolve_home(home: Path) -> tuple[Path, list[str]]:
@@ -331,6 +366,13 @@ def resolve_home(home: Path) -> tuple[Path, list[str]]:
         record = read_record(home / FORWARD)
         forward = forward_of(home)
         if record is None or forward is None:
+            break
+        if not forward.is_dir():
+            notes.append(f"the model home {home} moved to {forward}, which is gone: using {home}")
+            break
+        back = read_record(forward / FORWARD)
+        if forward_of(forward) == home and back and _later(back, record):
+            finish_move(forward, back)  # moved there, then back here: this is the home
             break
         try:
             finish_move(home, record)

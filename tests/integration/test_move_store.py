@@ -246,3 +246,26 @@ def test_cli_move_store(repo: RepoServer, tmp_path: Path) -> None:
     assert refused.returncode == 1
     assert refused.stderr.startswith("INVALID_STATE:")
     assert [p.name for p in home.iterdir()] == ["moved-to.json"]
+
+
+def test_move_there_and_back(repo: RepoServer, tmp_path: Path, drive: Path) -> None:
+    home = _installed_home(tmp_path, repo)
+    away = drive / "lib"
+    sidecar = _start(home, repo)
+    try:
+        assert sidecar.call("moveStore", {"to": str(away)}, timeout=60)["method"] == "copy"
+        back = sidecar.call("moveStore", {"to": str(home)}, timeout=60)
+        assert (back["home"], back["method"]) == (str(home), "copy")
+        _check_home(sidecar, home)
+    finally:
+        sidecar.stop()
+        sidecar.cleanup()
+    assert not (home / "moved-to.json").exists()
+    _forwarder_only(away, home)
+    for start in (home, away):
+        again = _start(start, repo)
+        try:
+            _check_home(again, home)
+        finally:
+            again.stop()
+            again.cleanup()
