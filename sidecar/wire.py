@@ -305,7 +305,8 @@ class ModelsChanged(WireModel):
     version: str
     state: ModelState
     path: str | None = Field(
-        default=None, description="The version's folder, when it changed (moveStore)."
+        default=None,
+        description="The version's folder, when it is new or changed (importModel, moveStore).",
     )
 
 

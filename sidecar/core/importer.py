@@ -338,10 +338,11 @@ async def import_model(
             run_import, plan, layout, registry, manager.settings.lock_timeout_ms
         )
     manager.failed.discard((model_id, version))
-    changed = ModelsChanged(model_id=model_id, version=version, state="ready")
+    folder = str(layout.model_dir(model_id, version))
+    changed = ModelsChanged(model_id=model_id, version=version, state="ready", path=folder)
     await manager.notify("models.changed", changed.wire())
     return ImportModelResult(
-        model_id=model_id, version=version, path=str(layout.model_dir(model_id, version)),
+        model_id=model_id, version=version, path=folder,
         mode=mode, files=len(entry.files), size_bytes=entry.size_bytes,
         manifest_source="catalog" if origin == "catalog" else "file",
     )  # fmt: skip

@@ -45,6 +45,7 @@ async def _move(manager: Manager, to: str) -> MoveStoreResult:
     target = await anyio.to_thread.run_sync(check_target, previous, to)
     await anyio.to_thread.run_sync(check_no_other_writer, previous)
     paused = await _pause_all(manager)
+    _close_log_file()
     setup_logging(None, manager.settings.log_level)  # the log file moves too
     try:
         outcome = await anyio.to_thread.run_sync(
@@ -63,6 +64,12 @@ async def _move(manager: Manager, to: str) -> MoveStoreResult:
         home=str(outcome.home), previous_home=str(previous), method=outcome.method,
         bytes_copied=outcome.bytes_copied, files=outcome.files, resumed_tasks=resumed,
     )  # fmt: skip
+
+
+def _close_log_file() -> None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.close()
 
 
 async def _pause_all(manager: Manager) -> list[TaskRuntime]:

@@ -25,6 +25,7 @@ Blocking: run in a thread.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -176,6 +177,7 @@ def _denied(path: Path, exc: OSError) -> ModelManagerError:
 def relocate(home: Path, target: Path, paused_tasks: list[str]) -> MoveOutcome:
     """Move ``home`` to ``target`` (checked by ``check_target``) and finish the move."""
     home = home.resolve()
+    created = not target.exists()
     try:
         target.mkdir(parents=True, exist_ok=True)
         marker = read_record(target / INCOMING) or {}
@@ -193,6 +195,13 @@ def relocate(home: Path, target: Path, paused_tasks: list[str]) -> MoveOutcome:
             outcome.files = sum(len(files) for _, _, files in os.walk(home))
     except OSError as exc:
         raise _unfinished(home, target, exc) from exc
+    except InsufficientDiskSpace:  # refused before a byte was copied
+        if not marker:
+            (target / INCOMING).unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    target.rmdir()
+        raise
     _test_point("before-switch")
     record = {
         "to": str(target), "from": str(home), "method": method,
@@ -255,12 +264,13 @@ def _copy_verified(home: Path, target: Path) -> tuple[int, int]:
     """Copy every regular file, then hash each copy against its source."""
     needed = 0
     plan: list[Path] = []
+    folders: list[Path] = []
     for folder, dirs, files in os.walk(home):
         relative = Path(folder).relative_to(home)
         if relative == Path():
             dirs[:] = [d for d in dirs if d not in (FORWARD, INCOMING)]
             files = [f for f in files if f not in (FORWARD, INCOMING, ".move-probe")]
-        (target / relative).mkdir(exist_ok=True)
+        folders.append(relative)
         for name in files:
             source = Path(folder) / name
             info = os.lstat(source)
@@ -280,6 +290,8 @@ def _copy_verified(home: Path, target: Path) -> tuple[int, int]:
             neededBytes=needed,
             freeBytes=free,
         )
+    for relative in folders:  # only now: a refusal for room leaves the target as it was
+        (target / relative).mkdir(exist_ok=True)
     _drop_extras(target, {str(p) for p in plan})
     hashes: dict[Path, str] = {}
     copied = 0

@@ -72,7 +72,12 @@ def test_import_registers_the_files_in_each_mode(
         installed = sidecar.call("install", {"modelId": MODEL})
         assert (installed["taskId"], installed["state"]) == (None, "ready")
         changed = [n["params"] for n in sidecar.notifications if n["method"] == "models.changed"]
-        assert {"modelId": MODEL, "version": VERSION, "state": "ready"} in changed
+        assert {
+            "modelId": MODEL,
+            "version": VERSION,
+            "state": "ready",
+            "path": str(folder),
+        } in changed
         with pytest.raises(RpcError) as again:
             sidecar.call("importModel", {"modelId": MODEL, "version": VERSION, "path": str(stick)})
         assert again.value.data["reason"] == "already_installed"

@@ -182,6 +182,7 @@ def test_a_drive_without_room_is_refused(repo: RepoServer, tmp_path: Path) -> No
         assert refused.value.data["reason"] == "no_space"
         assert refused.value.data["path"] == str(small / "lib")
         assert refused.value.data["neededBytes"] > refused.value.data["freeBytes"]
+        assert not (small / "lib").exists()
         _check_home(sidecar, home)
     finally:
         sidecar.stop()

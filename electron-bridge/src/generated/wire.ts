@@ -47,7 +47,7 @@ export interface WireSchemas {
 export interface ModelsChangedParams {
   modelId: string;
   /**
-   * The version's folder, when it changed (moveStore).
+   * The version's folder, when it is new or changed (importModel, moveStore).
    */
   path?: string | null;
   state:
