@@ -9,9 +9,10 @@ writes into every published version folder, so a copy of that folder imports as 
 Such a file only proves the files are intact, not where they came from.
 
 Modes: ``copy`` (hashed while copied), ``hardlink`` (no extra space; same volume only)
-and ``move`` (verified first, then renamed into the home, or copied and the sources
-deleted once registered when the home is on another volume). The files are assembled in
-the version's staging folder and renamed into ``models/`` in one step, as an install does.
+and ``move`` (verified first, then linked into the home, or copied across volumes; the
+sources are deleted only once the version is registered, so a kill loses nothing). The
+files are assembled in the version's staging folder and renamed into ``models/`` in one
+step, as an install does.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MANIFEST_BESIDE = "manifest.json"  # as model_repo.layout.MANIFEST_FILE: publish writes it
+# A link cannot be made: another drive, or a filesystem without hard links (FAT, exFAT).
+NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, getattr(errno, "ENOTSUP", errno.EPERM)}
 
 
 @dataclass
@@ -72,8 +75,7 @@ class ImportPlan:
     source: Path
     mode: ImportMode
     manifest_source: str
-    renamed: list[tuple[Path, Path]] = field(default_factory=list)  # (source, staged)
-    copied_sources: list[Path] = field(default_factory=list)  # deleted once registered (move)
+    moved_sources: list[Path] = field(default_factory=list)  # deleted once registered (move)
 
 
 def manifest_beside(folder: Path, model_id: str) -> CatalogModel:
@@ -138,7 +140,7 @@ def run_import(
                 trash = layout.trash(model_id, version, "old")
                 os.replace(final, trash)
                 shutil.rmtree(trash, ignore_errors=True)
-            for folder in {staging, *(p.parent for _, p in plan.renamed)}:
+            for folder in {staging, *(p.parent for p in staging.rglob("*") if p.is_file())}:
                 fsync_dir(folder)
             os.replace(staging, final)
             fsync_dir(final.parent)
@@ -148,7 +150,7 @@ def run_import(
         registry.record(model_id, plan.name, plan.task, entry)
     finally:
         lock.release()
-    for source in plan.copied_sources:  # move across volumes: registered, so now
+    for source in plan.moved_sources:  # registered: now the sources may go
         try:
             source.unlink()
         except OSError as exc:
@@ -209,25 +211,31 @@ def _place(
             try:
                 os.link(source, staged)
             except OSError as exc:
-                if exc.errno != errno.EXDEV:
+                if exc.errno not in NO_LINK:
                     raise
+                why = (
+                    "they are on different drives"
+                    if exc.errno == errno.EXDEV
+                    else "that drive does not support hard links"
+                )
                 raise InvalidState(
-                    f"cannot hard-link {source} into the home {plan_home(staging)}: they are "
-                    "on different drives; import with mode copy or move",
+                    f"cannot hard-link {source} into the home {plan_home(staging)}: {why}; "
+                    "import with mode copy or move",
                     reason="cross_device",
                     path=str(source),
                 ) from exc
             digests[relative] = sha256_file(staged)
         else:
+            # Linked (or copied), never renamed: until the version is registered every
+            # source stays where it was, so a kill mid-import loses nothing.
             try:
-                source.rename(staged)
-                plan.renamed.append((source, staged))
+                os.link(source, staged)
                 digests[relative] = next(f.sha256 for f in plan.version.files if f.path == relative)
             except OSError as exc:
-                if exc.errno != errno.EXDEV:
+                if exc.errno not in NO_LINK:
                     raise
                 digests[relative] = _copy_hashing(source, staged)
-                plan.copied_sources.append(source)
+            plan.moved_sources.append(source)
         lock.refresh()  # a long import keeps its lock fresh
     return digests
 
@@ -272,13 +280,8 @@ def _mismatch(plan: ImportPlan, problems: list[dict[str, str]]) -> ChecksumMisma
 
 
 def _undo(plan: ImportPlan, staging: Path) -> None:
-    """Put moved files back where they were, then drop staging: nothing is lost."""
-    for source, staged in reversed(plan.renamed):
-        try:
-            staged.rename(source)
-        except OSError as exc:
-            log.error("cannot put %s back to %s: %s", staged, source, exc)
-    plan.renamed.clear()
+    """Nothing registered: drop staging (sources were only linked or copied from)."""
+    plan.moved_sources.clear()
     shutil.rmtree(staging, ignore_errors=True)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -181,3 +182,43 @@ def test_cli_import(server: BackgroundServer, stick: Path, tmp_path: Path) -> No
     assert f"imported {MODEL}@{VERSION} (3 files" in done.stdout
     path = run_cli("path", MODEL, home=home)
     assert path.stdout.strip() == str(home / "models" / MODEL / VERSION)
+
+
+@pytest.fixture
+def usb_drive(tmp_path: Path) -> Iterator[Path]:
+    """A stick on another volume: a tmpfs. Skipped where mounting is not permitted."""
+    mount = tmp_path / "usb-drive"
+    mount.mkdir()
+    try:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
+
+
+def test_from_another_drive_move_copies_and_hardlink_is_refused(
+    server: BackgroundServer, published: Path, usb_drive: Path, tmp_path: Path
+) -> None:
+    stick = Path(shutil.copytree(published, usb_drive / "model"))
+    before = _tree(stick)
+    home = tmp_path / "home"
+    sidecar = _sidecar(home, server.url)
+    try:
+        params = {"modelId": MODEL, "version": VERSION, "path": str(stick)}
+        with pytest.raises(RpcError) as refused:
+            sidecar.call("importModel", {**params, "mode": "hardlink"})
+        assert refused.value.data["reason"] == "cross_device"
+        assert "different drives" in refused.value.message
+        assert _tree(stick) == before
+        result = sidecar.call("importModel", {**params, "mode": "move"})
+        assert _tree(Path(result["path"])) == FILES
+    finally:
+        sidecar.stop()
+        sidecar.cleanup()
+    assert _tree(stick) == {k: v for k, v in before.items() if k not in FILES}
