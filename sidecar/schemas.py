@@ -39,6 +39,7 @@ NOTIFICATIONS: dict[str, type[BaseModel]] = {
     "task.progress": wire.Task,
     "task.state": wire.Task,
     "models.changed": wire.ModelsChanged,
+    "store.moveProgress": wire_store.MoveProgress,
 }
 DOCUMENTS: dict[str, type[BaseModel]] = {
     "registry": wire.RegistryDocument,

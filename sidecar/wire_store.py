@@ -32,6 +32,15 @@ class MoveStoreResult(WireModel):
     resumed_tasks: list[str] = Field(description="downloads paused for the move, going on")
 
 
+class MoveProgress(WireModel):
+    """``store.moveProgress``: a move across drives copies, then verifies, every byte."""
+
+    to: str
+    phase: Literal["copying", "verifying"]
+    bytes_done: int
+    bytes_total: int
+
+
 class ImportModelParams(WireModel):
     model_id: Name
     version: Name

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,13 +21,14 @@ from sidecar.store.layout import HomeLayout
 from sidecar.store.registry import Registry
 from sidecar.store.relocate import check_no_other_writer, check_target, relocate
 from sidecar.wire import ModelsChanged, TaskState
-from sidecar.wire_store import MoveStoreResult
+from sidecar.wire_store import MoveProgress, MoveStoreResult
 
 if TYPE_CHECKING:
     from sidecar.core.manager import Manager
 
 log = logging.getLogger(__name__)
 
+PROGRESS_INTERVAL = 0.25  # seconds between store.moveProgress notifications
 RUNNING = {TaskState.QUEUED, TaskState.DOWNLOADING}
 SETTLED = {TaskState.PAUSED, TaskState.READY, TaskState.FAILED, TaskState.CANCELLED}
 
@@ -49,7 +52,7 @@ async def _move(manager: Manager, to: str) -> MoveStoreResult:
     setup_logging(None, manager.settings.log_level)  # the log file moves too
     try:
         outcome = await anyio.to_thread.run_sync(
-            relocate, previous, target, [t.task_id for t in paused]
+            relocate, previous, target, [t.task_id for t in paused], _reporter(manager, target)
         )
     except BaseException:
         setup_logging(manager.layout, manager.settings.log_level)
@@ -64,6 +67,26 @@ async def _move(manager: Manager, to: str) -> MoveStoreResult:
         home=str(outcome.home), previous_home=str(previous), method=outcome.method,
         bytes_copied=outcome.bytes_copied, files=outcome.files, resumed_tasks=resumed,
     )  # fmt: skip
+
+
+def _reporter(manager: Manager, target: Path) -> Callable[[str, int, int], None]:
+    """store.moveProgress from the copying thread, a few a second and at each end."""
+    last = 0.0
+
+    def report(phase: str, done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < PROGRESS_INTERVAL and done < total:
+            return
+        last = now
+        update = MoveProgress(to=str(target), phase=phase, bytes_done=done, bytes_total=total)
+
+        async def send() -> None:
+            await manager.notify("store.moveProgress", update.wire())
+
+        anyio.from_thread.run(send)
+
+    return report
 
 
 def _close_log_file() -> None:

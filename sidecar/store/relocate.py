@@ -34,6 +34,7 @@ import os
 import shutil
 import signal
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +59,11 @@ INCOMING = ".moving-in.json"
 MAX_HOPS = 8
 TEST_KILL_ENV = "MODEL_MANAGER_TEST_MOVE_KILL"
 Method = Literal["rename", "copy"]
+Progress = Callable[[str, int, int], None]  # phase ("copying", "verifying"), done, total
+
+
+def _no_progress(phase: str, done: int, total: int) -> None:
+    pass
 
 
 @dataclass
@@ -174,7 +180,9 @@ def _denied(path: Path, exc: OSError) -> ModelManagerError:
 # --- the move --------------------------------------------------------------------------
 
 
-def relocate(home: Path, target: Path, paused_tasks: list[str]) -> MoveOutcome:
+def relocate(
+    home: Path, target: Path, paused_tasks: list[str], progress: Progress = _no_progress
+) -> MoveOutcome:
     """Move ``home`` to ``target`` (checked by ``check_target``) and finish the move."""
     home = home.resolve()
     created = not target.exists()
@@ -190,7 +198,7 @@ def relocate(home: Path, target: Path, paused_tasks: list[str]) -> MoveOutcome:
     _test_point("before-copy")
     try:
         if method == "copy":
-            outcome.bytes_copied, outcome.files = _copy_verified(home, target)
+            outcome.bytes_copied, outcome.files = _copy_verified(home, target, progress)
         else:
             outcome.files = sum(len(files) for _, _, files in os.walk(home))
     except OSError as exc:
@@ -260,7 +268,7 @@ def _entries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name not in (FORWARD, INCOMING))
 
 
-def _copy_verified(home: Path, target: Path) -> tuple[int, int]:
+def _copy_verified(home: Path, target: Path, progress: Progress) -> tuple[int, int]:
     """Copy every regular file, then hash each copy against its source."""
     needed = 0
     plan: list[Path] = []
@@ -295,19 +303,28 @@ def _copy_verified(home: Path, target: Path) -> tuple[int, int]:
     _drop_extras(target, {str(p) for p in plan})
     hashes: dict[Path, str] = {}
     copied = 0
+
+    def copying(count: int) -> None:
+        nonlocal copied
+        copied += count
+        progress("copying", copied, needed)
+
     for relative in plan:
         source, copy = home / relative, target / relative
         if copy.exists() and copy.stat().st_size == source.stat().st_size:
             continue  # an earlier attempt's copy: the verify below checks it
-        hashes[relative] = _copy_file(source, copy)
-        copied += source.stat().st_size
+        hashes[relative] = _copy_file(source, copy, copying)
         _test_point("mid-copy")
+    progress("copying", copied, copied)
+    checked, total = 0, sum((home / r).stat().st_size for r in plan)
     for relative in plan:  # verify
         source, copy = home / relative, target / relative
+        checked += source.stat().st_size
+        progress("verifying", checked, total)
         expected = hashes.get(relative) or sha256_file(source)
         if sha256_file(copy) != expected:
             log.warning("the copy of %s differs: copying it again", relative)
-            if _copy_file(source, copy) != sha256_file(copy):
+            if _copy_file(source, copy, lambda _: None) != sha256_file(copy):
                 raise ChecksumMismatch(
                     f"cannot copy {source} to {copy} intact; the model home stays at {home}",
                     path=str(copy),
@@ -326,13 +343,14 @@ def _drop_extras(target: Path, keep: set[str]) -> None:
                 (Path(folder) / name).unlink(missing_ok=True)
 
 
-def _copy_file(source: Path, copy: Path) -> str:
+def _copy_file(source: Path, copy: Path, copied: Callable[[int], None]) -> str:
     hasher = hashlib.sha256()
     view = memoryview(bytearray(READ_SIZE))
     with open(source, "rb", buffering=0) as reader, open(copy, "wb", buffering=0) as writer:
         while count := reader.readinto(view):
             hasher.update(view[:count])
             writer.write(view[:count])
+            copied(count)
         os.fsync(writer.fileno())
     shutil.copystat(source, copy)
     return hasher.hexdigest()

@@ -105,6 +105,16 @@ def test_move_with_a_download_running(
         assert moved["home"] == str(new) and moved["previousHome"] == str(home)
         assert moved["method"] == ("rename" if where == "same-volume" else "copy")
         assert (moved["bytesCopied"] > 100_000) == (where == "other-drive")
+        progress = [
+            n["params"] for n in sidecar.notifications if n["method"] == "store.moveProgress"
+        ]
+        if where == "other-drive":  # the last of each phase says it is complete
+            for phase in ("copying", "verifying"):
+                last = [p for p in progress if p["phase"] == phase][-1]
+                assert last["bytesDone"] == last["bytesTotal"] > 200_000, progress
+                assert last["to"] == str(new)
+        else:
+            assert progress == []
         assert moved["resumedTasks"] == [started["taskId"]]
         assert sidecar.call("getInfo")["home"] == str(new)
         changed = [n["params"] for n in sidecar.notifications if n["method"] == "models.changed"]

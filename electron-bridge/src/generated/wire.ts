@@ -10,6 +10,7 @@ export type TaskState =
  */
 export interface WireSchemas {
   ModelsChangedParams: ModelsChangedParams;
+  StoreMoveProgressParams: StoreMoveProgressParams;
   Task: Task;
   CancelParams: CancelParams;
   GetInfoParams: GetInfoParams;
@@ -61,6 +62,15 @@ export interface ModelsChangedParams {
     | 'failed'
     | 'removed';
   version: string;
+}
+/**
+ * ``store.moveProgress``: a move across drives copies, then verifies, every byte.
+ */
+export interface StoreMoveProgressParams {
+  bytesDone: number;
+  bytesTotal: number;
+  phase: 'copying' | 'verifying';
+  to: string;
 }
 /**
  * schemas/notifications/task.progress.json
@@ -560,13 +570,14 @@ export const METHOD_NAMES = ['cancel', 'getInfo', 'getModelPath', 'getTask', 'im
 /** Every notification the sidecar sends: its params. */
 export interface Notifications {
   'models.changed': ModelsChangedParams;
+  'store.moveProgress': StoreMoveProgressParams;
   'task.progress': Task;
   'task.state': TaskStateParams;
 }
 
 export type NotificationName = keyof Notifications;
 
-export const NOTIFICATION_NAMES = ['models.changed', 'task.progress', 'task.state'] as const satisfies readonly NotificationName[];
+export const NOTIFICATION_NAMES = ['models.changed', 'store.moveProgress', 'task.progress', 'task.state'] as const satisfies readonly NotificationName[];
 
 /** schemas/errors.json: the sidecar's error names and their JSON-RPC codes. */
 export const ERROR_CODES = {
