@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import queue
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 
 from model_manager_cli.client import SidecarClient, SidecarError
 from model_manager_cli.commands import OK, split_ref
@@ -55,7 +59,12 @@ def import_model(client: SidecarClient, ref: str, folder: str, mode: str, out: C
 
 
 def move_store(client: SidecarClient, to: str, out: Console) -> int:
-    result = client.call("moveStore", {"to": str(Path(to).absolute())}, timeout=MOVE_TIMEOUT)
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(
+            client.call, "moveStore", {"to": str(Path(to).absolute())}, MOVE_TIMEOUT
+        )
+        _show_progress(client, answer, out)
+        result = answer.result()
     how = "renamed" if result["method"] == "rename" else f"copied {result['bytesCopied']} bytes"
     out.print(
         f"moved the store ({how}, {result['files']} files): {result['previousHome']} -> "
@@ -66,3 +75,26 @@ def move_store(client: SidecarClient, to: str, out: Console) -> int:
         soft_wrap=True,
     )
     return OK
+
+
+def _show_progress(client: SidecarClient, answer: Future[Any], out: Console) -> None:
+    """A bar per phase of a move across drives (store.moveProgress), until the answer."""
+    bars: dict[str, TaskID] = {}
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+        console=out, transient=True,
+    ) as progress:  # fmt: skip
+        while not answer.done():
+            try:
+                note = client.notifications.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if note is None:
+                break
+            if note.get("method") != "store.moveProgress":
+                continue
+            params = note["params"]
+            phase = params["phase"]
+            if phase not in bars:
+                bars[phase] = progress.add_task(phase, total=params["bytesTotal"])
+            progress.update(bars[phase], completed=params["bytesDone"], total=params["bytesTotal"])

@@ -245,12 +245,12 @@ def test_sigkill_at_each_point_leaves_one_valid_home(
         final.cleanup()
 
 
-def test_cli_move_store(repo: RepoServer, tmp_path: Path) -> None:
+def test_cli_move_store(repo: RepoServer, tmp_path: Path, drive: Path) -> None:
     home = _installed_home(tmp_path, repo)
-    new = tmp_path / "elsewhere" / "models-lib"
+    new = drive / "elsewhere" / "models-lib"
     moved = run_cli("move-store", str(new), home=home, repository=repo.url)
     assert moved.returncode == 0, moved.stderr
-    assert f"-> {new}" in moved.stdout and "renamed" in moved.stdout
+    assert f"-> {new}" in moved.stdout and "copied" in moved.stdout
     path = run_cli("path", "align-zh", home=home)
     assert path.stdout.strip() == str(new / "models" / "align-zh" / "1.0.0")
     refused = run_cli("move-store", str(tmp_path), home=new)
