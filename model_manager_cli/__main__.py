@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 
-from model_manager_cli import commands, store
+from model_manager_cli import commands, home, store
 from model_manager_cli.client import LaunchOptions, SidecarClient, SidecarError, SidecarGone
 from sidecar.config import add_location_arguments
 
@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="ARG",
         help="extra argument for the sidecar, e.g. --sidecar-arg=--stall-timeout=5",
+    )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="never touch the network: answer from the cached catalog and installed models "
+        "(env MODEL_MANAGER_OFFLINE=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -111,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         pinning.add_argument(
             "ref", metavar="ID[@VERSION]", help="the model's id (default: its newest version)"
         )
+    home.add_parsers(sub)
     return parser
 
 
@@ -139,6 +146,10 @@ def dispatch(
     if command in {"pin", "unpin"}:
         ref = commands._ref_params(args.ref)
         return lambda c: store.pin(c, ref, command == "pin", out)
+    if command == "import":
+        return lambda c: home.import_model(c, args.ref, args.path, args.mode, out)
+    if command == "move-store":
+        return lambda c: home.move_store(c, args.to, out)
     return lambda c: commands.ranking(c, args.limit, args.refresh, args.json, out)
 
 
@@ -150,7 +161,7 @@ def run(argv: list[str] | None = None) -> int:
         home=args.home,
         repository=args.repository,
         scheduler=args.scheduler,
-        extra_args=tuple(args.sidecar_arg),
+        extra_args=(*args.sidecar_arg, *(["--offline"] if args.offline else [])),
     )
     client = SidecarClient(options)
     try:

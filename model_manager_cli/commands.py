@@ -123,7 +123,9 @@ def list_models(client: SidecarClient, refresh: bool, as_json: bool, out: Consol
         return OK
     store.list_table(client, result, out)  # with sizes and last use, in 80 columns
     if result.get("stale"):
-        out.print("(repository unreachable: showing the cached catalog and local models)")
+        why = "offline" if result.get("offline") else "repository unreachable"
+        fetched = result.get("fetchedAt") or "never"
+        out.print(f"({why}: showing the catalog fetched {fetched} and local models)")
     return OK
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
@@ -17,6 +18,7 @@ from sidecar.rpc.methods import build_methods
 from sidecar.rpc.server import RpcServer
 from sidecar.rpc.stdio import LineWriter, StdinReader, claim_stdout
 from sidecar.store.layout import HomeLayout
+from sidecar.store.relocate import resolve_home
 from sidecar.transfer.client import TransferClient
 from sidecar.transfer.http import JsonClient
 from sidecar.transfer.network import Network
@@ -38,8 +40,13 @@ async def _on_signals(stop: anyio.Event) -> None:
 
 
 async def run(settings: Settings) -> None:
+    # A home moved by moveStore forwards to its new place (sidecar.store.relocate).
+    home, notes = await anyio.to_thread.run_sync(resolve_home, settings.home)
+    settings = dataclasses.replace(settings, home=home)
     layout = HomeLayout(settings.home)
     setup_logging(layout, settings.log_level)
+    for note in notes:
+        log.warning("%s", note)
     log.info(
         "sidecar %s starting: home=%s repositories=%s",
         __version__, settings.home, list(settings.repositories),

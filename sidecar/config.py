@@ -31,6 +31,7 @@ class Option:
     high: int | float
     help: str
     env: str | None = None
+    switch: bool = False  # the flag alone means 1 (``--offline``); ``--offline 0`` too
 
     def parse(self, text: str) -> int | float:
         """For argparse (flag or environment): a number within the bounds."""
@@ -86,6 +87,10 @@ OPTIONS: tuple[Option, ...] = (
            "quota for installed models plus partial downloads, bytes; an install past it "
            "evicts the least recently used versions that are neither pinned nor in use "
            "(0: none)", "MODEL_MANAGER_MAX_STORE_BYTES"),
+    Option("offline", "--offline", int, 0, 0, 1,
+           "1: never touch the network (catalog, manifests, ranking, downloads); answer "
+           "from the cached catalog and the installed models", "MODEL_MANAGER_OFFLINE",
+           switch=True),
 )  # fmt: skip
 OPTION = {option.name: option for option in OPTIONS}
 _DEFAULT: dict[str, Any] = {option.name: option.default for option in OPTIONS}
@@ -122,6 +127,7 @@ class Settings:
     max_line_bytes: int = 16 * 1024 * 1024
     proxy: str | None = field(default=None, repr=False)  # None: the environment decides
     ca_bundle: Path | None = None
+    offline: bool = False  # --offline: no network call at all (sidecar.core.offline)
 
 
 def _split_urls(value: str | None) -> tuple[str, ...]:
@@ -168,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
             option.flag,
             dest=option.name,
             type=option.parse,
+            nargs="?" if option.switch else None,
+            const=1 if option.switch else None,
             metavar="N" if option.kind is int else "SECONDS",
             default=from_env if from_env is not None else option.default,  # parsed if text
             help=option.help
@@ -227,6 +235,7 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
     tuning = {option.name: getattr(args, option.name) for option in OPTIONS}
     del tuning["lock_timeout"]
     tuning["max_bytes_per_second"] = tuning["max_bytes_per_second"] or None
+    tuning["offline"] = bool(tuning["offline"])
     return Settings(
         home=home.expanduser().resolve(),
         repositories=_split_urls(args.repository),

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sidecar import errors, wire, wire_store
+from sidecar import errors, wire, wire_home, wire_store
 from sidecar.manifest import CatalogModel
 
 METHODS: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
@@ -37,11 +37,14 @@ METHODS: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     "pin": (wire_store.PinParams, wire_store.PinResult),
     "unpin": (wire_store.PinParams, wire_store.PinResult),
     "releaseModel": (wire_store.ReleaseModelParams, wire_store.ReleaseModelResult),
+    "moveStore": (wire_home.MoveStoreParams, wire_home.MoveStoreResult),
+    "importModel": (wire_home.ImportModelParams, wire_home.ImportModelResult),
 }
 NOTIFICATIONS: dict[str, type[BaseModel]] = {
     "task.progress": wire.Task,
     "task.state": wire.Task,
     "models.changed": wire.ModelsChanged,
+    "store.moveProgress": wire_home.MoveProgress,
 }
 DOCUMENTS: dict[str, type[BaseModel]] = {
     "registry": wire.RegistryDocument,

@@ -50,6 +50,12 @@ UnavailableReason = Literal[
     "not_installed", "queued", "downloading", "verifying", "paused", "incomplete", "failed",
     "damaged", "quota",
 ]  # fmt: skip
+# ``reason`` of the other errors: REPOSITORY_UNAVAILABLE / SCHEDULER_UNAVAILABLE offline,
+# moveStore's refusals (INVALID_STATE, INSUFFICIENT_DISK_SPACE), importModel's.
+ErrorReason = Literal[
+    "offline", "target_inside_home", "target_not_empty", "target_not_folder", "no_space",
+    "cross_device", "move_in_progress", "already_installed",
+]  # fmt: skip
 ModelState = Literal[
     "not_installed", "queued", "downloading", "verifying", "paused", "ready", "incomplete",
     "failed", "removed", "damaged",
@@ -271,6 +277,10 @@ class ModelInfo(WireModel):
 class ListModelsResult(WireModel):
     models: list[ModelInfo]
     stale: bool = Field(description="True when the repository could not be reached.")
+    fetched_at: str | None = Field(
+        default=None, description="When the catalog shown was fetched (UTC); null: never."
+    )
+    offline: bool = Field(default=False, description="The sidecar runs with --offline.")
 
 
 class ListTasksResult(WireModel):
@@ -332,6 +342,10 @@ class ModelsChanged(WireModel):
     reason: Literal["evicted", "pruned"] | None = Field(
         default=None, description="Why a version was removed when no client asked for it."
     )
+    path: str | None = Field(
+        default=None,
+        description="The version's folder, when it is new or changed (importModel, moveStore).",
+    )
 
 
 class ErrorData(WireModel):
@@ -343,7 +357,7 @@ class ErrorData(WireModel):
     code: str
     model_id: str | None = None
     version: str | None = None
-    reason: UnavailableReason | None = None
+    reason: UnavailableReason | ErrorReason | None = None
 
 
 # --- files on disk --------------------------------------------------------------------

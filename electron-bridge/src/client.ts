@@ -33,6 +33,8 @@ const DEFAULT_METHOD_TIMEOUTS: Partial<Record<MethodName, number>> = {
   installUrl: 120_000,
   listModels: 120_000,
   remove: 120_000,
+  importModel: 60 * 60_000, // hashes (and may copy) every file
+  moveStore: 24 * 60 * 60_000, // across drives: copies and verifies the whole store
 };
 
 // Reads that change nothing: a call caught by a crash is sent once more to the restarted
@@ -223,6 +225,16 @@ export class ModelManagerClient implements ModelManagerApi {
   /** End a lease from `getModelPath {lease: true}`. */
   releaseModel(params: T.ReleaseModelParams, options?: CallOptions) {
     return this.call('releaseModel', params, options);
+  }
+  /** Adopt a model's files already on disk (copy, hardlink or move), each checked
+   * against its manifest's SHA-256; nothing is registered on any mismatch. */
+  importModel(params: T.ImportModelParams, options?: CallOptions) {
+    return this.call('importModel', params, options);
+  }
+  /** Move the whole store to another folder or drive. Store the answer's `home` and
+   * start the sidecar with it from now on (the old folder forwards there meanwhile). */
+  moveStore(params: T.MoveStoreParams, options?: CallOptions) {
+    return this.call('moveStore', params, options);
   }
   /** Asks the sidecar to stop. It is then restarted like after a crash; to end it, use dispose(). */
   shutdown(params?: T.ShutdownParams, options?: CallOptions) {

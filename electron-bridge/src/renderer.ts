@@ -55,6 +55,8 @@ export function connectRenderer(bridge: ModelManagerBridge): RendererClient {
     pin: method('pin') as RendererClient['pin'],
     unpin: method('unpin') as RendererClient['unpin'],
     releaseModel: method('releaseModel') as RendererClient['releaseModel'],
+    importModel: method('importModel') as RendererClient['importModel'],
+    moveStore: method('moveStore') as RendererClient['moveStore'],
   };
 }
 

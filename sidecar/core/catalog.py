@@ -87,7 +87,16 @@ class Catalog:
 
     async def _get_json(self, path: str, what: str, model_id: str | None = None) -> Any:
         """GET from each mirror in turn; 404 everywhere that answered is MODEL_NOT_FOUND.
-        ``what`` says what for in the errors (the user never sees ``path``)."""
+        ``what`` says what for in the errors (the user never sees ``path``). Offline: no
+        request at all, and REPOSITORY_UNAVAILABLE with ``reason: offline``, as when no
+        mirror answers (so callers fall back to the cache alike)."""
+        data = {"modelId": model_id} if model_id else {}
+        if self.settings.offline:
+            raise RepositoryUnavailable(
+                f"cannot {what}: working offline, the repository is not asked",
+                reason="offline",
+                **data,
+            )
         if not self.settings.repositories:
             raise no_repository(what, model_id)
         problems = []
@@ -121,7 +130,9 @@ class Catalog:
             raise TlsError(tls.host, tls.reason)
         data = {"modelId": model_id} if model_id else {}
         raise RepositoryUnavailable(
-            f"cannot {what}: no repository answered ({'; '.join(problems)})", **data
+            f"cannot {what}: no repository answered ({'; '.join(problems)})",
+            reason="offline",  # automatic offline mode: see sidecar.core.offline
+            **data,
         )
 
     async def _save(self) -> None:

@@ -38,6 +38,8 @@ from sidecar.wire_store import (
 
 if TYPE_CHECKING:
     from sidecar.core.manager import Manager
+    from sidecar.store.layout import HomeLayout
+    from sidecar.store.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,11 @@ class StoreKeeper:
         self.leases = Leases()
         self.max_store_bytes = manager.settings.max_store_bytes
         self._room = anyio.Lock()  # one quota decision at a time
+
+    def rehome(self, layout: HomeLayout, registry: Registry) -> None:
+        """The home moved (moveStore): the same state, kept at the new place."""
+        self.layout, self.registry = layout, registry
+        self.last_used.rehome(layout)
 
     # --- who may be taken ------------------------------------------------------------
 

@@ -32,6 +32,10 @@ class LastUsed:
         self._dirty = False
         self._removed: set[Key] = set()  # versions gone: dropped from the file too
 
+    def rehome(self, layout: HomeLayout) -> None:
+        self.path = last_used_file(layout)
+        self.lock = layout.root / "last-used.json.lock"
+
     def touch(self, model_id: str, version: str) -> None:
         self.times[(model_id, version)] = time.time()
         self._dirty = True

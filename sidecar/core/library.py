@@ -15,6 +15,7 @@ from sidecar.core.catalog import Catalog
 from sidecar.core.hooks import Notify
 from sidecar.core.listing import merge_models, version_key
 from sidecar.core.maintenance import find_problems
+from sidecar.core.offline import fetched_at_text
 from sidecar.core.tasks import TaskRuntime
 from sidecar.errors import InvalidState, ModelNotAvailable
 from sidecar.manifest import check_safe_name
@@ -135,7 +136,12 @@ class Library:
         models = merge_models(
             self.catalog.models, self.registry.document.models, self.active, self.layout
         )
-        return ListModelsResult(models=models, stale=not self.catalog.fresh())
+        return ListModelsResult(
+            models=models,
+            stale=not self.catalog.fresh(),
+            fetched_at=fetched_at_text(self.catalog.fetched_at),
+            offline=self.settings.offline,
+        )
 
     def _installed_versions(self, model_id: str, version: str | None) -> list[str]:
         check_safe_name(model_id, "modelId")

@@ -15,6 +15,7 @@ from sidecar.core.catalog import Catalog
 from sidecar.core.eviction import StoreKeeper
 from sidecar.core.hooks import DownloadHooks, NoHooks, Notify, installed_hooks
 from sidecar.core.library import Library
+from sidecar.core.offline import install_offline, offline_error
 from sidecar.core.ranking import RankingSource
 from sidecar.core.requirements import resolve_requirements
 from sidecar.core.runner import TaskRunner
@@ -95,6 +96,7 @@ class Manager:
         self.runner = TaskRunner(settings, self.layout, self.registry, transfer, self.set_state)
         self.keeper = StoreKeeper(self)  # disk usage, pins, leases, quota, last used
         self._group: TaskGroup | None = None
+        self.moving = False  # moveStore at work (sidecar.core.relocation): no task starts
 
     # --- service -------------------------------------------------------------------
 
@@ -133,6 +135,8 @@ class Manager:
     async def _watch_registry(self) -> None:
         while True:
             await anyio.sleep(REGISTRY_POLL)
+            if self.moving:  # its file moves: reading it now would rebuild it empty
+                continue
             try:
                 await anyio.to_thread.run_sync(self.registry.reload_if_changed)
             except OSError as exc:
@@ -185,6 +189,11 @@ class Manager:
 
     def _start(self, task: TaskRuntime) -> None:
         assert self._group is not None, "manager is not serving"
+        if self.moving:
+            raise InvalidState(
+                "the model home is being moved: try again once moveStore has answered",
+                reason="move_in_progress",
+            )
         self.tasks[task.task_id] = task
         self.active[task.key] = task
         self.failed.discard(task.key)
@@ -273,7 +282,7 @@ class Manager:
             task.url_source = UrlSource(
                 persisted.url, persisted.filename, persisted.mode, persisted.sha256
             )
-        if persisted.state == TaskState.PAUSED:
+        if persisted.state == TaskState.PAUSED or self.settings.offline:  # kept for online
             task.state = TaskState.PAUSED
             self.tasks[task.task_id] = task
             self.active[task.key] = task
@@ -287,6 +296,8 @@ class Manager:
         self, model_id: str, version: str | None, dependencies: bool, repair: bool = False
     ) -> InstallResult:
         check_safe_name(model_id, "modelId")
+        if self.settings.offline:
+            return install_offline(self.registry, model_id, version)
         model = await self.catalog.get_model(model_id)
         manifest = model.find_version(version)
         if manifest is None:
@@ -374,6 +385,8 @@ class Manager:
     def resume(self, task_id: str) -> TaskRuntime:
         task = self.get_task(task_id)
         if task.state == TaskState.PAUSED and task.scope is None:
+            if self.settings.offline:
+                raise offline_error(f"cannot resume {task.model_id}@{task.version}")
             self._start(task)
             task.state = TaskState.QUEUED
             return task
@@ -409,6 +422,8 @@ class Manager:
             return InstallResult(
                 task_id=None, model_id=model_id, version=version, state=TaskState.READY
             )
+        if self.settings.offline:
+            raise offline_error(f"cannot download {source.filename}")
         if task is None:
             task = TaskRuntime(model_id=model_id, version=version, name=source.filename,
                                model_task=source.mode or "", url_source=source)  # fmt: skip

@@ -70,21 +70,25 @@ class RankingSource:
             recent = anyio.current_time() - self._fetched < FRESH_SECONDS
             if self.cached is not None and not refresh and recent:
                 return self.cached, False
-            problem = f"no answer within {self.settings.ranking_timeout}s"
-            with anyio.move_on_after(self.settings.ranking_timeout):
-                try:
-                    fresh = await self._fetch(scheduler)
-                except (TransientError, SourceFailed, ValidationError) as exc:
-                    problem = f"{type(exc).__name__}: {exc}"
-                else:
-                    self.cached, self._fetched = fresh, anyio.current_time()
-                    await anyio.to_thread.run_sync(self._save, fresh)
-                    return fresh, False
+            problem = "working offline"
+            if not self.settings.offline:
+                problem = f"no answer within {self.settings.ranking_timeout}s"
+                with anyio.move_on_after(self.settings.ranking_timeout):
+                    try:
+                        fresh = await self._fetch(scheduler)
+                    except (TransientError, SourceFailed, ValidationError) as exc:
+                        problem = f"{type(exc).__name__}: {exc}"
+                    else:
+                        self.cached, self._fetched = fresh, anyio.current_time()
+                        await anyio.to_thread.run_sync(self._save, fresh)
+                        return fresh, False
             if self.cached is not None:
                 log.warning("ranking: %s; answering with the last good one", problem)
                 return self.cached, True
             raise SchedulerUnavailable(
-                f"no ranking available from {scheduler}: {problem}", scheduler=scheduler
+                f"no ranking available from {scheduler}: {problem}",
+                scheduler=scheduler,
+                **({"reason": "offline"} if self.settings.offline else {}),
             )
 
     async def _fetch(self, scheduler: str) -> CachedRanking:

@@ -19,6 +19,7 @@ from sidecar.core.manager import Manager
 from sidecar.core.tasks import UrlSource
 from sidecar.errors import ModelManagerError, UnsafeManifest
 from sidecar.manifest import check_safe_name
+from sidecar.rpc.home_methods import with_store_methods
 from sidecar.transfer.network import redact_proxy
 from sidecar.wire import (
     GetModelPathParams,
@@ -65,6 +66,9 @@ def _wire_error(exc: ModelManagerError, params: BaseModel | None = None) -> Json
         version = getattr(params, "version", None)
         exc.concerning(model_id, version if isinstance(version, str) else None)
     return JsonRpcError(exc.code, exc.message, exc.to_data())
+
+
+wire_error = _wire_error  # for sidecar.rpc.home_methods
 
 
 # No functools.wraps below: jsonrpcserver binds params against the wrapper's own
@@ -124,7 +128,7 @@ def build_methods(
         return InfoResult(
             version=__version__, protocol_version=PROTOCOL_VERSION,
             pid=os.getpid(), worker_pid=manager.transfer.pid,
-            home=str(settings.home), repositories=list(settings.repositories),
+            home=str(manager.settings.home), repositories=list(settings.repositories),
         )  # fmt: skip
 
     @sync_handler(GetModelPathParams)
@@ -216,7 +220,7 @@ def build_methods(
         request_stop()
         return ShutdownResult(stopping=True)
 
-    return {
+    methods: dict[str, Handler] = {
         "getInfo": get_info,
         "getModelPath": get_model_path,
         "install": install,
@@ -235,6 +239,7 @@ def build_methods(
         "shutdown": shutdown,
         **build_store_methods(manager, client),
     }
+    return with_store_methods(manager, methods)
 
 
 def _check_http_url(url: str) -> None:

@@ -81,7 +81,7 @@ class TransferClient:
                 task_status.started()
                 await anyio.sleep(WARM_UP_AFTER)  # ready before the first download, usually
                 async with self.starting:
-                    if self.process is None:
+                    if self.process is None and not self.settings.offline:
                         await self._start_worker()
                 await anyio.sleep_forever()
         finally:
@@ -128,6 +128,12 @@ class TransferClient:
         self.limits = {"rate": rate, "maxConnections": max_connections}
         if self.process is not None:
             await self._write({"op": "limits", **self.limits})
+
+    async def use_settings(self, settings: Settings) -> None:
+        """The home moved (moveStore, no job running): the next job starts a worker
+        that knows the new one."""
+        self.settings = settings
+        await self._stop_worker()
 
     async def set_proxy(self, proxy: str | None) -> None:
         self.proxy = proxy

@@ -10,6 +10,7 @@ export type TaskState =
  */
 export interface WireSchemas {
   ModelsChangedParams: ModelsChangedParams;
+  StoreMoveProgressParams: StoreMoveProgressParams;
   Task: Task;
   CancelParams: CancelParams;
   DiskUsageParams: DiskUsageParams;
@@ -17,12 +18,16 @@ export interface WireSchemas {
   GetInfoResult: GetInfoResult;
   GetModelPathParams: GetModelPathParams;
   GetModelPathResult: GetModelPathResult;
+  ImportModelParams: ImportModelParams;
+  ImportModelResult: ImportModelResult;
   InstallParams: InstallParams;
   InstallResult: InstallResult;
   InstallUrlParams: InstallUrlParams;
   ListModelsParams: ListModelsParams;
   ListModelsResult: ListModelsResult;
   ListTasksResult: ListTasksResult;
+  MoveStoreParams: MoveStoreParams;
+  MoveStoreResult: MoveStoreResult;
   PinParams: PinParams;
   PinResult: PinResult;
   PruneParams: PruneParams;
@@ -51,6 +56,10 @@ export interface WireSchemas {
 export interface ModelsChangedParams {
   modelId: string;
   /**
+   * The version's folder, when it is new or changed (importModel, moveStore).
+   */
+  path?: string | null;
+  /**
    * Why a version was removed when no client asked for it.
    */
   reason?: ('evicted' | 'pruned') | null;
@@ -66,6 +75,15 @@ export interface ModelsChangedParams {
     | 'removed'
     | 'damaged';
   version: string;
+}
+/**
+ * ``store.moveProgress``: a move across drives copies, then verifies, every byte.
+ */
+export interface StoreMoveProgressParams {
+  bytesDone: number;
+  bytesTotal: number;
+  phase: 'copying' | 'verifying';
+  to: string;
 }
 /**
  * schemas/notifications/task.progress.json
@@ -218,6 +236,39 @@ export interface GetModelPathResult {
   version: string;
 }
 /**
+ * schemas/methods/importModel.params.json
+ */
+export interface ImportModelParams {
+  /**
+   * copy: the files stay; hardlink: linked, no extra space (same volume only); move: the files move into the home
+   */
+  mode?: 'copy' | 'hardlink' | 'move';
+  modelId: string;
+  /**
+   * The folder holding the model's files.
+   */
+  path: string;
+  version: string;
+}
+/**
+ * schemas/methods/importModel.result.json
+ */
+export interface ImportModelResult {
+  files: number;
+  /**
+   * catalog: from the repository (or its cache); file: the manifest.json beside the files
+   */
+  manifestSource: 'catalog' | 'file';
+  mode: 'copy' | 'hardlink' | 'move';
+  modelId: string;
+  /**
+   * The installed folder (as getModelPath answers)
+   */
+  path: string;
+  sizeBytes: number;
+  version: string;
+}
+/**
  * schemas/methods/install.params.json
  */
 export interface InstallParams {
@@ -258,7 +309,15 @@ export interface ListModelsParams {
  * schemas/methods/listModels.result.json
  */
 export interface ListModelsResult {
+  /**
+   * When the catalog shown was fetched (UTC); null: never.
+   */
+  fetchedAt?: string | null;
   models: ModelInfo[];
+  /**
+   * The sidecar runs with --offline.
+   */
+  offline?: boolean;
   /**
    * True when the repository could not be reached.
    */
@@ -307,6 +366,41 @@ export interface InstalledVersionInfo {
  */
 export interface ListTasksResult {
   tasks: Task[];
+}
+/**
+ * schemas/methods/moveStore.params.json
+ */
+export interface MoveStoreParams {
+  /**
+   * The new home: a folder that does not exist or is empty, not inside the current home. Another drive works too (copied, verified, then switched).
+   */
+  to: string;
+}
+/**
+ * schemas/methods/moveStore.result.json
+ */
+export interface MoveStoreResult {
+  /**
+   * 0 for a rename
+   */
+  bytesCopied: number;
+  /**
+   * files in the home that moved
+   */
+  files: number;
+  /**
+   * The home from now on: store it and pass it as --home.
+   */
+  home: string;
+  /**
+   * rename: same volume, one step; copy: another volume, copied, verified, then switched
+   */
+  method: 'rename' | 'copy';
+  previousHome: string;
+  /**
+   * downloads paused for the move, going on
+   */
+  resumedTasks: string[];
 }
 /**
  * schemas/methods/pin.params.json
@@ -495,6 +589,16 @@ export interface ErrorData {
         | 'damaged'
         | 'quota'
       )
+    | (
+        | 'offline'
+        | 'target_inside_home'
+        | 'target_not_empty'
+        | 'target_not_folder'
+        | 'no_space'
+        | 'cross_device'
+        | 'move_in_progress'
+        | 'already_installed'
+      )
     | null;
   version?: string | null;
   [k: string]: unknown | undefined;
@@ -658,10 +762,12 @@ export interface Methods {
   getInfo: { params: GetInfoParams; result: GetInfoResult };
   getModelPath: { params: GetModelPathParams; result: GetModelPathResult };
   getTask: { params: GetTaskParams; result: GetTaskResult };
+  importModel: { params: ImportModelParams; result: ImportModelResult };
   install: { params: InstallParams; result: InstallResult };
   installUrl: { params: InstallUrlParams; result: InstallUrlResult };
   listModels: { params: ListModelsParams; result: ListModelsResult };
   listTasks: { params: ListTasksParams; result: ListTasksResult };
+  moveStore: { params: MoveStoreParams; result: MoveStoreResult };
   pause: { params: PauseParams; result: PauseResult };
   pin: { params: PinParams; result: PinResult };
   prune: { params: PruneParams; result: PruneResult };
@@ -678,18 +784,19 @@ export interface Methods {
 
 export type MethodName = keyof Methods;
 
-export const METHOD_NAMES = ['cancel', 'diskUsage', 'getInfo', 'getModelPath', 'getTask', 'install', 'installUrl', 'listModels', 'listTasks', 'pause', 'pin', 'prune', 'ranking', 'releaseModel', 'remove', 'resume', 'setLimits', 'setNetwork', 'shutdown', 'unpin', 'verify'] as const satisfies readonly MethodName[];
+export const METHOD_NAMES = ['cancel', 'diskUsage', 'getInfo', 'getModelPath', 'getTask', 'importModel', 'install', 'installUrl', 'listModels', 'listTasks', 'moveStore', 'pause', 'pin', 'prune', 'ranking', 'releaseModel', 'remove', 'resume', 'setLimits', 'setNetwork', 'shutdown', 'unpin', 'verify'] as const satisfies readonly MethodName[];
 
 /** Every notification the sidecar sends: its params. */
 export interface Notifications {
   'models.changed': ModelsChangedParams;
+  'store.moveProgress': StoreMoveProgressParams;
   'task.progress': Task;
   'task.state': TaskStateParams;
 }
 
 export type NotificationName = keyof Notifications;
 
-export const NOTIFICATION_NAMES = ['models.changed', 'task.progress', 'task.state'] as const satisfies readonly NotificationName[];
+export const NOTIFICATION_NAMES = ['models.changed', 'store.moveProgress', 'task.progress', 'task.state'] as const satisfies readonly NotificationName[];
 
 /** schemas/errors.json: the sidecar's error names and their JSON-RPC codes. */
 export const ERROR_CODES = {
