@@ -347,6 +347,9 @@ class ModelsChanged(WireModel):
         description="The version's folder, when it is new or changed (importModel, moveStore).",
     )
 
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)  # reason, path
+
 
 class ErrorData(WireModel):
     """``data`` of every sidecar error response; MODEL_NOT_AVAILABLE adds its fields."""

@@ -114,7 +114,10 @@ def test_no_repository_answering_is_offline_by_itself(proxy: CountingProxy, tmp_
         assert listed["stale"] is True and listed["offline"] is False
         assert listed["fetchedAt"]
         assert {m["id"] for m in listed["models"]} == {"align-zh", "whisper-small-zh"}
-        assert sidecar.call("ranking", {"refresh": True})["stale"] is True
+        # The ranking cached was another scheduler's (the URL changed): never shown here.
+        with pytest.raises(RpcError) as refused:
+            sidecar.call("ranking", {"refresh": True})
+        assert refused.value.code == 1010
     finally:
         sidecar.stop()
         sidecar.cleanup()
