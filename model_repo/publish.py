@@ -23,6 +23,7 @@ import portalocker
 
 from model_repo import catalog
 from model_repo.layout import CHECKSUM_FILE, MANIFEST_FILE, RESERVED_NAMES, StorageLayout
+from model_repo.signing import Signer, SigningError, is_signed, require_signer
 from sidecar.errors import UnsafeManifest
 from sidecar.manifest import (
     CatalogFile,
@@ -165,13 +166,20 @@ def comparable(manifest: CatalogModel) -> dict[str, Any]:
     return document
 
 
-def publish(storage: Path, request: PublishRequest, now: datetime | None = None) -> PublishResult:
+def publish(
+    storage: Path, request: PublishRequest, now: datetime | None = None,
+    signer: Signer | None = None,
+) -> PublishResult:  # fmt: skip
     try:
         check_safe_name(request.model_id, "id")
         check_safe_name(request.version, "version")
     except UnsafeManifest as exc:
         raise PublishError(str(exc)) from exc
     layout = StorageLayout(storage)
+    try:
+        require_signer(is_signed(layout), signer, str(storage))
+    except SigningError as exc:
+        raise PublishError(str(exc)) from exc
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     layout.root.mkdir(parents=True, exist_ok=True)
     staged, manifest = stage(layout, request, stamp)
@@ -183,7 +191,7 @@ def publish(storage: Path, request: PublishRequest, now: datetime | None = None)
                 manifest = catalog.read_manifest(target / MANIFEST_FILE)
             if request.make_default or catalog.read_default(layout, request.model_id) is None:
                 catalog.write_default(layout, request.model_id, request.version)
-            report = catalog.rebuild(layout)
+            report = catalog.rebuild(layout, signer)
             _sweep_staging(layout)
     finally:
         shutil.rmtree(staged, ignore_errors=True)

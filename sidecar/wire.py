@@ -49,6 +49,8 @@ class TaskState(StrEnum):
 UnavailableReason = Literal[
     "not_installed", "queued", "downloading", "verifying", "paused", "incomplete", "failed"
 ]
+# SIGNATURE_INVALID's data.reason.
+SignatureReason = Literal["unsigned", "bad_signature", "unknown_key", "rollback", "expired"]
 ModelState = Literal[
     "not_installed", "queued", "downloading", "verifying", "paused", "ready", "incomplete",
     "failed", "removed",
@@ -305,7 +307,9 @@ class ErrorData(WireModel):
     code: str
     model_id: str | None = None
     version: str | None = None
-    reason: UnavailableReason | None = None
+    reason: UnavailableReason | SignatureReason | None = None
+    # SIGNATURE_INVALID: the repository host whose catalog or manifest was refused.
+    host: str | None = None
 
 
 # --- files on disk --------------------------------------------------------------------

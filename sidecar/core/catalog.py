@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import anyio
 
 from sidecar.config import Settings
-from sidecar.errors import ModelNotFound, RepositoryUnavailable, TlsError, UnsafeManifest
+from sidecar.core.signatures import ADVICE, SignatureProblem, Verifier
+from sidecar.errors import (
+    ModelNotFound,
+    RepositoryUnavailable,
+    SignatureInvalid,
+    TlsError,
+    UnsafeManifest,
+)
 from sidecar.manifest import CatalogModel, check_safe_name, parse_model
+from sidecar.signature import Kind
 from sidecar.store.fsutil import atomic_write_json, read_json
 from sidecar.store.layout import HomeLayout
 from sidecar.transfer.http import JsonClient, SourceFailed, TlsFailed, TransientError, auth_headers
@@ -33,6 +42,7 @@ class Catalog:
         self.fetched_at: float = 0.0
         self.stale = True
         self._refresh_lock = anyio.Lock()
+        self.verifier = Verifier(settings, layout)
 
     async def load_cache(self) -> None:
         try:
@@ -53,21 +63,29 @@ class Catalog:
             if not force and self.fresh():
                 return True
             try:
-                self.models = _parse_list(await self._get_json("/api/models"))
-            except (RepositoryUnavailable, ModelNotFound) as exc:
+                self.models = _parse_list(await self._get_json("/api/models", Signed("catalog")))
+            except (RepositoryUnavailable, ModelNotFound, SignatureInvalid) as exc:
                 log.warning("catalog refresh failed, using the cache: %s", exc)
                 self.stale = True
+                # Asked for explicitly, a refused catalog is an answer the app must see;
+                # a background refresh keeps listing what is installed and known.
+                if force and isinstance(exc, SignatureInvalid):
+                    raise
                 return False
             self.fetched_at = time.time()
             self.stale = False
             await self._save()
             return True
 
-    async def get_model(self, model_id: str) -> CatalogModel:
-        """The freshest entry for one model; the cache when the repository is down."""
+    async def get_model(self, model_id: str, version: str | None = None) -> CatalogModel:
+        """The freshest entry for one model; the cache when the repository is down (never
+        when it answered with a refused signature). ``version`` names the one wanted in
+        a SIGNATURE_INVALID."""
         check_safe_name(model_id, "modelId")
         try:
-            raw = await self._get_json(f"/api/models/{quote(model_id, safe='')}")
+            raw = await self._get_json(
+                f"/api/models/{quote(model_id, safe='')}", Signed("manifest", model_id, version)
+            )
         except RepositoryUnavailable:
             cached = self.models.get(model_id)
             if cached is None:
@@ -80,36 +98,87 @@ class Catalog:
         self.models[model_id] = model
         return model
 
-    async def _get_json(self, path: str) -> Any:
-        """GET from each mirror in turn; 404 everywhere that answered is MODEL_NOT_FOUND."""
+    async def _get_json(self, path: str, signed: Signed) -> Any:
+        """GET from each mirror in turn; 404 everywhere that answered is MODEL_NOT_FOUND.
+        A mirror whose copy a trusted signature does not vouch for is skipped too; when
+        no mirror gives a trusted copy, the first refusal is the error."""
         problems = []
         not_found = False
         tls: TlsFailed | None = None
+        refused: list[SignatureInvalid] = []
         for base in self.settings.repositories:
-            url = base + path
             try:
-                body = await self.client.get_json(
-                    url,
-                    headers=auth_headers(self.settings, url),
-                    max_bytes=MAX_CATALOG_BYTES,
-                    deadline=self.settings.request_deadline,
-                )
+                body = await self._fetch(base, path)
+                if body is not None and self.verifier.enabled:
+                    body = await self._verified(base, path, body, signed)
             except (TransientError, SourceFailed) as exc:
                 if isinstance(exc, TlsFailed):
                     tls = exc
                 problems.append(f"{base}: {exc}")
+                continue
+            except SignatureInvalid as exc:
+                refused.append(exc)
+                problems.append(f"{base}: {exc.extra['reason']}")
                 continue
             if body is None:
                 not_found = True
                 problems.append(f"{base}: 404")
                 continue
             return body
+        if refused:
+            raise refused[0]
         if not_found:
             raise ModelNotFound(f"not in the repository: {path}")
         if tls is not None and len(problems) == 1:
             raise TlsError(tls.host, tls.reason)
         raise RepositoryUnavailable(
             "no repository answered: " + ("; ".join(problems) or "none configured"),
+        )
+
+    async def _fetch(self, base: str, path: str) -> Any:
+        url = base + path
+        return await self.client.get_json(
+            url,
+            headers=auth_headers(self.settings, url),
+            max_bytes=MAX_CATALOG_BYTES,
+            deadline=self.settings.request_deadline,
+        )
+
+    async def _verified(self, base: str, path: str, body: Any, signed: Signed) -> Any:
+        """``body`` (or a fresher copy) once its signature checks out; SignatureInvalid
+        under ``enforce``, a warning under ``warn``."""
+        signature_path = path.replace("/api/", "/api/signatures/", 1)
+        problem: SignatureProblem | None = None
+        # A document and its signature are two files: a publish between our two GETs
+        # mismatches them once. A second look after it settles tells that from tampering.
+        for attempt in range(2):
+            if attempt:
+                await anyio.sleep(0.2)
+                body = await self._fetch(base, path)
+                if body is None:
+                    return None
+            envelope = await self._fetch(base, signature_path)
+            try:
+                checked = self.verifier.check(body, envelope, signed.kind, signed.model_id)
+                await self.verifier.admit(checked)
+                return body
+            except SignatureProblem as exc:
+                problem = exc
+                if not exc.mismatch:
+                    break
+        assert problem is not None
+        host = urlsplit(base).netloc.rpartition("@")[2]
+        what = "catalog" if signed.model_id is None else f"manifest of {signed.model_id}"
+        message = f"the {what} from {host} {problem.detail}: {ADVICE[problem.reason]}"
+        if not self.verifier.enforced:
+            log.warning("signature check failed (--signatures warn, used anyway): %s", message)
+            return body
+        raise SignatureInvalid(
+            message,
+            reason=problem.reason,
+            host=host,
+            model_id=signed.model_id,
+            version=signed.version,
         )
 
     async def _save(self) -> None:
@@ -121,6 +190,15 @@ class Catalog:
             await anyio.to_thread.run_sync(atomic_write_json, self.cache_path, document)
         except OSError as exc:
             log.warning("cannot cache the catalog: %s", exc)
+
+
+@dataclass(frozen=True)
+class Signed:
+    """What a signature must vouch for: the catalog, or one model's manifest."""
+
+    kind: Kind
+    model_id: str | None = None
+    version: str | None = None  # the version an install asked for, for the error
 
 
 def _parse_list(raw: Any) -> dict[str, CatalogModel]:

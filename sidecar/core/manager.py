@@ -246,7 +246,7 @@ class Manager:
             await self.set_state(task, TaskState.FAILED)
 
     async def _resolve_manifest(self, task: TaskRuntime) -> None:
-        model = await self.catalog.get_model(task.model_id)
+        model = await self.catalog.get_model(task.model_id, task.version)
         version = model.find_version(task.version)
         if version is None:
             raise VersionNotFound(f"{task.model_id} has no version {task.version}")
@@ -279,7 +279,7 @@ class Manager:
         self, model_id: str, version: str | None, dependencies: bool
     ) -> InstallResult:
         check_safe_name(model_id, "modelId")
-        model = await self.catalog.get_model(model_id)
+        model = await self.catalog.get_model(model_id, version)
         manifest = model.find_version(version)
         if manifest is None:
             raise VersionNotFound(f"{model_id} has no version {version or '(default)'}")
