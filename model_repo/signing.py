@@ -52,6 +52,11 @@ class SigningKey:
     private: Ed25519PrivateKey
     public: PublicKey
 
+    @classmethod
+    def create(cls) -> SigningKey:
+        private = Ed25519PrivateKey.generate()
+        return cls(private, _public(private))
+
     def sign(self, message: bytes) -> Signature:
         return Signature(self.public.key_id, self.private.sign(message))
 
@@ -71,7 +76,7 @@ def _passphrase() -> bytes | None:
 def generate(path: Path) -> PublicKey:
     """A new private key at ``path`` (mode 0600, never over an existing file) and its
     public key at ``path.pub``; the public key is also returned, to print."""
-    private = Ed25519PrivateKey.generate()
+    private = SigningKey.create().private
     passphrase = _passphrase()
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase)
