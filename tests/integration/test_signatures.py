@@ -18,7 +18,7 @@ import pytest
 from model_repo import catalog, signing
 from model_repo.background import BackgroundServer
 from model_repo.layout import StorageLayout
-from model_repo.publish import PublishRequest, publish
+from model_repo.publish import PublishRequest, parse_requirement, publish
 from tests.support.repo_helpers import Nginx, nginx_binary, write_tree
 from tests.support.sidecar_proc import RpcError, Sidecar
 
@@ -46,10 +46,16 @@ def signer(*paths: Path, clock: Callable[[], datetime] | None = None) -> signing
 
 
 def publish_signed(
-    storage: Path, model_id: str, version: str, files: dict[str, bytes], by: signing.Signer
+    storage: Path,
+    model_id: str,
+    version: str,
+    files: dict[str, bytes],
+    by: signing.Signer,
+    requires: tuple[str, ...] = (),
 ) -> None:
     source = write_tree(storage.parent / f"src-{model_id}-{version}", files)
-    publish(storage, PublishRequest(source, model_id, version), signer=by)
+    needs = tuple(parse_requirement(r) for r in requires)
+    publish(storage, PublishRequest(source, model_id, version, requires=needs), signer=by)
 
 
 @pytest.fixture
@@ -155,6 +161,19 @@ def test_tampered_manifest(start, keys, storage: Path) -> None:
     assert "manifest of whisper-small" in data["message"]
     assert_nothing_installed(sidecar, "whisper-small")
     assert_still_usable(sidecar)
+
+
+def test_a_tampered_requirement_stops_the_whole_install(start, keys, storage: Path) -> None:
+    publish_signed(
+        storage, "pipeline", "1.0.0", {"p.bin": b"p"}, signer(keys["old"]), ("whisper-small",)
+    )
+    sidecar = start(keys["old"])
+    entry = StorageLayout(storage).entry_file("whisper-small")
+    edit_json(entry, lambda model: model.update(name="evil"))
+    data = refused(lambda: sidecar.call("install", {"modelId": "pipeline"}))
+    assert (data["reason"], data["modelId"]) == ("bad_signature", "whisper-small")
+    assert_nothing_installed(sidecar, "pipeline")
+    assert_nothing_installed(sidecar, "whisper-small")
 
 
 def test_wrong_key(start, keys) -> None:
