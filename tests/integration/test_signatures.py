@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -299,3 +301,36 @@ def test_nginx_serves_the_signatures(start, keys, storage: Path, tmp_path) -> No
         assert_still_usable(sidecar)
     finally:
         nginx.stop()
+
+
+def repo_tool(*args: str, env: dict[str, str] | None = None) -> Any:
+    return subprocess.run(
+        [sys.executable, "-m", "model_repo", *args], capture_output=True, text=True,
+        timeout=60, env={**os.environ, **(env or {})}, check=False,
+    )  # fmt: skip
+
+
+def test_the_command_line_workflow(tmp_path: Path) -> None:
+    key = tmp_path / "secret" / "repo.key"
+    key.parent.mkdir()
+    made = repo_tool("keygen", str(key))
+    assert made.returncode == 0, made.stderr
+    trusted = public(key)
+    assert f"--trusted-key {trusted}" in made.stdout
+    assert repo_tool("keygen", str(key)).returncode == 1  # never over an existing key
+    source = write_tree(tmp_path / "src", {"a.bin": b"a"})
+    storage = tmp_path / "storage"
+    common = ["--storage", str(storage), "--id", "m", "--version", "1"]
+    published = repo_tool("publish", str(source), *common, "--sign-key", str(key))
+    assert published.returncode == 0, published.stderr
+    envelope = json.loads(StorageLayout(storage).catalog_signature.read_bytes())
+    # A signed repository refuses to go unsigned by accident.
+    for unsigned in (("publish", str(source), *common[:3], "m2", "--version", "1"),
+                     ("index", "--storage", str(storage))):  # fmt: skip
+        result = repo_tool(*unsigned)
+        assert result.returncode == 1 and "--sign-key" in result.stderr, result
+    resigned = repo_tool("index", "--storage", str(storage), "--sign-key", str(key))
+    assert resigned.returncode == 0, resigned.stderr
+    after = json.loads(StorageLayout(storage).catalog_signature.read_bytes())
+    assert after["version"] > envelope["version"]
+    assert after["expires"] >= envelope["expires"]
