@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     install = sub.add_parser("install", help="install ID[@VERSION] with live progress")
-    install.add_argument("ref", metavar="ID[@VERSION]")
+    install.add_argument(
+        "ref", metavar="ID[@VERSION]", help="the model's id, and a version (default: its default)"
+    )
     install.add_argument(
         "--no-deps", action="store_true", help="do not install the models it requires"
     )
@@ -50,24 +52,38 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--refresh", action="store_true", help="fetch the catalog now")
     listing.add_argument("--json", action="store_true", help="print the sidecar's answer")
     path = sub.add_parser("path", help="print the folder of an installed model")
-    path.add_argument("ref", metavar="ID[@VERSION]")
+    path.add_argument(
+        "ref", metavar="ID[@VERSION]", help="the model's id (default: its newest installed version)"
+    )
     tasks = sub.add_parser("tasks", help="unfinished tasks saved from earlier runs")
-    tasks.add_argument("--json", action="store_true")
+    tasks.add_argument("--json", action="store_true", help="print the sidecar's answer")
     for action, text in (
         ("pause", "pause an unfinished task (it stays paused until resumed)"),
         ("resume", "resume a paused or interrupted task and follow it"),
         ("cancel", "cancel an unfinished task and delete its partial files"),
     ):
         control = sub.add_parser(action, help=text)
-        control.add_argument("ref", metavar="TASK_ID|ID[@VERSION]")
+        control.add_argument(
+            "ref",
+            metavar="TASK_ID|ID[@VERSION]",
+            help="the task's id (see `tasks`), or the model (and version) it installs",
+        )
     verify = sub.add_parser("verify", help="re-hash every file of an installed model")
-    verify.add_argument("ref", metavar="ID[@VERSION]")
+    verify.add_argument(
+        "ref", metavar="ID[@VERSION]", help="the model's id (default: its newest installed version)"
+    )
     remove = sub.add_parser("remove", help="remove an installed model (all versions, or one)")
-    remove.add_argument("ref", metavar="ID[@VERSION]")
+    remove.add_argument(
+        "ref", metavar="ID[@VERSION]", help="the model's id, and one version to remove only that"
+    )
     ranking = sub.add_parser("ranking", help="the most requested models (from the scheduler)")
-    ranking.add_argument("--limit", type=int, default=20)
-    ranking.add_argument("--refresh", action="store_true")
-    ranking.add_argument("--json", action="store_true")
+    ranking.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="show the top N (1-1000, default 20)"
+    )
+    ranking.add_argument(
+        "--refresh", action="store_true", help="ask the scheduler now, not a recent answer"
+    )
+    ranking.add_argument("--json", action="store_true", help="print the sidecar's answer")
     return parser
 
 

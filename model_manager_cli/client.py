@@ -35,9 +35,16 @@ class SidecarError(Exception):
         self.code = code
         self.message = message
         self.data = data if isinstance(data, dict) else {}
+        self.raw_data = data
         self.name: str = self.data.get("code") or JSONRPC_NAMES.get(code, f"ERROR_{code}")
 
     def one_line(self) -> str:
+        problems = self.raw_data if isinstance(self.raw_data, list) else []
+        fields = [p for p in problems if isinstance(p, dict) and "field" in p]
+        if self.name == "INVALID_PARAMS" and fields:
+            # The sidecar's field-level detail, not its generic "Invalid params".
+            shown = "; ".join(f"{p['field']}: {p.get('problem', 'invalid')}" for p in fields)
+            return f"{self.name}: {shown}"
         if self.name == "MODEL_NOT_AVAILABLE" and "reason" in self.data:
             model = self.data.get("modelId", "?")
             if self.data.get("version"):

@@ -12,6 +12,12 @@ from rich.table import Table
 from model_manager_cli.client import SidecarClient, SidecarError
 from model_manager_cli.progress import FINISHED, follow
 
+VERIFY_PROBLEMS = {
+    "missing": "is missing",
+    "size_mismatch": "has another size than when it was installed",
+    "checksum_mismatch": "does not match its checksum (its bytes changed since it was installed)",
+}
+
 OK = 0
 FAILED = 1  # the operation failed: an error answer, a failed task, a bad verify
 
@@ -46,9 +52,12 @@ def _report_finished(client: SidecarClient, tasks: dict[str, dict[str, Any]], er
             err.print(f"CANCELLED: {what}", markup=False, highlight=False, soft_wrap=True)
         else:
             message = error.get("message", task["state"])
+            # The sidecar's messages name the model; older ones may not.
+            shown = message if what in message else f"{what}: {message}"
             err.print(
-                f"{error.get('code', 'FAILED')}: {what} {message}", markup=False, highlight=False
-            )
+                f"{error.get('code', 'FAILED')}: {shown}",
+                markup=False, highlight=False, soft_wrap=True,
+            )  # fmt: skip
     return code
 
 
@@ -194,11 +203,12 @@ def verify(client: SidecarClient, ref: str, out: Console, err: Console) -> int:
         )
         return OK
     for problem in result["problems"]:
+        said = VERIFY_PROBLEMS.get(problem["problem"], f"fails verification ({problem['problem']})")
         err.print(
-            f"CHECKSUM_MISMATCH: {what} {problem['path']} {problem['problem']}",
-            markup=False,
-            highlight=False,
-        )
+            f"CHECKSUM_MISMATCH: {problem['path']} of {what} {said}; run "
+            f"`model-manager install {what}` to download it again",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
     return FAILED
 
 

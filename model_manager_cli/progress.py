@@ -1,5 +1,6 @@
 """Follow install tasks through the sidecar's notifications, with live rich progress
-bars (bytes, speed and ETA as the sidecar computes them, per task and in total)."""
+bars (bytes, a smoothed speed and the ETA, per task and in total), ending with each
+task's elapsed time and average speed and a summary line."""
 
 from __future__ import annotations
 
@@ -22,27 +23,34 @@ from rich.table import Column
 from rich.text import Text
 
 from model_manager_cli.client import SidecarClient
+from model_manager_cli.rates import TaskClock, clock_text
 
 FINISHED = {"ready", "failed", "cancelled"}
 POLL_INTERVAL = 2.0  # re-read tasks now and then, whatever the notifications say
 
 
 class SpeedColumn(ProgressColumn):
-    """The sidecar's own speed figure, so the CLI shows what the app would show."""
+    """The speed over the last few seconds; once the task ended, its average."""
 
     def render(self, task: BarTask) -> Text:
         speed = task.fields.get("speed") or 0.0
-        return Text(f"{decimal(int(speed))}/s" if speed else "-", style="progress.data.speed")
+        shown = f"{decimal(int(speed))}/s" if speed else "-"
+        if task.fields.get("elapsed") is not None and speed:
+            shown += " avg"
+        return Text(shown, style="progress.data.speed")
 
 
 class EtaColumn(ProgressColumn):
+    """Time left while it runs; once it ended, the time it took."""
+
     def render(self, task: BarTask) -> Text:
+        elapsed = task.fields.get("elapsed")
+        if elapsed is not None:
+            return Text(f"in {clock_text(elapsed)}", style="progress.elapsed")
         eta = task.fields.get("eta")
         if task.finished or eta is None:
             return Text("-:--:--", style="progress.remaining")
-        minutes, seconds = divmod(int(eta), 60)
-        hours, minutes = divmod(minutes, 60)
-        return Text(f"{hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+        return Text(clock_text(eta), style="progress.remaining")
 
 
 def _state_text(task: dict[str, Any]) -> str:
@@ -73,12 +81,31 @@ class InstallView:
         )
         self.bars: dict[str, TaskID] = {}
         self.total: TaskID | None = None
+        self.clocks: dict[str, TaskClock] = {}
+
+    def _timing(self, task_id: str, task: dict[str, Any], now: float) -> dict[str, Any]:
+        """Speed, ETA and (once ended) elapsed time of one task, from this CLI's clock."""
+        done = task.get("bytesDone", 0)
+        clock = self.clocks.setdefault(task_id, TaskClock(started=now, first_bytes=done))
+        clock.observe(now, done)
+        state = task.get("state")
+        if state in FINISHED:
+            clock.end(now)
+            return {"speed": clock.average() or 0.0, "eta": None, "elapsed": clock.elapsed}
+        if state != "downloading":
+            return {"speed": 0.0, "eta": None, "elapsed": None}
+        speed = clock.speed()
+        if speed is None:  # the first second: the sidecar's figure
+            return {"speed": task.get("speedBps") or 0.0, "eta": task.get("etaSeconds"),
+                    "elapsed": None}  # fmt: skip
+        left = max(0, (task.get("bytesTotal") or 0) - done)
+        return {"speed": speed, "eta": left / speed if speed > 0 else None, "elapsed": None}
 
     def update(self, tasks: dict[str, dict[str, Any]]) -> None:
+        now = time.monotonic()
         for task_id, task in tasks.items():
             fields: dict[str, Any] = {
-                "speed": task.get("speedBps") or 0.0,
-                "eta": task.get("etaSeconds"),
+                **self._timing(task_id, task, now),
                 "files": f"{task.get('filesDone', 0)}/{task.get('filesTotal', 0)} files",
                 "state": _state_text(task),
             }
@@ -93,15 +120,22 @@ class InstallView:
                 **fields,
             )
         if len(tasks) > 1:
-            self._update_total(list(tasks.values()))
+            self._update_total(tasks)
 
-    def _update_total(self, tasks: list[dict[str, Any]]) -> None:
+    def _update_total(self, by_id: dict[str, dict[str, Any]]) -> None:
+        tasks = list(by_id.values())
         done = sum(t.get("bytesDone", 0) for t in tasks)
         total = sum(t.get("bytesTotal", 0) for t in tasks)
-        speed = sum(t.get("speedBps") or 0.0 for t in tasks if t.get("state") == "downloading")
+        running = [self.clocks[i] for i, t in by_id.items() if t.get("state") == "downloading"]
+        speed = sum(c.speed() or 0.0 for c in running)
+        ended = all(t.get("state") in FINISHED for t in tasks)
+        elapsed = self.elapsed() if ended else None
+        if elapsed is not None:
+            speed = self.downloaded() / elapsed if elapsed > 0 else 0.0
         fields: dict[str, Any] = {
             "speed": speed,
-            "eta": (total - done) / speed if speed > 0 else None,
+            "eta": (total - done) / speed if speed > 0 and not ended else None,
+            "elapsed": elapsed,
             "files": f"{sum(t.get('filesDone', 0) for t in tasks)}/"
             f"{sum(t.get('filesTotal', 0) for t in tasks)} files",
             "state": f"{sum(t.get('state') == 'ready' for t in tasks)}/{len(tasks)} ready",
@@ -109,6 +143,30 @@ class InstallView:
         if self.total is None:
             self.total = self.progress.add_task("total", total=total or None, **fields)
         self.progress.update(self.total, completed=done, total=total or None, **fields)
+
+    def elapsed(self) -> float:
+        """From the first task seen to the last one ended."""
+        if not self.clocks:
+            return 0.0
+        start = min(c.started for c in self.clocks.values())
+        end = max(c.ended if c.ended is not None else c.started for c in self.clocks.values())
+        return end - start
+
+    def downloaded(self) -> int:
+        return sum(c.downloaded for c in self.clocks.values())
+
+    def summary(self, tasks: dict[str, dict[str, Any]]) -> str:
+        """One line, as a download tool ends: what came of it, how much, how long, how fast."""
+        counts = {
+            state: sum(t.get("state") == state for t in tasks.values())
+            for state in ("ready", "failed", "cancelled")
+        }
+        outcome = ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "nothing"
+        elapsed, downloaded = self.elapsed(), self.downloaded()
+        line = f"{outcome}: downloaded {decimal(downloaded)} in {clock_text(elapsed)}"
+        if elapsed > 0 and downloaded:
+            line += f" ({decimal(int(downloaded / elapsed))}/s average)"
+        return line
 
 
 def follow(
@@ -137,4 +195,5 @@ def follow(
                     if task["state"] not in FINISHED:
                         tasks[tid] = client.call("getTask", {"taskId": tid})
             view.update(tasks)
+    console.print(view.summary(tasks), markup=False, highlight=False, soft_wrap=True)
     return tasks

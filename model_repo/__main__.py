@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Publish models into a static repository tree, rebuild its catalog, "
         "and serve it (the reference server; use deploy/nginx in production).",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     pub = commands.add_parser("publish", help="publish a folder as one version of a model")
     pub.add_argument("source", type=Path, help="folder holding the model's files")
@@ -144,8 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve the tree and the usage API over HTTP")
     _storage_arg(serve)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument(
         "--usage-db",
         default=os.environ.get("MODEL_REPO_USAGE_DB"),
@@ -187,7 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BYTES_PER_SECOND",
         help="slow every file response down (to watch progress)",
     )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="uvicorn's log level (default info)",
+    )
     return parser
 
 
@@ -271,12 +278,35 @@ def _index_report(report: catalog.IndexReport) -> int:
     return 1 if report.problems else 0
 
 
+def _storage_problem(storage: Path) -> str | None:
+    """A storage folder that does not exist is a typo, not an empty repository: refused.
+    One with nothing published is served, with a warning (a fresh repository)."""
+    if not storage.is_dir():
+        what = "is not a folder" if storage.exists() else "does not exist"
+        return (
+            f"the storage folder {storage} {what}; check the path, or publish a model into "
+            f"it first (model-manager-repo publish SOURCE --storage {storage} --id ID "
+            "--version V)"
+        )
+    layout = StorageLayout(storage)
+    if not layout.catalog_file.is_file() and not layout.models.is_dir():
+        print(
+            f"warning: {storage} holds no published models: the catalog is empty until "
+            "something is published into it",
+            file=sys.stderr,
+        )
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn  # the optional "repo" extra; publish and index do not need it
 
     location = _location(args)
     if isinstance(location, S3Location) != (args.redirect == "s3"):
         print("error: --redirect s3 and s3:// storage go together", file=sys.stderr)
+        return 2
+    if isinstance(location, Path) and (problem := _storage_problem(location)) is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     options = {
         "storage": str(args.storage),

@@ -23,6 +23,7 @@ import portalocker
 
 from model_repo import catalog
 from model_repo.layout import CHECKSUM_FILE, MANIFEST_FILE, RESERVED_NAMES, StorageLayout
+from model_repo.requires import MissingRequirement, check_published, folder_versions
 from model_repo.signing import Signer, SigningError, is_signed, require_signer
 from sidecar.errors import UnsafeManifest
 from sidecar.manifest import (
@@ -178,7 +179,10 @@ def publish(
     layout = StorageLayout(storage)
     try:
         require_signer(is_signed(layout), signer, str(storage))
-    except SigningError as exc:
+        check_published(
+            request.requires, folder_versions(layout), (request.model_id, request.version)
+        )
+    except (SigningError, MissingRequirement) as exc:
         raise PublishError(str(exc)) from exc
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     layout.root.mkdir(parents=True, exist_ok=True)

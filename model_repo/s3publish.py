@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from model_repo.catalog import IndexReport, encode
 from model_repo.layout import CHECKSUM_FILE, MANIFEST_FILE, StorageLayout
 from model_repo.publish import PublishError, PublishRequest, PublishResult, comparable, stage
+from model_repo.requires import MissingRequirement, check_published
 from model_repo.s3 import CAS_ATTEMPTS, CATALOG_TYPE, IMMUTABLE, StorageError, Store, is_conflict
 from model_repo.signing import Signer, SigningError, previous_version, require_signer
 from sidecar.errors import UnsafeManifest
@@ -169,9 +170,22 @@ def publish_s3(
         check_safe_name(request.version, "version")
     except UnsafeManifest as exc:
         raise PublishError(str(exc)) from exc
+    location = store.location
+
+    def versions_of(model_id: str) -> list[str] | None:
+        found = store.get_json(location.entry_key(model_id))
+        entry = found[0] if found is not None else None
+        if not isinstance(entry, dict):
+            return None
+        listed = entry.get("versions")
+        return [str(v.get("version")) for v in listed if isinstance(v, dict)] if listed else []
+
+    try:
+        check_published(request.requires, versions_of, (request.model_id, request.version))
+    except MissingRequirement as exc:
+        raise PublishError(str(exc)) from exc
     store.check_conditional_writes()
     _check_signing(store, signer)
-    location = store.location
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     scratch = Path(tempfile.mkdtemp(prefix="model-repo-publish-"))
     manifest_key = location.version_key(request.model_id, request.version, MANIFEST_FILE)

@@ -47,6 +47,21 @@ class ModelManagerError(Exception):
     def to_data(self) -> dict[str, Any]:
         return {"code": self.name, **self.extra}
 
+    def concerning(self, model_id: str, version: str | None) -> ModelManagerError:
+        """This error, its data naming the model (and version) it concerns unless it
+        names one already (a dependency's error keeps the dependency)."""
+        if "modelId" not in self.extra:
+            self.extra["modelId"] = model_id
+            if version is not None:
+                self.extra.setdefault("version", version)
+        return self
+
+    def reworded(self, message: str, **data: Any) -> ModelManagerError:
+        """The same error (class, code, data) with a message for the user and more data."""
+        copy = type(self).__new__(type(self))
+        ModelManagerError.__init__(copy, message, **{**self.extra, **data})
+        return copy
+
 
 class ModelNotAvailable(ModelManagerError):
     code = 1001

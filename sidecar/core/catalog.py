@@ -13,6 +13,7 @@ import anyio
 
 from sidecar.config import Settings
 from sidecar.core.signatures import ADVICE, SignatureProblem, Verifier
+from sidecar.core.wording import api_suffix_hint, model_not_found, no_repository, origin
 from sidecar.errors import (
     ModelNotFound,
     RepositoryUnavailable,
@@ -63,7 +64,9 @@ class Catalog:
             if not force and self.fresh():
                 return True
             try:
-                self.models = _parse_list(await self._get_json("/api/models", Signed("catalog")))
+                self.models = _parse_list(
+                    await self._get_json("/api/models", "list the catalog", Signed("catalog"))
+                )
             except (RepositoryUnavailable, ModelNotFound, SignatureInvalid) as exc:
                 log.warning("catalog refresh failed, using the cache: %s", exc)
                 self.stale = True
@@ -84,29 +87,38 @@ class Catalog:
         check_safe_name(model_id, "modelId")
         try:
             raw = await self._get_json(
-                f"/api/models/{quote(model_id, safe='')}", Signed("manifest", model_id, version)
+                f"/api/models/{quote(model_id, safe='')}",
+                f"look up {model_id}",
+                Signed("manifest", model_id, version),
             )
-        except RepositoryUnavailable:
+        except RepositoryUnavailable as exc:
             cached = self.models.get(model_id)
             if cached is None:
-                raise
+                raise exc.concerning(model_id, None) from None
             log.warning("repository down: using the cached manifest of %s", model_id)
             return cached
         model = parse_model(raw)
         if model.id != model_id:
-            raise UnsafeManifest(f"asked for {model_id!r}, repository answered {model.id!r}")
+            raise UnsafeManifest(
+                f"asked for {model_id!r}, repository answered {model.id!r}", modelId=model_id
+            )
         self.models[model_id] = model
         return model
 
-    async def _get_json(self, path: str, signed: Signed) -> Any:
+    async def _get_json(self, path: str, what: str, signed: Signed) -> Any:
         """GET from each mirror in turn; 404 everywhere that answered is MODEL_NOT_FOUND.
-        A mirror whose copy a trusted signature does not vouch for is skipped too; when
-        no mirror gives a trusted copy, the first refusal is the error."""
+        ``what`` says what for in the errors (the user never sees ``path``). A mirror
+        whose copy a trusted signature does not vouch for is skipped too; when no mirror
+        gives a trusted copy, the first refusal is the error."""
+        model_id = signed.model_id
+        if not self.settings.repositories:
+            raise no_repository(what, model_id)
         problems = []
         not_found = False
         tls: TlsFailed | None = None
         refused: list[SignatureInvalid] = []
         for base in self.settings.repositories:
+            url = base + path
             try:
                 body = await self._fetch(base, path)
                 if body is not None and self.verifier.enabled:
@@ -114,25 +126,29 @@ class Catalog:
             except (TransientError, SourceFailed) as exc:
                 if isinstance(exc, TlsFailed):
                     tls = exc
-                problems.append(f"{base}: {exc}")
+                problems.append(f"{origin(base)}: {_without_url(exc, url)}")
                 continue
             except SignatureInvalid as exc:
                 refused.append(exc)
-                problems.append(f"{base}: {exc.extra['reason']}")
+                problems.append(f"{origin(base)}: {exc.extra['reason']}")
                 continue
             if body is None:
                 not_found = True
-                problems.append(f"{base}: 404")
+                problems.append(f"{origin(base)}: not found")
                 continue
             return body
         if refused:
             raise refused[0]
         if not_found:
-            raise ModelNotFound(f"not in the repository: {path}")
+            if model_id is not None:
+                raise model_not_found(model_id, self.settings.repositories)
+            hint = api_suffix_hint(self.settings.repositories)
+            raise ModelNotFound(f"cannot {what}: the repository has no catalog{hint}")
         if tls is not None and len(problems) == 1:
             raise TlsError(tls.host, tls.reason)
+        data = {"modelId": model_id} if model_id else {}
         raise RepositoryUnavailable(
-            "no repository answered: " + ("; ".join(problems) or "none configured"),
+            f"cannot {what}: no repository answered ({'; '.join(problems)})", **data
         )
 
     async def _fetch(self, base: str, path: str) -> Any:
@@ -208,6 +224,11 @@ class Signed:
     kind: Kind
     model_id: str | None = None
     version: str | None = None  # the version an install asked for, for the error
+
+
+def _without_url(exc: Exception, url: str) -> str:
+    """The transport's words for a failure, the URL it names cut to its host."""
+    return str(exc).replace(url, origin(url))
 
 
 def _parse_list(raw: Any) -> dict[str, CatalogModel]:

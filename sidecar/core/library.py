@@ -160,7 +160,10 @@ class Library:
         removed = []
         for installed in self._installed_versions(model_id, version):
             if (model_id, installed) in self.active:
-                raise InvalidState(f"{model_id}@{installed} has a task; cancel it first")
+                raise InvalidState(
+                    f"{model_id}@{installed} has a task; cancel it first",
+                    modelId=model_id, version=installed,
+                )  # fmt: skip
             lock = OwnedLock(
                 self.layout.task_lock(model_id, installed), model_id, installed,
                 self.settings.lock_timeout_ms,
@@ -168,7 +171,10 @@ class Library:
             with map_home_errors():
                 acquired = await anyio.to_thread.run_sync(lock.try_acquire)
             if not acquired:
-                raise InvalidState(f"{model_id}@{installed} is being installed by another process")
+                raise InvalidState(
+                    f"{model_id}@{installed} is being installed by another process",
+                    modelId=model_id, version=installed,
+                )  # fmt: skip
             try:
                 # Never through a link planted at models/<id>: the folder it leads to is
                 # not ours to delete.

@@ -18,11 +18,11 @@ from sidecar.core.ranking import RankingSource
 from sidecar.core.requirements import resolve_requirements
 from sidecar.core.runner import TaskRunner
 from sidecar.core.tasks import TaskRuntime, TaskStore, UrlSource
+from sidecar.core.wording import version_not_found
 from sidecar.errors import (
     InvalidState,
     ModelManagerError,
     TaskNotFound,
-    VersionNotFound,
 )
 from sidecar.manifest import CatalogModel, check_safe_name
 from sidecar.store.diskspace import as_disk_full
@@ -86,6 +86,8 @@ class Manager:
         self.tasks: dict[str, TaskRuntime] = {}
         self.active: dict[tuple[str, str], TaskRuntime] = {}  # unfinished, by (model, version)
         self.failed: set[tuple[str, str]] = set()
+        # (model, version) of a requirement → the model@version whose install asked for it.
+        self.required_by: dict[tuple[str, str], str] = {}
         self.library = Library(
             settings, self.layout, self.registry, self.catalog, notify, self.active, self.failed
         )
@@ -205,7 +207,8 @@ class Manager:
             except Exception as exc:
                 error = _domain_error(exc)
                 if error is not None:
-                    await self._fail(task, error.name, error.message)
+                    message = _naming(error.message, task, self.required_by.get(task.key))
+                    await self._fail(task, error.name, message)
                 else:  # a bug must fail one task, never the daemon
                     log.exception("task %s crashed", task.task_id)
                     await self._fail(task, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
@@ -213,6 +216,7 @@ class Manager:
             task.waiting_for = None
             snapshot = task.snapshot()
             await self.set_state(task, TaskState.READY)
+            self.required_by.pop(task.key, None)
             self.hooks.on_download_complete(snapshot)
             return
         task.scope = None
@@ -249,7 +253,7 @@ class Manager:
         model = await self.catalog.get_model(task.model_id, task.version)
         version = model.find_version(task.version)
         if version is None:
-            raise VersionNotFound(f"{task.model_id} has no version {task.version}")
+            raise version_not_found(model, task.version)
         task.manifest = version
         task.name, task.model_task = model.name, model.task
 
@@ -282,19 +286,23 @@ class Manager:
         model = await self.catalog.get_model(model_id, version)
         manifest = model.find_version(version)
         if manifest is None:
-            raise VersionNotFound(f"{model_id} has no version {version or '(default)'}")
+            raise version_not_found(model, version)
         chain = [(model, manifest.version)]
         if dependencies:
             chain += await resolve_requirements(
                 self.catalog, self.settings, model, manifest.version
             )
         # Everything is resolved: from here on no await, so the tasks start together
-        # (or, when a requirement is missing above, none does).
-        task = previous = None
-        for index, (each, each_version) in enumerate(chain):
-            started = self._ensure_task(each, each_version, after=previous)
-            task = started if index == 0 else task
-            previous = started or previous
+        # (or, when a requirement is missing above, none does). Requirements first, the
+        # deepest first: they take download slots before the model that needs them,
+        # never queued behind it, and run alongside it when slots allow.
+        task = None
+        root = f"{model.id}@{manifest.version}"
+        for each, each_version in [*reversed(chain[1:]), chain[0]]:
+            started = self._ensure_task(each, each_version, after=None)
+            if started is not None and each.id != model.id:
+                self.required_by.setdefault(started.key, root)
+            task = started if (each.id, each_version) == (model.id, manifest.version) else task
         if task is None:
             return InstallResult(
                 task_id=None, model_id=model_id, version=manifest.version, state=TaskState.READY
@@ -342,8 +350,9 @@ class Manager:
         if task.state == TaskState.PAUSED:
             return task
         raise InvalidState(
-            f"cannot pause a task that is {task.state.value}", state=task.state.value
-        )
+            f"cannot pause {task.model_id}@{task.version}: its task is {task.state.value}",
+            state=task.state.value, modelId=task.model_id, version=task.version,
+        )  # fmt: skip
 
     def resume(self, task_id: str) -> TaskRuntime:
         task = self.get_task(task_id)
@@ -354,13 +363,18 @@ class Manager:
         if task.state in {TaskState.QUEUED, TaskState.DOWNLOADING, TaskState.VERIFYING}:
             return task
         raise InvalidState(
-            f"cannot resume a task that is {task.state.value}", state=task.state.value
-        )
+            f"cannot resume {task.model_id}@{task.version}: its task is {task.state.value}",
+            state=task.state.value, modelId=task.model_id, version=task.version,
+        )  # fmt: skip
 
     async def cancel(self, task_id: str) -> TaskRuntime:
         task = self.get_task(task_id)
         if task.state.finished:
-            raise InvalidState(f"task is already {task.state.value}", state=task.state.value)
+            raise InvalidState(
+                f"cannot cancel {task.model_id}@{task.version}: its task is already "
+                f"{task.state.value}",
+                state=task.state.value, modelId=task.model_id, version=task.version,
+            )  # fmt: skip
         task.stop_request = TaskState.CANCELLED
         if task.scope is not None:
             task.scope.cancel()
@@ -386,6 +400,17 @@ class Manager:
         return InstallResult(
             task_id=task.task_id, model_id=model_id, version=version, state=task.state
         )
+
+
+def _naming(message: str, task: TaskRuntime, required_by: str | None) -> str:
+    """A task's error message that names its model (and the model that requires it),
+    whatever layer wrote it."""
+    what = f"{task.model_id}@{task.version}"
+    if what not in message:
+        message = f"{what}: {message}"
+    if required_by and required_by not in message:
+        message += f" ({what} is required by {required_by})"
+    return message
 
 
 def _domain_error(exc: BaseException) -> ModelManagerError | None:

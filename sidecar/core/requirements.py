@@ -6,7 +6,8 @@ from collections import deque
 
 from sidecar.config import Settings
 from sidecar.core.catalog import Catalog
-from sidecar.errors import UnsafeManifest, VersionNotFound
+from sidecar.core.wording import dependency_error, version_not_found
+from sidecar.errors import ModelManagerError, UnsafeManifest
 from sidecar.manifest import CatalogModel
 
 
@@ -28,12 +29,16 @@ async def resolve_requirements(
         for requirement in manifest.requires if manifest else []:
             if (requirement.model_id, requirement.version) in came_from:
                 continue  # named before: no need to ask the repository again
-            dependency = await catalog.get_model(requirement.model_id)
+            required_by = f"{current.id}@{current_version}"
+            try:
+                dependency = await catalog.get_model(requirement.model_id)
+            except ModelManagerError as exc:
+                raise dependency_error(
+                    exc, required_by, requirement.model_id, requirement.version
+                ) from exc
             dep_manifest = dependency.find_version(requirement.version)
             if dep_manifest is None:
-                raise VersionNotFound(
-                    f"required {requirement.model_id}@{requirement.version} does not exist"
-                )
+                raise version_not_found(dependency, requirement.version, required_by)
             key = (dependency.id, dep_manifest.version)
             if key in came_from:
                 continue
@@ -70,4 +75,6 @@ def _too_many_requirements(
         "(the sidecar's --max-dependency-depth and --max-dependencies set the limits)",
         field="requires",
         chain=path,
+        modelId=path[0].rpartition("@")[0],
+        version=path[0].rpartition("@")[2],
     )

@@ -16,7 +16,8 @@ import anyio
 
 from sidecar.config import Settings
 from sidecar.core.tasks import TaskRuntime
-from sidecar.errors import InsufficientDiskSpace, InvalidState
+from sidecar.core.wording import file_error, no_repository
+from sidecar.errors import InsufficientDiskSpace, InvalidState, ModelManagerError
 from sidecar.store.diskspace import free_bytes, map_disk_full
 from sidecar.store.layout import HomeLayout
 from sidecar.store.locks import OwnedLock
@@ -260,10 +261,15 @@ class TaskRunner:
                 # The stalled holder may wake and write through its open descriptor:
                 # give the part a new inode so those writes land in an orphan.
                 await anyio.to_thread.run_sync(detach, part)
+            urls = self._urls(task, file)
+            if not urls:
+                what = f"download {task.model_id}@{task.version}"
+                raise no_repository(what, task.model_id, task.version)
             with map_disk_full(self.layout.root):
-                return await self.transfer.fetch(
-                    self._urls(task, file), target, progress, size_learned
-                )
+                try:
+                    return await self.transfer.fetch(urls, target, progress, size_learned)
+                except ModelManagerError as exc:
+                    raise file_error(exc, task.model_id, task.version, file.path) from exc
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lock.release)

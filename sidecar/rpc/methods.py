@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from jsonrpcserver import InvalidParams, Result, Success
+from jsonrpcserver import Error, Result, Success
 from jsonrpcserver.exceptions import JsonRpcError
 from pydantic import BaseModel, ValidationError
 
@@ -48,12 +48,21 @@ def _validate(params_model: type[P], raw: dict[str, Any]) -> P | Result:
     try:
         return params_model.model_validate(raw)
     except ValidationError as exc:
-        return InvalidParams(
-            [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()]
-        )
+        problems = [
+            {"field": ".".join(map(str, e["loc"])) or "params", "problem": e["msg"]}
+            for e in exc.errors()
+        ]
+        # The detail in the message too: a client that shows only the message still
+        # tells the user which field is wrong and how.
+        shown = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:5])
+        return Error(-32602, f"Invalid params: {shown}"[:1000], problems)
 
 
-def _wire_error(exc: ModelManagerError) -> JsonRpcError:
+def _wire_error(exc: ModelManagerError, params: BaseModel | None = None) -> JsonRpcError:
+    model_id = getattr(params, "model_id", None)
+    if isinstance(model_id, str):  # a call about one model: its error's data names it
+        version = getattr(params, "version", None)
+        exc.concerning(model_id, version if isinstance(version, str) else None)
     return JsonRpcError(exc.code, exc.message, exc.to_data())
 
 
@@ -75,7 +84,7 @@ def sync_handler(
             try:
                 return Success(function(params))
             except ModelManagerError as exc:
-                raise _wire_error(exc) from exc
+                raise _wire_error(exc, params) from exc
 
         wrapper.__name__ = function.__name__
         return wrapper
@@ -92,7 +101,7 @@ def handler(params_model: type[P]) -> Callable[[Callable[[P], Awaitable[WireMode
             try:
                 result = await function(params)
             except ModelManagerError as exc:
-                raise _wire_error(exc) from exc
+                raise _wire_error(exc, params) from exc
             return Success(result.wire())
 
         wrapper.__name__ = function.__name__

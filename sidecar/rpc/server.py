@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 from jsonrpcserver import async_dispatch
 
+from sidecar.rpc.envelope import check_request
 from sidecar.rpc.framing import TooLong
 from sidecar.rpc.messages import (
     INVALID_REQUEST,
@@ -74,6 +75,9 @@ class RpcServer:
                 detail = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)[:200]
                 await self.writer.send(error_message(PARSE_ERROR, "Parse error", detail))
                 return
+            if (refused := _without_version(message)) is not None:
+                await self.writer.send(refused)
+                return
             if isinstance(message, list) and len(message) > MAX_BATCH:
                 detail = f"a batch of {len(message)} calls; at most {MAX_BATCH} in one line"
                 await self.writer.send(error_message(INVALID_REQUEST, "Invalid Request", detail))
@@ -84,7 +88,7 @@ class RpcServer:
                 if answers:
                     await self.writer.send_raw(("[" + ",".join(answers) + "]\n").encode("ascii"))
                 return
-            response = await async_dispatch(text, methods=self.methods)
+            response = await self._dispatch(message)
             if response:
                 await self.writer.send_raw(response.encode("ascii") + b"\n")
         finally:
@@ -92,17 +96,27 @@ class RpcServer:
             if self._in_flight == 0:
                 self._idle.set()
 
+    async def _dispatch(self, request: Any) -> str:
+        """One request object, parsed already: the answer's line, or "" for a notification."""
+        answer: str = await async_dispatch(
+            "", methods=self.methods, deserializer=lambda _: request, validator=check_request
+        )
+        return answer
+
     async def _dispatch_each(self, batch: list[Any]) -> list[str]:
         answers: list[str] = [""] * len(batch)
         held = 0  # bytes of answers kept so far: past the budget, an answer is dropped
 
         async def one(index: int, request: Any) -> None:
             nonlocal held
+            if (refused := _without_version(request)) is not None:
+                answers[index] = json.dumps(refused)
+                return
             if not isinstance(request, dict):  # a batch holds request objects, nothing else
                 invalid = error_message(INVALID_REQUEST, "Invalid Request", "not an object")
                 answers[index] = json.dumps(invalid)
                 return
-            answer = await async_dispatch(json.dumps(request), methods=self.methods)
+            answer = await self._dispatch(request)
             if answer and held + len(answer) > MAX_BATCH_ANSWER_BYTES:
                 answer = json.dumps(_answer_dropped(request))
             held += len(answer)
@@ -114,16 +128,33 @@ class RpcServer:
         return [answer for answer in answers if answer]
 
 
+def _usable_id(request: dict[str, Any]) -> Any:
+    request_id = request.get("id")
+    usable = isinstance(request_id, (str, int, float)) and not isinstance(request_id, bool)
+    return request_id if usable else None
+
+
+def _without_version(request: Any) -> dict[str, Any] | None:
+    """The refusal of a request that lacks ``"jsonrpc": "2.0"`` but has an id, with that
+    id: jsonrpcserver answers it with id null, and a client waiting on its id would
+    wait for ever. None for anything else (jsonrpcserver answers it)."""
+    if not isinstance(request, dict) or request.get("jsonrpc") == "2.0":
+        return None
+    request_id = _usable_id(request)
+    if request_id is None:
+        return None
+    problem = 'no "jsonrpc" member' if "jsonrpc" not in request else '"jsonrpc" is not "2.0"'
+    detail = f'{problem}: every request needs "jsonrpc": "2.0"'
+    return error_message(INVALID_REQUEST, "Invalid Request", detail, request_id)
+
+
 def _answer_dropped(request: dict[str, Any]) -> dict[str, Any]:
     """Stands for an answer that would take the batch's answers past their budget."""
     detail = (
         f"the call ran, but the answers to this batch passed {MAX_BATCH_ANSWER_BYTES} "
         "bytes: send it on its own for its answer"
     )
-    request_id = request.get("id")
-    usable = isinstance(request_id, (str, int, float)) and not isinstance(request_id, bool)
-    valid_id = request_id if usable else None
-    return error_message(SERVER_ERROR, "Answer too large", detail, valid_id)
+    return error_message(SERVER_ERROR, "Answer too large", detail, _usable_id(request))
 
 
 def json_values_at_most(line: bytes) -> int:

@@ -1,17 +1,16 @@
-"""The protocol's byte streams. stdin is read by a thread of its own (works on Windows,
-where pipes cannot be polled), which frames the lines for the event loop. stdout is
-taken for the protocol alone, and fd 1 is pointed at stderr so a stray print or a C
-library cannot corrupt the stream."""
+"""The protocol's byte streams. A pipe or socket is read and written on the event loop
+itself (no thread hop between a request and its answer); anything that cannot be
+polled (a terminal, a file, any pipe on Windows) is read by a thread of its own and
+written from another. stdout is taken for the protocol alone, and fd 1 is pointed at
+stderr so a stray print or a C library cannot corrupt the stream."""
 
 from __future__ import annotations
 
 import logging
 import os
 import queue
-import select
 import stat
 import sys
-import threading
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import IO, Any
@@ -50,9 +49,21 @@ class _EndOfInput:
     pass
 
 
+def pollable(fd: int) -> bool:
+    """Whether the loop can wait on ``fd``. Only a pipe or a socket is made
+    non-blocking: a terminal's flags are shared with the shell."""
+    if sys.platform == "win32":
+        return False
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
 class StdinReader:
     def __init__(self, fd: int, max_line_bytes: int) -> None:
         self._fd = fd
+        self._on_loop = pollable(fd)
+        if self._on_loop:
+            os.set_blocking(fd, False)
         self._splitter = LineSplitter(max_line_bytes)
         self._queue: queue.Queue[bytes | TooLong | _EndOfInput] = queue.Queue(QUEUED_LINES)
         # Own threads: the pump and the loop's waiter never queue behind download threads.
@@ -62,6 +73,9 @@ class StdinReader:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Read until end of input; started once the reading thread runs. Cancelling
         abandons the thread blocked in read(); the process leaves with os._exit."""
+        if self._on_loop:  # nothing to run: lines() reads on the loop
+            task_status.started()
+            return
         await run_in_own_thread(self._pump, self._pump_limiter, task_status)
 
     def _pump(self, started: Callable[[], None]) -> None:
@@ -80,6 +94,10 @@ class StdinReader:
 
     async def lines(self) -> AsyncIterator[bytes | TooLong]:
         """The lines, for the event loop."""
+        if self._on_loop:
+            async for polled in self._lines_on_loop():
+                yield polled
+            return
         while True:
             line = await anyio.to_thread.run_sync(
                 self._queue.get, abandon_on_cancel=True, limiter=self._waiter_limiter
@@ -87,6 +105,21 @@ class StdinReader:
             if isinstance(line, _EndOfInput):
                 return
             yield line
+
+    async def _lines_on_loop(self) -> AsyncIterator[bytes | TooLong]:
+        while True:
+            try:
+                data = os.read(self._fd, READ_SIZE)
+            except BlockingIOError:
+                await anyio.wait_readable(self._fd)
+                continue
+            except OSError as exc:  # stdin closed under us, or an I/O error: end of input
+                log.warning("stdin unreadable (%s): treating it as closed", exc)
+                data = b""
+            for line in self._splitter.feed(data) if data else self._splitter.finish():
+                yield line
+            if not data:
+                return
 
 
 def claim_stdout() -> IO[bytes]:
@@ -100,40 +133,47 @@ def claim_stdout() -> IO[bytes]:
 
 class LineWriter:
     """One writer: each message is one whole line, never interleaved, in the order the
-    event loop sent them (written in a worker thread of its own)."""
+    event loop sent them (written on the loop, or by a thread of its own where the
+    output cannot be polled)."""
 
     def __init__(self, output: IO[bytes]) -> None:
         self._output = output  # kept open for the process's life
         self._fd = output.fileno()
-        # Only a pipe is made non-blocking: a terminal's flags are shared with the shell.
-        self._nonblocking = sys.platform != "win32" and stat.S_ISFIFO(os.fstat(self._fd).st_mode)
+        self._nonblocking = pollable(self._fd)
         if self._nonblocking:
             os.set_blocking(self._fd, False)
         self._lock = anyio.Lock()  # the loop's messages go out in the order they were sent
-        self._write_lock = threading.Lock()  # whole lines, whichever thread writes
         self._limiter = anyio.CapacityLimiter(1)  # never queued behind download threads
         self.broken = False
 
     async def send_raw(self, line: bytes) -> None:
         async with self._lock:
-            await anyio.to_thread.run_sync(self.write_now, line, limiter=self._limiter)
+            if not self._nonblocking:
+                await anyio.to_thread.run_sync(self.write_now, line, limiter=self._limiter)
+                return
+            with anyio.CancelScope(shield=True):  # half a line would corrupt the stream
+                await self._write_on_loop(line)
+
+    async def _write_on_loop(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view and not self.broken:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:  # the pipe is full: the reader is slow, wait for room
+                await anyio.wait_writable(self._fd)
+            except OSError:  # BrokenPipeError among them: the reader is gone, EOF ends us
+                self.broken = True
 
     async def send(self, message: Any) -> None:
         await self.send_raw(encode_message(message))
 
     def write_now(self, data: bytes) -> None:
-        """Blocking: write one line."""
-        with self._write_lock:
-            if self.broken:
-                return
-            view = memoryview(data)
-            try:
-                while view:
-                    try:
-                        view = view[os.write(self._fd, view) :]
-                    except BlockingIOError:  # our non-blocking pipe is full: wait for room
-                        poller = select.poll()
-                        poller.register(self._fd, select.POLLOUT)
-                        poller.poll()
-            except OSError:  # BrokenPipeError among them: the reader is gone, EOF ends us
-                self.broken = True
+        """Blocking (a terminal, a file, a pipe on Windows): write one line."""
+        if self.broken:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError:  # BrokenPipeError among them: the reader is gone, EOF ends us
+            self.broken = True

@@ -274,7 +274,7 @@ def _check_complete(target: FileTarget, writer: _PartWriter) -> str:
     digest = writer.hasher.hexdigest()
     if target.sha256 is not None and digest != target.sha256:
         raise ChecksumMismatch(
-            f"{target.part.name}: SHA-256 {digest} does not match the manifest",
+            f"its SHA-256 is {digest}, the manifest says {target.sha256}",
             expected=target.sha256,
             actual=digest,
         )

@@ -109,7 +109,7 @@ async def download_file(
     while True:
         network_down = bool(urls)
         only_source_failures = True
-        last_problem = "no repository configured"
+        last_problem = "no repository configured (--repository, MODEL_MANAGER_REPOSITORY)"
         for url in urls:
             attempt = 0
             url_down = False
@@ -156,7 +156,7 @@ async def download_file(
         if tls_failure is not None and only_source_failures:
             raise TlsError(tls_failure.host, tls_failure.reason)
         if not urls or only_source_failures:
-            raise RepositoryUnavailable(f"no source serves {target.part.name}: {last_problem}")
+            raise RepositoryUnavailable(f"no repository serves it: {last_problem}")
         if not network_down:
             raise NetworkError(f"download failed from every source: {last_problem}")
         now = anyio.current_time()

@@ -137,7 +137,7 @@ class SegmentedFetch:
         digest = self.hasher.hexdigest()
         if self.target.sha256 is not None and digest != self.target.sha256:
             raise ChecksumMismatch(
-                f"{self.target.part.name}: SHA-256 {digest} does not match the manifest",
+                f"its SHA-256 is {digest}, the manifest says {self.target.sha256}",
                 expected=self.target.sha256,
                 actual=digest,
             )

@@ -80,7 +80,9 @@ def test_install_path_list_verify_remove(server: BackgroundServer, tmp_path: Pat
     (folder / "config.json").write_bytes(b'{"layers": 13}')  # same size, other bytes
     broken = cli("verify", "whisper-small-zh")
     assert broken.returncode == 1
-    assert "CHECKSUM_MISMATCH: whisper-small-zh@1.0.0 config.json" in broken.stderr
+    assert (
+        "CHECKSUM_MISMATCH: config.json of whisper-small-zh@1.0.0 does not match" in broken.stderr
+    )
 
     removed = cli("remove", "whisper-small-zh")
     assert removed.returncode == 0 and "1.0.0" in removed.stdout

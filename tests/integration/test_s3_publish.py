@@ -18,6 +18,7 @@ import pytest
 from model_repo.publish import PublishError
 from model_repo.s3 import S3Location, StorageError, Store
 from model_repo.s3publish import index_s3
+from sidecar.manifest import Requirement
 from tests.support.repo_helpers import write_tree
 from tests.support.seaweed import PRIVATE_BUCKET, SeaweedFS, publish_dir
 
@@ -161,3 +162,20 @@ def test_bad_locations_are_refused():
             S3Location.parse(bad)
     assert S3Location.parse("s3://b/p/q/").key("api", "models") == "p/q/api/models"
     assert json.loads(json.dumps(str(S3Location.parse("s3://b")))) == "s3://b"
+
+
+def test_requires_of_what_the_store_does_not_serve_is_refused(store: Store, tmp_path: Path):
+
+    files = {"model.bin": b"weights"}
+    with pytest.raises(PublishError, match="--requires nope@9: nope is not published"):
+        publish_dir(
+            store, tmp_path, "w", "1", files, requires=(Requirement(model_id="nope", version="9"),)
+        )
+    assert store.get_json(store.location.entry_key("w")) is None
+    publish_dir(store, tmp_path, "align", "1.0.0", {"a.bin": b"a"})
+    with pytest.raises(PublishError, match=r"align has no version 9 here \(published: 1.0.0\)"):
+        publish_dir(
+            store, tmp_path, "w", "1", files, requires=(Requirement(model_id="align", version="9"),)
+        )
+    needs = (Requirement(model_id="align", version="1.0.0"),)
+    assert publish_dir(store, tmp_path, "w", "1", files, requires=needs).status == "published"

@@ -147,8 +147,10 @@ class RawSidecar:
             raw = self.lines[start:]
         return [_parsed(line) for line in raw]
 
-    def roundtrip(self, data: bytes) -> list[Any]:
-        """Send ``data`` then a sentinel request; the lines that came meanwhile."""
+    def roundtrip(self, data: bytes, answered: bool = False) -> list[Any]:
+        """Send ``data`` then a sentinel request; the lines that came meanwhile. With
+        ``answered``, also wait for an answer to ``data``: one that waits on the network
+        (install, ranking) may come well after the sentinel's."""
         start = len(self.lines)
         sentinel = f"sentinel-{uuid.uuid4().hex}"
         self.send(data)
@@ -161,6 +163,8 @@ class RawSidecar:
             )
 
         self.wait(sentinel_seen, "answer to the sentinel")
+        if answered:
+            self.wait(lambda: len(only_responses(self.messages_since(start))) >= 2, "the answer")
         # Requests are served concurrently: an answer may trail the sentinel's a little.
         while True:
             seen = len(self.lines)
@@ -306,6 +310,16 @@ def is_notification(item: Any) -> bool:
     )
 
 
+def versionless_with_id(item: Any) -> bool:
+    """No ``"jsonrpc": "2.0"`` but an id: refused, and answered with that id (issue 15)."""
+    return (
+        isinstance(item, dict)
+        and item.get("jsonrpc") != "2.0"
+        and item.get("id") is not None
+        and valid_id(item)
+    )
+
+
 def decoded(line: bytes) -> tuple[bool, Any]:
     try:
         # Numbers out of float range (1e400) are refused like NaN: they cannot be echoed.
@@ -329,10 +343,26 @@ def same_id(a: Any, b: Any) -> bool:
     )
 
 
+def only_responses(lines: list[Any]) -> list[Any]:
+    return [a for a in lines if not (isinstance(a, dict) and "method" in a)]
+
+
+def answer_expected(line: bytes) -> bool:
+    """Whether ``line`` gets an answer at all (anything but notifications does)."""
+    if not line.strip():
+        return False
+    ok, message = decoded(line.rstrip(b"\r"))
+    if not ok:
+        return True
+    if isinstance(message, list) and message:
+        return not all(is_notification(item) for item in message)
+    return not is_notification(message)
+
+
 def check_answers(line: bytes, answers: list[Any]) -> None:
     for answer in answers:
         check_line(answer)
-    responses = [a for a in answers if not (isinstance(a, dict) and "method" in a)]
+    responses = only_responses(answers)
     if not line.strip():
         assert responses == [], responses
         return
@@ -347,8 +377,12 @@ def check_answers(line: bytes, answers: list[Any]) -> None:
         assert responses[0]["error"]["code"] in (-32700, -32600), responses
         return
     if isinstance(message, list) and message:
-        expected = [item for item in message if is_request(item)]
-        invalid = [i for i in message if not is_request(i) and not is_notification(i)]
+        expected = [item for item in message if is_request(item) or versionless_with_id(item)]
+        invalid = [
+            i
+            for i in message
+            if not (is_request(i) or versionless_with_id(i) or is_notification(i))
+        ]
         if not expected and not invalid:
             assert responses == [], f"notifications were answered: {responses}"
             return
@@ -362,7 +396,7 @@ def check_answers(line: bytes, answers: list[Any]) -> None:
         assert responses == [], f"a notification was answered: {responses}"
         return
     assert len(responses) == 1 and isinstance(responses[0], dict), responses
-    if is_request(message):
+    if is_request(message) or versionless_with_id(message):
         assert same_id(responses[0]["id"], message["id"]), (message, responses)
     else:
         assert responses[0]["id"] is None and "error" in responses[0], responses
@@ -398,7 +432,7 @@ def test_rpc_surface_survives_random_and_adversarial_messages(tmp_path: Path) ->
         @example(b'{"jsonrpc":"2.0","id":NaN,"method":"getInfo"}')
         @example(b"[" * 100_000 + b"]" * 100_000)
         def check(line: bytes) -> None:
-            answers = sidecar.roundtrip(line + b"\n")
+            answers = sidecar.roundtrip(line + b"\n", answered=answer_expected(line))
             check_answers(line, answers)
             assert sidecar.process.poll() is None
 

@@ -43,6 +43,7 @@ def storage(tmp_path: Path) -> Path:
 
 
 def test_publish_layout_and_checksums_match_sha256sum(storage: Path):
+    publish_files(storage, "align", "2", {"align.bin": b"x" * 10})
     result = publish_files(storage, "whisper-small", "1.0.0", FILES, requires=("align@2",))
     assert result.status == "published"
     folder = storage / "models" / "whisper-small" / "1.0.0"
@@ -100,6 +101,7 @@ def test_catalog_matches_the_schema_and_the_client_parser(storage: Path):
 
 
 def test_publishing_again_is_a_no_op_and_changes_are_refused(storage: Path):
+    publish_files(storage, "other", "1", {"o.bin": b"o"})
     first = publish_files(storage, "m", "1.0.0", FILES)
     layout = StorageLayout(storage)
     before = layout.catalog_file.read_bytes()
@@ -178,6 +180,7 @@ def test_index_rebuilds_the_catalog_from_the_tree_alone(storage: Path):
 def test_command_line_publish_and_index(storage: Path, capsys: pytest.CaptureFixture[str]):
     source = write_tree(storage.parent / "cli-src", {"w.bin": b"weights"})
     args = ["publish", str(source), "--storage", str(storage), "--id", "cli", "--version", "1"]
+    publish_files(storage, "align", "2", {"align.bin": b"x"})
     with pytest.raises(SystemExit) as exited:
         repo_main([*args, "--requires", "align@2", "--languages", "zh,en", "--task", "asr"])
     assert exited.value.code == 0
@@ -190,4 +193,35 @@ def test_command_line_publish_and_index(storage: Path, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as exited:
         repo_main(["index", "--storage", str(storage)])
     assert exited.value.code == 0
-    assert "1 models, 1 versions" in capsys.readouterr().out
+    assert "2 models, 2 versions" in capsys.readouterr().out
+
+
+def test_requires_of_a_model_or_version_not_published_is_refused(storage: Path):
+    # Reported: publish --requires nope@9 was accepted; every install then failed.
+    with pytest.raises(PublishError, match=r"--requires nope@9: nope is not published"):
+        publish_files(storage, "whisper", "1.0.0", FILES, requires=("nope@9",))
+    assert not StorageLayout(storage).version_dir("whisper", "1.0.0").exists()
+    publish_files(storage, "align", "1.0.0", {"a.bin": b"a"})
+    publish_files(storage, "align", "1.1.0", {"a.bin": b"b"})
+    with pytest.raises(
+        PublishError, match=r"align has no version 9 here \(published: 1.0.0, 1.1.0\)"
+    ):
+        publish_files(storage, "whisper", "1.0.0", FILES, requires=("align@9",))
+    with pytest.raises(PublishError, match="cannot require itself"):
+        publish_files(storage, "align", "2.0.0", FILES, requires=("align@2.0.0",))
+    assert publish_files(storage, "whisper", "1.0.0", FILES, requires=("align@1.1.0",)).status == (
+        "published"
+    )
+    assert publish_files(storage, "tok", "1", FILES, requires=("align",)).status == "published"
+
+
+def test_command_line_refuses_requires_not_published(
+    storage: Path, capsys: pytest.CaptureFixture[str]
+):
+    source = write_tree(storage.parent / "src", {"w.bin": b"weights"})
+    args = ["publish", str(source), "--storage", str(storage), "--id", "w", "--version", "1"]
+    with pytest.raises(SystemExit) as exited:
+        repo_main([*args, "--requires", "nope@9"])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert "nope is not published" in err and "publish it before w@1" in err
