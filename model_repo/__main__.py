@@ -24,7 +24,44 @@ from model_repo.redirect import DEFAULT_EXPIRY
 from model_repo.s3 import S3Location, StorageError, Store, describe_s3_error
 from model_repo.s3publish import index_s3, publish_s3
 from model_repo.server import EVENT_BURST, EVENT_RATE
+from model_repo.signing import DEFAULT_VALID_DAYS, PASSPHRASE_ENV, Signer, SigningError
 from sidecar.manifest import DEFAULT_PIECE_SIZE, MAX_PIECE_SIZE, MIN_PIECE_SIZE
+
+
+def _signing_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "signing", f"private keys from keygen (passphrase: env {PASSPHRASE_ENV})"
+    )
+    group.add_argument(
+        "--sign-key",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="sign the catalog and every model entry with this key (repeatable: during a "
+        "key rotation, sign with the old and the new key)",
+    )
+    group.add_argument(
+        "--sign-valid-days",
+        type=float,
+        default=DEFAULT_VALID_DAYS,
+        metavar="DAYS",
+        help="clients refuse the signed catalog this long after signing, unless it is "
+        f"re-signed (index --sign-key) before (default {DEFAULT_VALID_DAYS:g})",
+    )
+
+
+def _signer(args: argparse.Namespace) -> Signer | None:
+    from datetime import timedelta
+
+    from model_repo import signing
+
+    if not args.sign_key:
+        return None
+    if not 0 < args.sign_valid_days <= 3650:
+        raise SigningError("--sign-valid-days is from a fraction of a day to 3650")
+    keys = tuple(signing.load(path) for path in args.sign_key)
+    return Signer(keys, timedelta(days=args.sign_valid_days))
 
 
 def _storage_arg(parser: argparse.ArgumentParser) -> None:
@@ -103,9 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
         "or 0 for none (default 16M)",
     )
     _storage_arg(pub)
+    _signing_args(pub)
 
     index = commands.add_parser("index", help="rebuild the catalog from the storage tree")
     _storage_arg(index)
+    _signing_args(index)
+
+    keygen = commands.add_parser(
+        "keygen", help="make an Ed25519 signing key: FILE (private) and FILE.pub"
+    )
+    keygen.add_argument("file", type=Path, help="where the private key goes (mode 0600)")
 
     serve = commands.add_parser("serve", help="serve the tree and the usage API over HTTP")
     _storage_arg(serve)
@@ -198,12 +242,13 @@ def _publish(args: argparse.Namespace) -> int:
             make_default=not args.no_default,
             piece_size=args.piece_size,
         )
+        signer = _signer(args)
         location = _location(args)
         if isinstance(location, S3Location):
-            result = publish_s3(Store(location), request)
+            result = publish_s3(Store(location), request, signer=signer)
         else:
-            result = publish(location, request)
-    except (PublishError, StorageError, ValueError) as exc:
+            result = publish(location, request, signer=signer)
+    except (PublishError, StorageError, SigningError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     version = result.manifest.versions[0]
@@ -217,18 +262,39 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    location = _location(args)
-    if isinstance(location, S3Location):
-        report = index_s3(Store(location))
-        return _index_report(report)
-    layout = StorageLayout(location)
-    if not layout.models.is_dir():
-        print(f"error: no published models under {layout.models}", file=sys.stderr)
+    from model_repo.signing import is_signed, require_signer
+
+    try:
+        signer = _signer(args)
+        location = _location(args)
+        if isinstance(location, S3Location):
+            return _index_report(index_s3(Store(location), signer))
+        layout = StorageLayout(location)
+        if not layout.models.is_dir():
+            print(f"error: no published models under {layout.models}", file=sys.stderr)
+            return 1
+        require_signer(is_signed(layout), signer, str(location))
+    except (PublishError, SigningError, StorageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     # The same lock as publish: a rebuild never interleaves with a publish's.
     with portalocker.Lock(layout.lock_file, timeout=LOCK_TIMEOUT):
-        report = catalog.rebuild(layout)
+        report = catalog.rebuild(layout, signer)
     return _index_report(report)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from model_repo import signing
+
+    try:
+        public = signing.generate(args.file)
+    except SigningError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"private key: {args.file} (keep it secret: whoever has it can sign models)")
+    print(f"public key:  {args.file}.pub")
+    print(f"give the sidecar: --trusted-key {public.text()}")
+    return 0
 
 
 def _index_report(report: catalog.IndexReport) -> int:
@@ -300,7 +366,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    handlers = {"publish": _publish, "index": _index, "serve": _serve}
+    handlers = {"publish": _publish, "index": _index, "serve": _serve, "keygen": _keygen}
     try:
         code = handlers[args.command](args)
     except Exception as exc:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from model_repo.layout import MANIFEST_FILE, MODEL_FILE, StorageLayout
+from model_repo.signing import Signer, sign_file
 from sidecar.errors import UnsafeManifest
 from sidecar.manifest import CatalogModel, CatalogVersion, check_safe_name, check_version_safe
 from sidecar.store.fsutil import atomic_write_bytes
@@ -132,19 +133,32 @@ def scan(layout: StorageLayout) -> IndexReport:
     return report
 
 
-def rebuild(layout: StorageLayout) -> IndexReport:
-    """Write ``api/models/<id>.json`` for each model, then ``api/models.json``.
+def rebuild(layout: StorageLayout, signer: Signer | None = None) -> IndexReport:
+    """Write ``api/models/<id>.json`` for each model, then ``api/models.json``, each
+    followed by its signature file when ``signer`` is given (all re-signed: a rebuild
+    renews the expiry).
 
     Entries first and the list last: a client that sees a model in the list can always
     fetch its entry. Entries of models that are gone are removed after the list."""
     report = scan(layout)
     entries = [m.model_dump(mode="json") for m in report.models]
     layout.entries.mkdir(parents=True, exist_ok=True)
+    signed: dict[str, int] = {}
     for entry in entries:
         atomic_write_bytes(layout.entry_file(entry["id"]), encode(entry))
+        if signer is not None:
+            signed[entry["id"]] = sign_file(
+                signer, layout.entry_file(entry["id"]), layout.entry_signature(entry["id"]),
+                "manifest", entry["id"],
+            )  # fmt: skip
     atomic_write_bytes(layout.catalog_file, encode(entries))
-    keep = {f"{entry['id']}.json" for entry in entries}
+    if signer is not None:
+        sign_file(signer, layout.catalog_file, layout.catalog_signature, "catalog", None, signed)
+    keep = {entry["id"] for entry in entries}
     for stale in layout.entries.glob("*.json"):
-        if stale.name not in keep:
+        if stale.name.removesuffix(".json") not in keep:
+            stale.unlink(missing_ok=True)
+    for stale in layout.signatures.glob("*.sig") if layout.signatures.is_dir() else ():
+        if stale.name.removesuffix(".sig") not in keep:
             stale.unlink(missing_ok=True)
     return report

@@ -7,11 +7,14 @@
       models/<id>/model.json               (model-level settings: the default version)
       api/models.json                      → GET /api/models
       api/models/<id>.json                 → GET /api/models/<id>
+      api/signatures/models.sig            → GET /api/signatures/models (publish --sign-key)
+      api/signatures/models/<id>.sig       → GET /api/signatures/models/<id>
       .staging/                            (publishes in progress; never served)
       .publish.lock                        (one publisher at a time)
 
 ``api/models.json`` sits beside ``api/models/`` rather than inside it, so no model id
-(not even ``index``) can collide with the list file.
+(not even ``index``) can collide with the list file. Signatures have a tree of their own
+for the same reason: ``/api/models/<id>.sig`` would be the entry of a model ``<id>.sig``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,17 @@ class StorageLayout:
     @property
     def entries(self) -> Path:
         return self.api / "models"
+
+    @property
+    def signatures(self) -> Path:
+        return self.api / "signatures" / "models"
+
+    @property
+    def catalog_signature(self) -> Path:
+        return self.api / "signatures" / "models.sig"
+
+    def entry_signature(self, model_id: str) -> Path:
+        return self.signatures / f"{model_id}.sig"
 
     @property
     def staging(self) -> Path:

@@ -24,6 +24,7 @@ import portalocker
 from model_repo import catalog
 from model_repo.layout import CHECKSUM_FILE, MANIFEST_FILE, RESERVED_NAMES, StorageLayout
 from model_repo.requires import MissingRequirement, check_published, folder_versions
+from model_repo.signing import Signer, SigningError, is_signed, require_signer
 from sidecar.errors import UnsafeManifest
 from sidecar.manifest import (
     DEFAULT_PIECE_SIZE,
@@ -181,7 +182,10 @@ def comparable(manifest: CatalogModel) -> dict[str, Any]:
     return document
 
 
-def publish(storage: Path, request: PublishRequest, now: datetime | None = None) -> PublishResult:
+def publish(
+    storage: Path, request: PublishRequest, now: datetime | None = None,
+    signer: Signer | None = None,
+) -> PublishResult:  # fmt: skip
     try:
         check_safe_name(request.model_id, "id")
         check_safe_name(request.version, "version")
@@ -189,10 +193,11 @@ def publish(storage: Path, request: PublishRequest, now: datetime | None = None)
         raise PublishError(str(exc)) from exc
     layout = StorageLayout(storage)
     try:
+        require_signer(is_signed(layout), signer, str(storage))
         check_published(
             request.requires, folder_versions(layout), (request.model_id, request.version)
         )
-    except MissingRequirement as exc:
+    except (SigningError, MissingRequirement) as exc:
         raise PublishError(str(exc)) from exc
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     layout.root.mkdir(parents=True, exist_ok=True)
@@ -205,7 +210,7 @@ def publish(storage: Path, request: PublishRequest, now: datetime | None = None)
                 manifest = catalog.read_manifest(target / MANIFEST_FILE)
             if request.make_default or catalog.read_default(layout, request.model_id) is None:
                 catalog.write_default(layout, request.model_id, request.version)
-            report = catalog.rebuild(layout)
+            report = catalog.rebuild(layout, signer)
             _sweep_staging(layout)
     finally:
         shutil.rmtree(staged, ignore_errors=True)

@@ -67,6 +67,13 @@ class S3Location:
         check_safe_name(model_id, "model id")
         return self.key("api", "models", model_id)
 
+    def signature_key(self, model_id: str | None = None) -> str:
+        """The signature of the list (no id) or of one model's entry."""
+        if model_id is None:
+            return self.key("api", "signatures", "models")
+        check_safe_name(model_id, "model id")
+        return self.key("api", "signatures", "models", model_id)
+
     def version_key(self, model_id: str, version: str, path: str = "") -> str:
         return self.key("storage", "models", model_id, version, path)
 

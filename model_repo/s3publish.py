@@ -11,10 +11,16 @@ compare-and-swap (``If-Match`` on the ETag read, ``If-None-Match: *`` to create)
 retried on conflict, so concurrent publishers of different models (or versions) keep
 each other's entries. The list is always rebuilt from the freshest entry, so it can
 never hold an older entry than the one its model's publisher wrote.
+
+With ``--sign-key``, each entry and then the list get their signature object
+(``api/signatures/models[/<id>]``), written after the document it signs and re-done
+while that document changed under the signer: whoever changes a document last also
+signs it last, so the store settles on matching pairs.
 """
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import shutil
 import tempfile
@@ -29,9 +35,11 @@ from model_repo.catalog import IndexReport, encode
 from model_repo.layout import CHECKSUM_FILE, MANIFEST_FILE, StorageLayout
 from model_repo.publish import PublishError, PublishRequest, PublishResult, comparable, stage
 from model_repo.requires import MissingRequirement, check_published
-from model_repo.s3 import CATALOG_TYPE, IMMUTABLE, StorageError, Store, is_conflict
+from model_repo.s3 import CAS_ATTEMPTS, CATALOG_TYPE, IMMUTABLE, StorageError, Store, is_conflict
+from model_repo.signing import Signer, SigningError, previous_version, require_signer
 from sidecar.errors import UnsafeManifest
 from sidecar.manifest import CatalogModel, check_safe_name, check_version_safe
+from sidecar.signature import Kind
 
 
 def _version_order(version: dict[str, Any]) -> tuple[str, str]:
@@ -100,7 +108,63 @@ def _upload_version(store: Store, staged: Path, manifest: CatalogModel) -> None:
     store.put(key, (staged / CHECKSUM_FILE).read_bytes(), "text/plain; charset=utf-8", IMMUTABLE)
 
 
-def publish_s3(store: Store, request: PublishRequest, now: datetime | None = None) -> PublishResult:
+def sign_object(store: Store, signer: Signer, kind: Kind, model_id: str | None) -> None:
+    """Sign the current list (no id) or entry, until it stays what was signed."""
+    location = store.location
+    key = location.list_key if model_id is None else location.entry_key(model_id)
+    for _ in range(CAS_ATTEMPTS):
+        found = store.get(key)
+        if found is None:
+            return
+        body, etag = found
+        document = json.loads(body)
+        manifests = _manifest_versions(store, document) if kind == "catalog" else None
+        store.update_json(
+            location.signature_key(model_id),
+            partial(_envelope, signer, document, kind, model_id, manifests),
+        )
+        again = store.get(key)
+        if again is None or again[1] == etag:
+            return
+    raise StorageError(f"{key}: still changing under other publishers; sign again with index")
+
+
+def _envelope(
+    signer: Signer,
+    document: Any,
+    kind: Kind,
+    model_id: str | None,
+    manifests: dict[str, int] | None,
+    previous: Any,
+) -> dict[str, Any]:
+    return signer.envelope(document, kind, model_id, previous, manifests)
+
+
+def _manifest_versions(store: Store, listed: Any) -> dict[str, int]:
+    """The version of each listed model's entry signature, for the list's signature."""
+    versions: dict[str, int] = {}
+    for entry in listed if isinstance(listed, list) else []:
+        model_id = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(model_id, str):
+            continue
+        found = store.get_json(store.location.signature_key(model_id))
+        if found is not None and (version := previous_version(found[0])):
+            versions[model_id] = version
+    return versions
+
+
+def _check_signing(store: Store, signer: Signer | None) -> None:
+    signed = store.get(store.location.signature_key()) is not None
+    try:
+        require_signer(signed, signer, str(store.location))
+    except SigningError as exc:
+        raise PublishError(str(exc)) from exc
+
+
+def publish_s3(
+    store: Store, request: PublishRequest, now: datetime | None = None,
+    signer: Signer | None = None,
+) -> PublishResult:  # fmt: skip
     try:
         check_safe_name(request.model_id, "id")
         check_safe_name(request.version, "version")
@@ -121,6 +185,7 @@ def publish_s3(store: Store, request: PublishRequest, now: datetime | None = Non
     except MissingRequirement as exc:
         raise PublishError(str(exc)) from exc
     store.check_conditional_writes()
+    _check_signing(store, signer)
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     scratch = Path(tempfile.mkdtemp(prefix="model-repo-publish-"))
     manifest_key = location.version_key(request.model_id, request.version, MANIFEST_FILE)
@@ -135,7 +200,11 @@ def publish_s3(store: Store, request: PublishRequest, now: datetime | None = Non
         location.entry_key(request.model_id),
         lambda entry: merge_entry(entry, manifest, request.make_default),
     )
+    if signer is not None:
+        sign_object(store, signer, "manifest", request.model_id)
     refresh_list(store, {request.model_id})
+    if signer is not None:
+        sign_object(store, signer, "catalog", None)
     where = Path(f"{location}/storage/models/{request.model_id}/{request.version}")
     return PublishResult(status, where, manifest)
 
@@ -173,8 +242,10 @@ def _place_version(
     return ("replaced" if existing is not None or damaged else "published"), manifest
 
 
-def index_s3(store: Store) -> IndexReport:
-    """Rebuild every entry and the list from the version manifests in the store."""
+def index_s3(store: Store, signer: Signer | None = None) -> IndexReport:
+    """Rebuild every entry and the list from the version manifests in the store (and
+    re-sign them all with ``signer``, which renews the expiry)."""
+    _check_signing(store, signer)
     location = store.location
     root = location.key("storage", "models") + "/"
     sizes = store.list(root)
@@ -194,14 +265,19 @@ def index_s3(store: Store) -> IndexReport:
         if not manifests:
             continue
         entry = store.update_json(location.entry_key(model_id), partial(_rebuilt_entry, manifests))
+        if signer is not None:
+            sign_object(store, signer, "manifest", model_id)
         report.models.append(CatalogModel.model_validate(entry))
     report.problems = sorted(set(report.problems))
     listed = {m.id for m in report.models}
     entries_root = location.key("api", "models") + "/"
     stale = frozenset(k[len(entries_root) :] for k in store.list(entries_root)) - listed
     refresh_list(store, listed, gone=stale)
+    if signer is not None:
+        sign_object(store, signer, "catalog", None)
     for model_id in stale:
         store.delete(location.entry_key(model_id))
+        store.delete(location.signature_key(model_id))
     return report
 
 

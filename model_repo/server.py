@@ -8,6 +8,8 @@ error, the optional bearer token, and the SQLite-backed usage ranking.
     GET|HEAD /api/models                      → <storage>/api/models.json
     GET|HEAD /api/models/{id}                 → <storage>/api/models/{id}.json
     GET|HEAD /storage/models/{id}/{v}/{path}  → <storage>/models/{id}/{v}/{path}
+    GET|HEAD /api/signatures/models           → <storage>/api/signatures/models.sig
+    GET|HEAD /api/signatures/models/{id}      → <storage>/api/signatures/models/{id}.sig
     POST     /api/model-usage/events          {model_id, kind}  (rate-limited per address)
     GET      /api/model-usage/ranking         [{model_id, request_count, rank}]
 
@@ -163,15 +165,65 @@ def create_app(
         usage = open_usage_store(usage_db)
         redirects = S3Redirects(storage, presign_expiry)
         catalog_list, catalog_entry, storage_file = _s3_routes(redirects)
+        signatures = _s3_signature_routes(redirects)
     else:
         layout = StorageLayout(storage.resolve())
         usage = open_usage_store(usage_db or layout.root / "usage.sqlite3")
         catalog_list, catalog_entry, storage_file = _tree_routes(layout)
+        signatures = _tree_signature_routes(layout)
     limiter = RateLimiter(event_rate, event_burst) if event_rate > 0 else None
     return _assemble(
         catalog_list, catalog_entry, storage_file, _usage_routes(usage, limiter), token,
-        bytes_per_second,
+        bytes_per_second, signatures,
     )  # fmt: skip
+
+
+def _s3_signature_routes(redirects: S3Redirects) -> tuple[Endpoint, Endpoint]:
+    location = redirects.store.location
+
+    async def list_signature(request: Request) -> Response:
+        missing = error_response(404, "NOT_FOUND", "the catalog is not signed")
+        return await redirects.catalog(request, location.signature_key(), missing)
+
+    async def entry_signature(request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        try:
+            key = location.signature_key(model_id)
+        except UnsafeManifest as exc:
+            return error_response(400, "UNSAFE_PATH", exc.message)
+        missing = error_response(404, "NOT_FOUND", f"no signature for {model_id!r}")
+        return await redirects.catalog(request, key, missing)
+
+    return list_signature, entry_signature
+
+
+def _tree_signature_routes(layout: StorageLayout) -> tuple[Endpoint, Endpoint]:
+    files = StaticFiles(directory=layout.api, check_dir=False)
+
+    async def serve(name: str, request: Request) -> Response:
+        try:
+            response = await files.get_response(name, request.scope)
+        except HTTPException as exc:
+            if exc.status_code == 404:
+                return error_response(404, "NOT_FOUND", "not signed")
+            raise
+        # A signature changes with its document: caches revalidate both alike.
+        response.headers["Cache-Control"] = REVALIDATE
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+    async def list_signature(request: Request) -> Response:
+        return await serve("signatures/models.sig", request)
+
+    async def entry_signature(request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        try:
+            check_safe_name(model_id, "model id")
+        except UnsafeManifest as exc:
+            return error_response(400, "UNSAFE_PATH", exc.message)
+        return await serve(f"signatures/models/{model_id}.sig", request)
+
+    return list_signature, entry_signature
 
 
 def _s3_routes(redirects: S3Redirects) -> tuple[Endpoint, Endpoint, Endpoint]:
@@ -295,8 +347,10 @@ def _assemble(
     usage: tuple[Endpoint, Endpoint],
     token: str | None,
     bytes_per_second: float | None,
+    signatures: tuple[Endpoint, Endpoint],
 ) -> ASGIApp:
     record_event, ranking = usage
+    list_signature, entry_signature = signatures
     read = ["GET", "HEAD"]
     app = Starlette(
         routes=[
@@ -305,6 +359,8 @@ def _assemble(
             Route("/storage/models/{model_id}/{version}/{path:path}", storage_file, methods=read),
             Route("/api/model-usage/events", record_event, methods=["POST"]),
             Route("/api/model-usage/ranking", ranking, methods=read),
+            Route("/api/signatures/models", list_signature, methods=read),
+            Route("/api/signatures/models/{model_id}", entry_signature, methods=read),
         ],
         exception_handlers={HTTPException: _http_error},
     )

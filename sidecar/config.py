@@ -15,6 +15,7 @@ APP_NAME = "ModelManager"
 # 1 TiB/s: far above any link, and far below what a float holds (10**400 bytes/s once
 # took every later download down with an OverflowError). The wire schema has the same bound.
 MAX_BYTES_PER_SECOND = 1 << 40
+SIGNATURE_POLICIES = ("off", "warn", "enforce")
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,10 @@ class Settings:
     proxy: str | None = field(default=None, repr=False)  # None: the environment decides
     ca_bundle: Path | None = None
     offline: bool = False  # --offline: no network call at all (sidecar.core.offline)
+    # Public keys (ed25519:<base64>) whose signatures make a catalog trusted, and what
+    # happens to one they do not vouch for: off, warn or enforce (sidecar.core.signatures).
+    trusted_keys: tuple[str, ...] = ()
+    signatures: str = "off"
 
 
 def _split_urls(value: str | None) -> tuple[str, ...]:
@@ -196,6 +201,24 @@ def build_parser() -> argparse.ArgumentParser:
         "(env MODEL_MANAGER_CA_BUNDLE)",
     )
     parser.add_argument(
+        "--trusted-key",
+        dest="trusted_keys",
+        action="append",
+        default=None,
+        metavar="KEY",
+        help="public key (ed25519:<base64>, as model-manager-repo keygen prints it) whose "
+        "signatures the catalog and manifests must carry; repeatable, so a new key can be "
+        "added before the old one is retired (env MODEL_MANAGER_TRUSTED_KEYS, comma-separated)",
+    )
+    parser.add_argument(
+        "--signatures",
+        choices=SIGNATURE_POLICIES,
+        default=env("MODEL_MANAGER_SIGNATURES"),
+        help="what an unsigned or wrongly signed catalog or manifest gets: refused "
+        "(enforce), a warning in the log (warn), or no check (off) (env "
+        "MODEL_MANAGER_SIGNATURES; default: enforce with a trusted key, else off)",
+    )
+    parser.add_argument(
         "--parent-pid",
         type=int,
         default=None,
@@ -227,6 +250,28 @@ def _token(parser: argparse.ArgumentParser) -> str | None:
     return token or None
 
 
+def _signing(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """The trusted keys (flags win over the environment) and the policy, checked now:
+    a mistyped key stops the start rather than every later install."""
+    from sidecar.signature import SignatureFormatError, parse_public_key
+
+    keys = args.trusted_keys
+    if keys is None:
+        keys = os.environ.get("MODEL_MANAGER_TRUSTED_KEYS", "").split(",")
+    keys = [key.strip() for key in keys if key.strip()]
+    for key in keys:
+        try:
+            parse_public_key(key)
+        except SignatureFormatError as exc:
+            parser.error(f"--trusted-key {key[:60]!r}: {exc}")
+    policy = args.signatures or ("enforce" if keys else "off")
+    if policy not in SIGNATURE_POLICIES:
+        parser.error(f"MODEL_MANAGER_SIGNATURES must be one of {', '.join(SIGNATURE_POLICIES)}")
+    if policy != "off" and not keys:
+        parser.error(f"--signatures {policy} needs a --trusted-key (MODEL_MANAGER_TRUSTED_KEYS)")
+    return {"trusted_keys": tuple(keys), "signatures": policy}
+
+
 def settings_from_args(argv: list[str] | None = None) -> Settings:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -247,5 +292,6 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         log_level=args.log_level,
         proxy=args.proxy or None,
         ca_bundle=Path(args.ca_bundle).expanduser().resolve() if args.ca_bundle else None,
+        **_signing(parser, args),
         **tuning,
     )

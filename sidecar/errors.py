@@ -14,8 +14,10 @@
     ├── NetworkError             1011  transport failures after retries
     ├── TlsError                 1012  a host's TLS certificate could not be verified
     ├── PermissionDenied         1013  the home (or a folder in it) is not writable by us
-    └── HomeUnavailable          1014  the home is damaged where we must write: a link,
-                                       a file where a folder belongs, a folder gone
+    ├── HomeUnavailable          1014  the home is damaged where we must write: a link,
+    │                                  a file where a folder belongs, a folder gone
+    └── SignatureInvalid         1015  a catalog or manifest not signed by a trusted key,
+                                       an older one than seen before, or an expired one
 
 Lower-level errors (httpx, OSError) are translated at the boundaries in
 ``sidecar.transfer.http`` and ``sidecar.store.diskspace``; the RPC layer turns these into
@@ -149,6 +151,17 @@ class HomeUnavailable(ModelManagerError):
     name = "HOME_UNAVAILABLE"
 
 
+class SignatureInvalid(ModelManagerError):
+    code = 1015
+    name = "SIGNATURE_INVALID"
+
+    def __init__(
+        self, message: str, *, reason: str, host: str, model_id: str | None = None,
+        version: str | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(message, reason=reason, host=host, modelId=model_id, version=version)
+
+
 ALL_ERRORS: tuple[type[ModelManagerError], ...] = (
     ModelNotAvailable,
     ModelNotFound,
@@ -164,6 +177,7 @@ ALL_ERRORS: tuple[type[ModelManagerError], ...] = (
     TlsError,
     PermissionDenied,
     HomeUnavailable,
+    SignatureInvalid,
 )
 
 

@@ -56,6 +56,8 @@ ErrorReason = Literal[
     "offline", "target_inside_home", "target_not_empty", "target_not_folder", "no_space",
     "cross_device", "move_in_progress", "already_installed",
 ]  # fmt: skip
+# SIGNATURE_INVALID's data.reason.
+SignatureReason = Literal["unsigned", "bad_signature", "unknown_key", "rollback", "expired"]
 ModelState = Literal[
     "not_installed", "queued", "downloading", "verifying", "paused", "ready", "incomplete",
     "failed", "removed", "damaged",
@@ -360,7 +362,9 @@ class ErrorData(WireModel):
     code: str
     model_id: str | None = None
     version: str | None = None
-    reason: UnavailableReason | ErrorReason | None = None
+    reason: UnavailableReason | ErrorReason | SignatureReason | None = None
+    # SIGNATURE_INVALID: the repository host whose catalog or manifest was refused.
+    host: str | None = None
 
 
 # --- files on disk --------------------------------------------------------------------

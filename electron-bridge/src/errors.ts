@@ -73,6 +73,13 @@ export class TlsError extends sidecarError('TLS_ERROR') {}
 export class PermissionDeniedError extends sidecarError('PERMISSION_DENIED') {}
 /** The home is damaged where the sidecar must write (a link, a file for a folder). */
 export class HomeUnavailableError extends sidecarError('HOME_UNAVAILABLE') {}
+/**
+ * A catalog or manifest that no trusted key vouches for (`--signatures enforce`):
+ * `data.reason` is unsigned | bad_signature | unknown_key | rollback | expired, `data.host`
+ * the repository, `data.modelId` / `data.version` the model when it concerns one.
+ * Nothing was installed; installed models stay usable.
+ */
+export class SignatureInvalidError extends sidecarError('SIGNATURE_INVALID') {}
 
 // `satisfies` makes tsc fail when schemas/errors.json gains a name without a class.
 const SIDECAR_ERRORS = {
@@ -90,6 +97,7 @@ const SIDECAR_ERRORS = {
   TLS_ERROR: TlsError,
   PERMISSION_DENIED: PermissionDeniedError,
   HOME_UNAVAILABLE: HomeUnavailableError,
+  SIGNATURE_INVALID: SignatureInvalidError,
 } as const satisfies Record<ErrorName, ErrorClass>;
 
 // --- errors of the bridge itself -------------------------------------------------------

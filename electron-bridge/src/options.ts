@@ -34,6 +34,13 @@ export interface ModelManagerOptions {
   repository?: string | string[];
   scheduler?: string;
   token?: string;
+  /**
+   * Public keys (`ed25519:<base64>`, from `model-manager-repo keygen`) the catalog must be
+   * signed with: MODEL_MANAGER_TRUSTED_KEYS. Two during a key rotation.
+   */
+  trustedKeys?: string[];
+  /** MODEL_MANAGER_SIGNATURES; default 'enforce' with trusted keys, else 'off'. */
+  signatures?: 'off' | 'warn' | 'enforce';
   /** The system proxy, as Chromium resolves it: see NetworkOptions. */
   network?: NetworkOptions;
   /** Default request timeout; per-method overrides in methodTimeoutsMs. */
@@ -70,6 +77,10 @@ export function sidecarCommand(options: ModelManagerOptions): SidecarCommand {
   }
   if (options.scheduler !== undefined) env.MODEL_MANAGER_SCHEDULER = options.scheduler;
   if (options.token !== undefined) env.MODEL_MANAGER_TOKEN = options.token;
+  if (options.trustedKeys !== undefined) {
+    env.MODEL_MANAGER_TRUSTED_KEYS = options.trustedKeys.join(',');
+  }
+  if (options.signatures !== undefined) env.MODEL_MANAGER_SIGNATURES = options.signatures;
   const command =
     options.command ??
     options.python ??

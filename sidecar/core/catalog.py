@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import anyio
 
 from sidecar.config import Settings
+from sidecar.core.signatures import ADVICE, SignatureProblem, Verifier
 from sidecar.core.wording import api_suffix_hint, model_not_found, no_repository, origin
-from sidecar.errors import ModelNotFound, RepositoryUnavailable, TlsError, UnsafeManifest
+from sidecar.errors import (
+    ModelNotFound,
+    RepositoryUnavailable,
+    SignatureInvalid,
+    TlsError,
+    UnsafeManifest,
+)
 from sidecar.manifest import CatalogModel, check_safe_name, parse_model
+from sidecar.signature import Kind
 from sidecar.store.fsutil import atomic_write_json, read_json
 from sidecar.store.layout import HomeLayout
 from sidecar.transfer.http import JsonClient, SourceFailed, TlsFailed, TransientError, auth_headers
@@ -34,6 +43,7 @@ class Catalog:
         self.fetched_at: float = 0.0
         self.stale = True
         self._refresh_lock = anyio.Lock()
+        self.verifier = Verifier(settings, layout)
 
     async def load_cache(self) -> None:
         try:
@@ -54,22 +64,32 @@ class Catalog:
             if not force and self.fresh():
                 return True
             try:
-                self.models = _parse_list(await self._get_json("/api/models", "list the catalog"))
-            except (RepositoryUnavailable, ModelNotFound) as exc:
+                self.models = _parse_list(
+                    await self._get_json("/api/models", "list the catalog", Signed("catalog"))
+                )
+            except (RepositoryUnavailable, ModelNotFound, SignatureInvalid) as exc:
                 log.warning("catalog refresh failed, using the cache: %s", exc)
                 self.stale = True
+                # Asked for explicitly, a refused catalog is an answer the app must see;
+                # a background refresh keeps listing what is installed and known.
+                if force and isinstance(exc, SignatureInvalid):
+                    raise
                 return False
             self.fetched_at = time.time()
             self.stale = False
             await self._save()
             return True
 
-    async def get_model(self, model_id: str) -> CatalogModel:
-        """The freshest entry for one model; the cache when the repository is down."""
+    async def get_model(self, model_id: str, version: str | None = None) -> CatalogModel:
+        """The freshest entry for one model; the cache when the repository is down (never
+        when it answered with a refused signature). ``version`` names the one wanted in
+        a SIGNATURE_INVALID."""
         check_safe_name(model_id, "modelId")
         try:
             raw = await self._get_json(
-                f"/api/models/{quote(model_id, safe='')}", f"look up {model_id}", model_id
+                f"/api/models/{quote(model_id, safe='')}",
+                f"look up {model_id}",
+                Signed("manifest", model_id, version),
             )
         except RepositoryUnavailable as exc:
             cached = self.models.get(model_id)
@@ -85,11 +105,14 @@ class Catalog:
         self.models[model_id] = model
         return model
 
-    async def _get_json(self, path: str, what: str, model_id: str | None = None) -> Any:
+    async def _get_json(self, path: str, what: str, signed: Signed) -> Any:
         """GET from each mirror in turn; 404 everywhere that answered is MODEL_NOT_FOUND.
-        ``what`` says what for in the errors (the user never sees ``path``). Offline: no
-        request at all, and REPOSITORY_UNAVAILABLE with ``reason: offline``, as when no
-        mirror answers (so callers fall back to the cache alike)."""
+        ``what`` says what for in the errors (the user never sees ``path``). A mirror
+        whose copy a trusted signature does not vouch for is skipped too; when no mirror
+        gives a trusted copy, the first refusal is the error. Offline: no request at all,
+        and REPOSITORY_UNAVAILABLE with ``reason: offline``, as when no mirror answers (so
+        callers fall back to the cache alike)."""
+        model_id = signed.model_id
         data = {"modelId": model_id} if model_id else {}
         if self.settings.offline:
             raise RepositoryUnavailable(
@@ -102,25 +125,29 @@ class Catalog:
         problems = []
         not_found = False
         tls: TlsFailed | None = None
+        refused: list[SignatureInvalid] = []
         for base in self.settings.repositories:
             url = base + path
             try:
-                body = await self.client.get_json(
-                    url,
-                    headers=auth_headers(self.settings, url),
-                    max_bytes=MAX_CATALOG_BYTES,
-                    deadline=self.settings.request_deadline,
-                )
+                body = await self._fetch(base, path)
+                if body is not None and self.verifier.enabled:
+                    body = await self._verified(base, path, body, signed)
             except (TransientError, SourceFailed) as exc:
                 if isinstance(exc, TlsFailed):
                     tls = exc
                 problems.append(f"{origin(base)}: {_without_url(exc, url)}")
+                continue
+            except SignatureInvalid as exc:
+                refused.append(exc)
+                problems.append(f"{origin(base)}: {exc.extra['reason']}")
                 continue
             if body is None:
                 not_found = True
                 problems.append(f"{origin(base)}: not found")
                 continue
             return body
+        if refused:
+            raise refused[0]
         if not_found:
             if model_id is not None:
                 raise model_not_found(model_id, self.settings.repositories)
@@ -128,11 +155,65 @@ class Catalog:
             raise ModelNotFound(f"cannot {what}: the repository has no catalog{hint}")
         if tls is not None and len(problems) == 1:
             raise TlsError(tls.host, tls.reason)
-        data = {"modelId": model_id} if model_id else {}
         raise RepositoryUnavailable(
             f"cannot {what}: no repository answered ({'; '.join(problems)})",
             reason="offline",  # automatic offline mode: see sidecar.core.offline
             **data,
+        )
+
+    async def _fetch(self, base: str, path: str) -> Any:
+        url = base + path
+        return await self.client.get_json(
+            url,
+            headers=auth_headers(self.settings, url),
+            max_bytes=MAX_CATALOG_BYTES,
+            deadline=self.settings.request_deadline,
+        )
+
+    async def _verified(self, base: str, path: str, body: Any, signed: Signed) -> Any:
+        """``body`` (or a fresher copy) once its signature checks out; SignatureInvalid
+        under ``enforce``, a warning under ``warn``."""
+        signature_path = path.replace("/api/", "/api/signatures/", 1)
+        problem: SignatureProblem | None = None
+        # A document and its signature are two files: a publish between our two GETs
+        # mismatches them once. A second look after it settles tells that from tampering.
+        for attempt in range(2):
+            if attempt:
+                await anyio.sleep(0.2)
+                body = await self._fetch(base, path)
+                if body is None:
+                    return None
+            try:
+                envelope = await self._fetch(base, signature_path)
+            except (TransientError, SourceFailed) as exc:
+                if self.verifier.enforced:
+                    raise
+                log.warning("signature from %s unreadable (--signatures warn): %s", base, exc)
+                return body
+            try:
+                # A thread: the digest of a large catalog is JSON encoding of all of it.
+                checked = await anyio.to_thread.run_sync(
+                    self.verifier.check, body, envelope, signed.kind, signed.model_id
+                )
+                await self.verifier.admit(checked)
+                return body
+            except SignatureProblem as exc:
+                problem = exc
+                if not exc.mismatch:
+                    break
+        assert problem is not None
+        host = urlsplit(base).netloc.rpartition("@")[2]
+        what = "catalog" if signed.model_id is None else f"manifest of {signed.model_id}"
+        message = f"the {what} from {host} {problem.detail}: {ADVICE[problem.reason]}"
+        if not self.verifier.enforced:
+            log.warning("signature check failed (--signatures warn, used anyway): %s", message)
+            return body
+        raise SignatureInvalid(
+            message,
+            reason=problem.reason,
+            host=host,
+            model_id=signed.model_id,
+            version=signed.version,
         )
 
     async def _save(self) -> None:
@@ -144,6 +225,15 @@ class Catalog:
             await anyio.to_thread.run_sync(atomic_write_json, self.cache_path, document)
         except OSError as exc:
             log.warning("cannot cache the catalog: %s", exc)
+
+
+@dataclass(frozen=True)
+class Signed:
+    """What a signature must vouch for: the catalog, or one model's manifest."""
+
+    kind: Kind
+    model_id: str | None = None
+    version: str | None = None  # the version an install asked for, for the error
 
 
 def _without_url(exc: Exception, url: str) -> str:

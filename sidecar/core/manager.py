@@ -262,7 +262,7 @@ class Manager:
             await self.set_state(task, TaskState.FAILED)
 
     async def _resolve_manifest(self, task: TaskRuntime) -> None:
-        model = await self.catalog.get_model(task.model_id)
+        model = await self.catalog.get_model(task.model_id, task.version)
         version = model.find_version(task.version)
         if version is None:
             raise version_not_found(model, task.version)
@@ -298,7 +298,7 @@ class Manager:
         check_safe_name(model_id, "modelId")
         if self.settings.offline:
             return install_offline(self.registry, model_id, version)
-        model = await self.catalog.get_model(model_id)
+        model = await self.catalog.get_model(model_id, version)
         manifest = model.find_version(version)
         if manifest is None:
             raise version_not_found(model, version)

@@ -71,6 +71,12 @@ class HomeLayout:
     def tasks_file(self) -> Path:
         return self.root / "tasks.json"
 
+    @property
+    def signature_state(self) -> Path:
+        # The highest signed catalog and manifest versions seen (rollback protection):
+        # not under cache/, which a user may clear.
+        return self.root / "signatures.json"
+
     def create(self) -> list[OSError]:
         """Make the home's folders. Whatever is in the way (a file, or a link that could
         lead writes outside the home) is set aside as ``<name>.damaged-<time>``. Never

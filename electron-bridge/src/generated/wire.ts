@@ -576,6 +576,7 @@ export interface VerifyProblem {
  */
 export interface ErrorData {
   code: string;
+  host?: string | null;
   modelId?: string | null;
   reason?:
     | (
@@ -599,6 +600,7 @@ export interface ErrorData {
         | 'move_in_progress'
         | 'already_installed'
       )
+    | ('unsigned' | 'bad_signature' | 'unknown_key' | 'rollback' | 'expired')
     | null;
   version?: string | null;
   [k: string]: unknown | undefined;
@@ -810,6 +812,7 @@ export const ERROR_CODES = {
   PERMISSION_DENIED: 1013,
   REPOSITORY_UNAVAILABLE: 1004,
   SCHEDULER_UNAVAILABLE: 1010,
+  SIGNATURE_INVALID: 1015,
   TASK_NOT_FOUND: 1007,
   TLS_ERROR: 1012,
   UNSAFE_MANIFEST: 1008,
