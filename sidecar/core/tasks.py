@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 
 import anyio
 from pydantic import TypeAdapter, ValidationError
 
+from sidecar.core.progress import SpeedWindow
 from sidecar.manifest import CatalogVersion
 from sidecar.redact import redact_text, redact_url
 from sidecar.store.fsutil import atomic_write_bytes, read_json
@@ -19,8 +19,6 @@ from sidecar.store.locks import BlockingFileLock
 from sidecar.wire import PersistedTask, Task, TaskError, TaskState
 
 log = logging.getLogger(__name__)
-
-SPEED_SMOOTHING = 0.3
 
 
 @dataclass
@@ -54,7 +52,8 @@ class TaskRuntime:
     raw_bytes: int = 0
     shown_bytes: int = 0
     speed_bps: float = 0.0
-    _speed_sample: tuple[float, int] = (0.0, 0)
+    speed_known: bool = False
+    _speed: SpeedWindow = field(default_factory=SpeedWindow)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -65,21 +64,32 @@ class TaskRuntime:
         if self.raw_bytes > self.shown_bytes:
             self.shown_bytes = min(self.raw_bytes, self.bytes_total or self.raw_bytes)
 
+    def show_on_disk(self, verified: int) -> None:
+        """Bytes a resume keeps, known before the download starts: the first thing a
+        client is shown of a resumed task (never less than it was shown before)."""
+        self.raw_bytes = verified
+        self.add_bytes(0)
+
     def sample_speed(self) -> None:
-        now = time.monotonic()
-        last_time, last_bytes = self._speed_sample
-        if last_time and now > last_time:
-            instant = max(0, self.raw_bytes - last_bytes) / (now - last_time)
-            self.speed_bps += SPEED_SMOOTHING * (instant - self.speed_bps)
-        self._speed_sample = (now, self.raw_bytes)
+        """Called every progress tick while downloading: the speed over the window."""
+        self._speed.add(self.raw_bytes)
+        speed = self._speed.speed()
+        self.speed_known = speed is not None
+        self.speed_bps = max(0.0, speed or 0.0)
 
     def reset_speed(self) -> None:
         self.speed_bps = 0.0
-        self._speed_sample = (0.0, 0)
+        self.speed_known = False
+        self._speed.reset()
 
     def snapshot(self) -> Task:
         remaining = max(0, self.bytes_total - self.shown_bytes)
-        eta = remaining / self.speed_bps if self.speed_bps > 1 and remaining else None
+        eta: float | None = None
+        if self.speed_known and self.state == TaskState.DOWNLOADING:
+            if not remaining:
+                eta = 0.0
+            elif self.speed_bps > 0:
+                eta = remaining / self.speed_bps
         if self.state == TaskState.READY:
             eta = 0.0
         return Task(
@@ -111,6 +121,9 @@ class TaskRuntime:
             filename=source.filename if source else None,
             mode=source.mode if source else None,
             sha256=source.sha256 if source else None,
+            bytes_total=self.bytes_total,
+            files_total=self.files_total,
+            error=self.error,
         )
 
 
