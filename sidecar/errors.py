@@ -14,8 +14,10 @@
     ├── NetworkError             1011  transport failures after retries
     ├── TlsError                 1012  a host's TLS certificate could not be verified
     ├── PermissionDenied         1013  the home (or a folder in it) is not writable by us
-    └── HomeUnavailable          1014  the home is damaged where we must write: a link,
-                                       a file where a folder belongs, a folder gone
+    ├── HomeUnavailable          1014  the home is damaged where we must write: a link,
+    │                                  a file where a folder belongs, a folder gone
+    └── InvalidOption            1021  the sidecar was started with a bad option or
+                                       setting: it answers every request with this
 
 Lower-level errors (httpx, OSError) are translated at the boundaries in
 ``sidecar.transfer.http`` and ``sidecar.store.diskspace``; the RPC layer turns these into
@@ -134,6 +136,11 @@ class HomeUnavailable(ModelManagerError):
     name = "HOME_UNAVAILABLE"
 
 
+class InvalidOption(ModelManagerError):
+    code = 1021
+    name = "INVALID_OPTION"
+
+
 ALL_ERRORS: tuple[type[ModelManagerError], ...] = (
     ModelNotAvailable,
     ModelNotFound,
@@ -149,6 +156,7 @@ ALL_ERRORS: tuple[type[ModelManagerError], ...] = (
     TlsError,
     PermissionDenied,
     HomeUnavailable,
+    InvalidOption,
 )
 
 
