@@ -73,6 +73,8 @@ export class TlsError extends sidecarError('TLS_ERROR') {}
 export class PermissionDeniedError extends sidecarError('PERMISSION_DENIED') {}
 /** The home is damaged where the sidecar must write (a link, a file for a folder). */
 export class HomeUnavailableError extends sidecarError('HOME_UNAVAILABLE') {}
+/** The sidecar was started with a bad option or setting; `data.reason` says which. */
+export class InvalidOptionError extends sidecarError('INVALID_OPTION') {}
 
 // `satisfies` makes tsc fail when schemas/errors.json gains a name without a class.
 const SIDECAR_ERRORS = {
@@ -90,6 +92,7 @@ const SIDECAR_ERRORS = {
   TLS_ERROR: TlsError,
   PERMISSION_DENIED: PermissionDeniedError,
   HOME_UNAVAILABLE: HomeUnavailableError,
+  INVALID_OPTION: InvalidOptionError,
 } as const satisfies Record<ErrorName, ErrorClass>;
 
 // --- errors of the bridge itself -------------------------------------------------------

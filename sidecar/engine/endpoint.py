@@ -93,7 +93,7 @@ class _UnixListener:
         """Called while we still own the home: the socket at the path is ours."""
         await self._listener.aclose()
         with contextlib.suppress(OSError):
-            self._path.unlink()  # noqa: ASYNC240 - one unlink, at exit
+            self._path.unlink()
 
 
 def peer_uid(sock: socket.socket) -> int | None:
