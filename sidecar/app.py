@@ -20,7 +20,7 @@ from anyio.abc import ObjectReceiveStream, TaskStatus
 from sidecar import __version__
 from sidecar.config import Settings
 from sidecar.core.manager import Manager
-from sidecar.engine.endpoint import Listener, connect, listen
+from sidecar.engine.endpoint import Connection, Listener, connect, listen
 from sidecar.engine.failed import home_problem, serve_failed
 from sidecar.engine.hub import Hub
 from sidecar.engine.ownership import EndpointUnsafe, EngineLock, endpoint_for, fallback_endpoint
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_ANSWER_TIMEOUT = 2.0  # let the answer to `shutdown` (and other quick ones) go out
 OWNER_POLL = 0.05  # between attempts to own or attach while the owner changes hands
+HUNG_CHECK = 0.5  # how often an attached sidecar with requests in flight checks the owner
 
 Lines = ObjectReceiveStream[bytes | TooLong]
 
@@ -122,6 +123,9 @@ async def _own_or_attach(
             await _run_engine(settings, writer, _replay(relay.take_unanswered(), lines), lock, stop)
             return
         owner = await anyio.to_thread.run_sync(lock.owner)
+        if owner is not None and (owner.elsewhere() or owner.hung(settings.lock_timeout_ms)):
+            await _run_unowned(settings, writer, _replay(relay.take_unanswered(), lines), stop)
+            return
         connection = None
         if owner is not None and pid_alive(owner.pid):
             with contextlib.suppress(OSError):
@@ -135,9 +139,59 @@ async def _own_or_attach(
         assert owner is not None
         log.info("attached to process %d, the owner of %s", owner.pid, settings.home)
         announced_wait = False
-        if await relay.run(connection, lines) == Outcome.CLIENT_DONE:
+        outcome = await _relay_while_alive(settings, relay, connection, lines, lock, owner.pid)
+        if outcome == Outcome.CLIENT_DONE:
+            return
+        if outcome is None:
+            await _run_unowned(settings, writer, _replay(relay.take_unanswered(), lines), stop)
             return
         log.info("the owner (process %d) went away: taking over or reattaching", owner.pid)
+
+
+async def _relay_while_alive(
+    settings: Settings,
+    relay: Relay,
+    connection: Connection,
+    lines: Lines,
+    lock: EngineLock,
+    owner_pid: int,
+) -> Outcome | None:
+    """Relay until the client or the owner leaves; None when the owner hangs (holds our
+    requests past the lock timeout without a heartbeat)."""
+    outcome: Outcome | None = None
+    async with anyio.create_task_group() as group:
+
+        async def relay_all() -> None:
+            nonlocal outcome
+            outcome = await relay.run(connection, lines)
+            group.cancel_scope.cancel()
+
+        async def watch() -> None:
+            while True:
+                await anyio.sleep(HUNG_CHECK)
+                if not relay.unanswered:
+                    continue
+                info = await anyio.to_thread.run_sync(lock.owner)
+                if info and info.pid == owner_pid and info.hung(settings.lock_timeout_ms):
+                    group.cancel_scope.cancel()
+                    return
+
+        group.start_soon(relay_all)
+        group.start_soon(watch)
+    return outcome
+
+
+async def _run_unowned(
+    settings: Settings,
+    writer: LineWriter,
+    lines: AsyncIterator[bytes | TooLong],
+    stop: anyio.Event,
+) -> None:
+    """The owner hangs (or runs on another machine sharing the home): run an engine of
+    our own beside it, as every sidecar did before homes had owners. The task locks
+    (with their timeouts) keep the two from writing one part."""
+    log.warning("the owner of %s does not answer: running an engine of our own", settings.home)
+    await _run_engine(settings, writer, lines, None, stop)
 
 
 async def _replay(first: list[bytes], lines: Lines) -> AsyncIterator[bytes | TooLong]:
@@ -166,14 +220,14 @@ async def _run_engine(
     settings: Settings,
     writer: LineWriter,
     lines: AsyncIterator[bytes | TooLong],
-    lock: EngineLock,
+    lock: EngineLock | None,
     stop: anyio.Event,
 ) -> None:
     network = Network(settings.proxy, settings.ca_bundle, settings.max_connections_per_host)
     transfer = TransferClient(settings)
     client = JsonClient(settings, network)
     hub = Hub(writer, settings.max_line_bytes)
-    listener = await _listen(settings, lock)
+    listener = await _listen(settings, lock) if lock is not None else None
     try:
         async with anyio.create_task_group() as group:
             manager = Manager(settings, client, network, transfer, notify=hub.notify)
@@ -194,6 +248,8 @@ async def _run_engine(
             await group.start(manager.serve)
             await group.start(serve_attached)
             group.start_soon(serve_stdin)
+            if lock is not None:
+                group.start_soon(_heartbeat, settings, lock)
             await stop.wait()
             await server.drain(SHUTDOWN_ANSWER_TIMEOUT)
             group.cancel_scope.cancel()
@@ -204,7 +260,17 @@ async def _run_engine(
             await client.aclose()
             network.close()
             # Last: a waiting client takes over only once our tasks stopped writing.
-            await anyio.to_thread.run_sync(lock.release)
+            if lock is not None:
+                await anyio.to_thread.run_sync(lock.release)
+
+
+async def _heartbeat(settings: Settings, lock: EngineLock) -> None:
+    while True:
+        await anyio.sleep(settings.lock_refresh)
+        try:
+            await anyio.to_thread.run_sync(lock.refresh)
+        except OSError as exc:
+            log.warning("cannot refresh %s: %s", lock.path, exc)
 
 
 __all__ = ["ModelManagerError", "run"]

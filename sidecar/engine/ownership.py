@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import stat
 import sys
 import tempfile
@@ -21,7 +22,7 @@ from typing import IO
 
 import portalocker
 
-from sidecar.store.locks import open_lock_file
+from sidecar.store.locks import now_ms, open_lock_file
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,15 @@ class EndpointUnsafe(OSError):
 class OwnerInfo:
     pid: int
     endpoint: str
+    host: str
+    heartbeat_ms: int  # wall clock of the owner's last sign of life
+
+    def hung(self, timeout_ms: int) -> bool:
+        return now_ms() - self.heartbeat_ms > timeout_ms
+
+    def elsewhere(self) -> bool:
+        """On another machine sharing the home: its socket is not reachable from here."""
+        return self.host != socket.gethostname()
 
 
 def _runtime_folder(home: Path) -> Path:
@@ -121,9 +131,24 @@ class EngineLock:
         """Write down who owns the home and where it listens (we hold the lock)."""
         assert self._handle is not None
         self.endpoint = endpoint
+        self.refresh()
+
+    def refresh(self) -> None:
+        """The heartbeat: an owner that stops refreshing (a hung machine, SIGSTOP) is
+        worked around by the next sidecar, which runs an engine of its own."""
+        if self._handle is None:
+            return
+        info = {
+            "pid": os.getpid(),
+            "endpoint": self.endpoint,
+            "host": socket.gethostname(),
+            "heartbeat": now_ms(),
+        }
+        # One write of a few bytes at offset 0 then a truncate: a reader sees the old or
+        # the new text, or (rarely) a mix it cannot parse and reads again.
         self._handle.seek(0)
+        self._handle.write(json.dumps(info).encode())
         self._handle.truncate()
-        self._handle.write(json.dumps({"pid": os.getpid(), "endpoint": endpoint}).encode())
         self._handle.flush()
 
     def owner(self) -> OwnerInfo | None:
@@ -131,7 +156,12 @@ class EngineLock:
         try:
             with open(self.path, "rb") as handle:
                 data = json.loads(handle.read(64 * 1024))
-            return OwnerInfo(pid=int(data["pid"]), endpoint=str(data["endpoint"]))
+            return OwnerInfo(
+                pid=int(data["pid"]),
+                endpoint=str(data["endpoint"]),
+                host=str(data["host"]),
+                heartbeat_ms=int(data["heartbeat"]),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
