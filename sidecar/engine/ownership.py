@@ -144,11 +144,10 @@ class EngineLock:
             "host": socket.gethostname(),
             "heartbeat": now_ms(),
         }
-        # One write of a few bytes at offset 0 then a truncate: a reader sees the old or
-        # the new text, or (rarely) a mix it cannot parse and reads again.
-        self._handle.seek(0)
+        # The lock file is opened for appending: emptied first, then written. A reader
+        # in between sees nothing it can parse, and asks again.
+        self._handle.truncate(0)
         self._handle.write(json.dumps(info).encode())
-        self._handle.truncate()
         self._handle.flush()
 
     def owner(self) -> OwnerInfo | None:
