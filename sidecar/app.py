@@ -115,9 +115,13 @@ async def _own_or_attach(
         try:
             owned = await anyio.to_thread.run_sync(lock.try_acquire, endpoint)
         except OSError as exc:  # a home we may only read: the lock lives beside the socket
-            log.info("cannot lock %s (%s): locking in the runtime folder", lock.path, exc)
-            lock = EngineLock(settings.home, fallback=True)
-            continue
+            log.info("cannot lock %s: %s", lock.path, exc)
+            if not lock.fallback:
+                with contextlib.suppress(OSError):
+                    lock = EngineLock(settings.home, fallback=True)
+                    continue
+            await _run_unowned(settings, writer, _replay(relay.take_unanswered(), lines), stop)
+            return
         if owned:
             log.info("this process owns %s", settings.home)
             await _run_engine(settings, writer, _replay(relay.take_unanswered(), lines), lock, stop)
@@ -187,10 +191,10 @@ async def _run_unowned(
     lines: AsyncIterator[bytes | TooLong],
     stop: anyio.Event,
 ) -> None:
-    """The owner hangs (or runs on another machine sharing the home): run an engine of
-    our own beside it, as every sidecar did before homes had owners. The task locks
-    (with their timeouts) keep the two from writing one part."""
-    log.warning("the owner of %s does not answer: running an engine of our own", settings.home)
+    """The owner hangs (or runs on another machine sharing the home), or no ownership
+    can be taken at all: run an engine of our own, as every sidecar did before homes had
+    owners. The task locks (with their timeouts) keep two engines from writing one part."""
+    log.warning("no usable owner of %s: running an engine of our own", settings.home)
     await _run_engine(settings, writer, lines, None, stop)
 
 

@@ -78,7 +78,9 @@ def endpoint_for(home: Path) -> str:
     for a socket address) one under a private runtime folder, named by the home's digest.
     On Windows, a named pipe named by the home's digest."""
     if sys.platform == "win32":
-        return rf"\\.\pipe\model-manager-{_digest(home)}"
+        from sidecar.engine.winpipe import with_new_key
+
+        return with_new_key(rf"\\.\pipe\model-manager-{_digest(home)}")
     in_home = home / SOCKET_NAME
     if len(os.fsencode(in_home)) <= MAX_SOCKET_PATH:
         return str(in_home)
