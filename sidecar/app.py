@@ -23,7 +23,14 @@ from sidecar.core.manager import Manager
 from sidecar.engine.endpoint import Connection, Listener, connect, listen
 from sidecar.engine.failed import home_problem, serve_failed
 from sidecar.engine.hub import Hub
-from sidecar.engine.ownership import EndpointUnsafe, EngineLock, endpoint_for, fallback_endpoint
+from sidecar.engine.ownership import (
+    EndpointUnsafe,
+    EngineLock,
+    OwnerInfo,
+    endpoint_for,
+    fallback_endpoint,
+    wait_for_writer_to_end,
+)
 from sidecar.engine.relay import Outcome, Relay
 from sidecar.errors import ModelManagerError
 from sidecar.logs import setup_logging
@@ -42,6 +49,7 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_ANSWER_TIMEOUT = 2.0  # let the answer to `shutdown` (and other quick ones) go out
 OWNER_POLL = 0.05  # between attempts to own or attach while the owner changes hands
+HEARTBEAT_MAX = 1.0  # the lock file names the worker within a second of its (re)start
 HUNG_CHECK = 0.5  # how often an attached sidecar with requests in flight checks the owner
 
 Lines = ObjectReceiveStream[bytes | TooLong]
@@ -109,6 +117,7 @@ async def _own_or_attach(
 ) -> None:
     lock = EngineLock(settings.home)
     relay = Relay(writer, settings.max_line_bytes)
+    previous: OwnerInfo | None = None  # the last owner seen: its writer must end first
     announced_wait = False
     while not stop.is_set():
         endpoint = endpoint_for(settings.home)
@@ -124,9 +133,10 @@ async def _own_or_attach(
             return
         if owned:
             log.info("this process owns %s", settings.home)
+            await anyio.to_thread.run_sync(wait_for_writer_to_end, previous)
             await _run_engine(settings, writer, _replay(relay.take_unanswered(), lines), lock, stop)
             return
-        owner = await anyio.to_thread.run_sync(lock.owner)
+        owner = previous = await anyio.to_thread.run_sync(lock.owner)
         if owner is not None and (owner.elsewhere() or owner.hung(settings.lock_timeout_ms)):
             await _run_unowned(settings, writer, _replay(relay.take_unanswered(), lines), stop)
             return
@@ -253,7 +263,7 @@ async def _run_engine(
             await group.start(serve_attached)
             group.start_soon(serve_stdin)
             if lock is not None:
-                group.start_soon(_heartbeat, settings, lock)
+                group.start_soon(_heartbeat, settings, lock, transfer)
             await stop.wait()
             await server.drain(SHUTDOWN_ANSWER_TIMEOUT)
             group.cancel_scope.cancel()
@@ -268,11 +278,11 @@ async def _run_engine(
                 await anyio.to_thread.run_sync(lock.release)
 
 
-async def _heartbeat(settings: Settings, lock: EngineLock) -> None:
+async def _heartbeat(settings: Settings, lock: EngineLock, transfer: TransferClient) -> None:
     while True:
-        await anyio.sleep(settings.lock_refresh)
+        await anyio.sleep(min(settings.lock_refresh, HEARTBEAT_MAX))
         try:
-            await anyio.to_thread.run_sync(lock.refresh)
+            await anyio.to_thread.run_sync(lock.refresh, transfer.pid)
         except OSError as exc:
             log.warning("cannot refresh %s: %s", lock.path, exc)
 

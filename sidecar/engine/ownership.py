@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 import portalocker
+import psutil
 
 from sidecar.store.locks import now_ms, open_lock_file
 
@@ -42,6 +43,7 @@ class OwnerInfo:
     endpoint: str
     host: str
     heartbeat_ms: int  # wall clock of the owner's last sign of life
+    worker_pid: int | None = None  # its transfer worker, the process that writes parts
 
     def hung(self, timeout_ms: int) -> bool:
         return now_ms() - self.heartbeat_ms > timeout_ms
@@ -94,6 +96,16 @@ def fallback_endpoint(home: Path) -> str:
     return str(_runtime_folder(home) / f"{_digest(home)}.sock")
 
 
+def wait_for_writer_to_end(owner: OwnerInfo | None, timeout: float = 5.0) -> None:
+    """After a takeover: the old owner's worker dies with it (PR_SET_PDEATHSIG on
+    Linux, EOF elsewhere), but may finish a write meanwhile. Nothing of ours touches a
+    part before that process is gone (blocking; bounded)."""
+    if owner is None or owner.worker_pid is None:
+        return
+    with contextlib.suppress(psutil.Error):
+        psutil.Process(owner.worker_pid).wait(timeout)
+
+
 class EngineLock:
     """The home's ownership: held for the owner's whole life."""
 
@@ -135,7 +147,7 @@ class EngineLock:
         self.endpoint = endpoint
         self.refresh()
 
-    def refresh(self) -> None:
+    def refresh(self, worker_pid: int | None = None) -> None:
         """The heartbeat: an owner that stops refreshing (a hung machine, SIGSTOP) is
         worked around by the next sidecar, which runs an engine of its own."""
         if self._handle is None:
@@ -145,6 +157,7 @@ class EngineLock:
             "endpoint": self.endpoint,
             "host": socket.gethostname(),
             "heartbeat": now_ms(),
+            "worker": worker_pid,
         }
         # The lock file is opened for appending: emptied first, then written. A reader
         # in between sees nothing it can parse, and asks again.
@@ -162,6 +175,7 @@ class EngineLock:
                 endpoint=str(data["endpoint"]),
                 host=str(data["host"]),
                 heartbeat_ms=int(data["heartbeat"]),
+                worker_pid=int(data["worker"]) if data.get("worker") else None,
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
