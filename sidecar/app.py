@@ -255,8 +255,12 @@ async def _run_engine(
 
             async def serve_attached(*, task_status: TaskStatus[None]) -> None:
                 task_status.started()
-                if listener is not None:
+                if listener is None:
+                    return
+                try:
                     await listener.serve(lambda c: hub.serve_connection(c, methods))
+                except OSError as exc:  # out of descriptors, say: stdio still serves
+                    log.error("stopped accepting attached clients: %s", exc)
 
             await group.start(transfer.serve)
             await group.start(manager.serve)

@@ -90,30 +90,41 @@ class Hub:
         server = RpcServer(client, {**methods, "shutdown": shutdown})
         self.clients.add(client)
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(client.pump)
-
-                async def detach() -> None:
-                    await detached.wait()
-                    await server.drain(2.0)
-                    client.close()  # the pump writes what is queued (the answer), then ends
-                    with anyio.move_on_after(2.0):
-                        await client.pumped.wait()
-                    group.cancel_scope.cancel()
-
-                async def drop() -> None:
-                    await client.dropped.wait()
-                    group.cancel_scope.cancel()
-
-                group.start_soon(detach)
-                group.start_soon(drop)
-                await server.serve(self._lines(connection))
-                group.cancel_scope.cancel()
+            await self._serve(client, server, connection, detached)
+        except Exception:  # one client's trouble must never stop the engine
+            log.exception("an attached client's connection failed")
         finally:
             self.clients.discard(client)
             client.close()
             with contextlib.suppress(Exception):
                 await connection.aclose()
+
+    async def _serve(
+        self,
+        client: AttachedClient,
+        server: RpcServer,
+        connection: Connection,
+        detached: anyio.Event,
+    ) -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.pump)
+
+            async def detach() -> None:
+                await detached.wait()
+                await server.drain(2.0)
+                client.close()  # the pump writes what is queued (the answer), then ends
+                with anyio.move_on_after(2.0):
+                    await client.pumped.wait()
+                group.cancel_scope.cancel()
+
+            async def drop() -> None:
+                await client.dropped.wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(detach)
+            group.start_soon(drop)
+            await server.serve(self._lines(connection))
+            group.cancel_scope.cancel()
 
     async def _lines(self, connection: Connection) -> Any:
         splitter = LineSplitter(self.max_line_bytes)
