@@ -77,6 +77,7 @@ def test_the_app_and_two_clis_share_one_engine(start_sidecar, repo: RepoServer, 
         assert (listed["state"], listed["bytesDone"]) == ("paused", seen)
 
         # Resume from the app, cancel from the second CLI: the task ends for everyone.
+        repo.bytes_per_second = 200_000  # still running when the CLI, slow to start, cancels
         app.call("resume", {"taskId": task["taskId"]})
         app.wait_task(task["taskId"], {"downloading"})
         cancelled = run_cli("cancel", "big", home=home, repository=repo.url)
