@@ -133,7 +133,7 @@ async def _own_or_attach(
             return
         if owned:
             log.info("this process owns %s", settings.home)
-            await anyio.to_thread.run_sync(wait_for_writer_to_end, previous)
+            await anyio.to_thread.run_sync(wait_for_writer_to_end, lock.previous or previous)
             await _run_engine(settings, writer, _replay(relay.take_unanswered(), lines), lock, stop)
             return
         owner = previous = await anyio.to_thread.run_sync(lock.owner)

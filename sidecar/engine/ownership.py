@@ -103,7 +103,9 @@ def wait_for_writer_to_end(owner: OwnerInfo | None, timeout: float = 5.0) -> Non
     if owner is None or owner.worker_pid is None:
         return
     with contextlib.suppress(psutil.Error):
-        psutil.Process(owner.worker_pid).wait(timeout)
+        worker = psutil.Process(owner.worker_pid)
+        if "sidecar.transfer.worker" in " ".join(worker.cmdline()):  # not a reused pid
+            worker.wait(timeout)
 
 
 class EngineLock:
@@ -118,6 +120,7 @@ class EngineLock:
         else:
             self.path = home / LOCK_NAME
         self.endpoint = ""
+        self.previous: OwnerInfo | None = None
         self._handle: IO[bytes] | None = None
 
     def try_acquire(self, endpoint: str) -> bool:
@@ -131,6 +134,7 @@ class EngineLock:
             handle.close()
             return False
         self._handle = handle
+        self.previous = self.owner()  # what the last owner left: its worker may still run
         self.announce(endpoint)
         return True
 
