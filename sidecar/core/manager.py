@@ -395,6 +395,7 @@ class Manager:
             # A failed task kept for its partial data: cancelling frees that data.
             await anyio.to_thread.run_sync(remove_parts, self.layout, task.model_id, task.version)
             task.raw_bytes = 0
+            self.failed.discard(task.key)
             await self.set_state(task, TaskState.CANCELLED)
             return task
         if task.state.finished:

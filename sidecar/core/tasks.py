@@ -123,7 +123,10 @@ class TaskRuntime:
             sha256=source.sha256 if source else None,
             bytes_total=self.bytes_total,
             files_total=self.files_total,
-            error=self.error,
+            # Kept on disk: no URL secret in it (an INTERNAL_ERROR's text is not redacted).
+            error=self.error.model_copy(update={"message": redact_text(self.error.message)})
+            if self.error
+            else None,
         )
 
 

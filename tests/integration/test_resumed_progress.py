@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+from tests.support.faults import HttpStatus, ShortBody, chain
 from tests.support.repo_server import RepoServer
 
 SIZE = 40 * 1024 * 1024  # past the segmented threshold: its part is pre-sized
@@ -91,3 +92,23 @@ def test_tasks_shows_a_paused_task_with_its_bytes_on_disk(start_sidecar, repo, h
     [task] = second.call("listTasks")["tasks"]
     assert task["state"] == "paused"
     assert (task["bytesDone"], task["bytesTotal"]) == (on_disk, SIZE)
+
+
+def test_a_failed_task_with_partial_data_is_remembered(start_sidecar, repo: RepoServer, home):
+    data = os.urandom(3_000_000)
+    path = "/storage/models/f/1/w.bin"
+    repo.add("f", "1", {"w.bin": data})
+    repo.fault = chain(ShortBody(1_000_000, match=path), HttpStatus(404, times=None, match=path))
+    first = start_sidecar()
+    failed = first.install_and_wait("f")
+    assert failed["state"] == "failed", failed
+    assert first.stop() == 0
+    repo.fault = None
+    second = start_sidecar()
+    [kept] = second.call("listTasks")["tasks"]
+    assert (kept["taskId"], kept["state"]) == (failed["taskId"], "failed")
+    assert (kept["bytesDone"], kept["bytesTotal"]) == (2_000_000, 3_000_000)
+    assert kept["error"]["code"] == failed["error"]["code"]
+    second.call("resume", {"taskId": kept["taskId"]})
+    assert second.wait_task(kept["taskId"], {"ready", "failed"})["state"] == "ready"
+    assert repo.bytes_sent[path] == 3_000_000  # the 2 MB kept were not fetched again
