@@ -48,6 +48,7 @@ from sidecar.watchdog import watch_parent
 log = logging.getLogger(__name__)
 
 SHUTDOWN_ANSWER_TIMEOUT = 2.0  # let the answer to `shutdown` (and other quick ones) go out
+STOP_MARGIN = 10.0  # beyond it, whatever still runs is cancelled
 OWNER_POLL = 0.05  # between attempts to own or attach while the owner changes hands
 HEARTBEAT_MAX = 1.0  # the lock file names the worker within a second of its (re)start
 HUNG_CHECK = 0.5  # how often an attached sidecar with requests in flight checks the owner
@@ -80,9 +81,11 @@ async def run(settings: Settings) -> int:
         await serve_lines(reader, lambda lines: serve_failed(problem, writer, lines))
         return 1
     stop = anyio.Event()
+    finished = anyio.Event()
 
     async def phases(lines: Lines) -> None:
         await _own_or_attach(settings, writer, lines, stop)
+        finished.set()
         stop.set()
 
     async with anyio.create_task_group() as group:
@@ -90,6 +93,10 @@ async def run(settings: Settings) -> int:
         group.start_soon(watch_parent, settings.parent_pid, stop.set)
         group.start_soon(_on_signals, stop)
         await stop.wait()
+        # The engine answers what is in flight (`shutdown` among them) and stops its
+        # tasks before it returns; a relay returns at once.
+        with anyio.move_on_after(SHUTDOWN_ANSWER_TIMEOUT + STOP_MARGIN):
+            await finished.wait()
         group.cancel_scope.cancel()
     log.info("sidecar stopped")
     return 0
@@ -120,9 +127,10 @@ async def _own_or_attach(
     previous: OwnerInfo | None = None  # the last owner seen: its writer must end first
     announced_wait = False
     while not stop.is_set():
-        endpoint = endpoint_for(settings.home)
         try:
-            owned = await anyio.to_thread.run_sync(lock.try_acquire, endpoint)
+            owned = await anyio.to_thread.run_sync(
+                lock.try_acquire, lambda: endpoint_for(settings.home)
+            )
         except OSError as exc:  # a home we may only read: the lock lives beside the socket
             log.info("cannot lock %s: %s", lock.path, exc)
             if not lock.fallback:
@@ -153,7 +161,9 @@ async def _own_or_attach(
         assert owner is not None
         log.info("attached to process %d, the owner of %s", owner.pid, settings.home)
         announced_wait = False
-        outcome = await _relay_while_alive(settings, relay, connection, lines, lock, owner.pid)
+        outcome = await _relay_while_alive(
+            settings, relay, connection, lines, lock, owner.pid, stop
+        )
         if outcome == Outcome.CLIENT_DONE:
             return
         if outcome is None:
@@ -169,6 +179,7 @@ async def _relay_while_alive(
     lines: Lines,
     lock: EngineLock,
     owner_pid: int,
+    stop: anyio.Event,
 ) -> Outcome | None:
     """Relay until the client or the owner leaves; None when the owner hangs (holds our
     requests past the lock timeout without a heartbeat)."""
@@ -190,8 +201,15 @@ async def _relay_while_alive(
                     group.cancel_scope.cancel()
                     return
 
+        async def until_stopped() -> None:  # a signal, or our parent died
+            nonlocal outcome
+            await stop.wait()
+            outcome = Outcome.CLIENT_DONE
+            group.cancel_scope.cancel()
+
         group.start_soon(relay_all)
         group.start_soon(watch)
+        group.start_soon(until_stopped)
     return outcome
 
 

@@ -166,9 +166,10 @@ class Manager:
             if self.active.get(task.key) is task:
                 del self.active[task.key]
             with anyio.CancelScope(shield=True):
-                if state == TaskState.FAILED and task.raw_bytes > 0:
+                if state == TaskState.FAILED and task.raw_bytes > 0 and not task.url_source:
                     # Remembered with its partial data: `tasks` shows it after a restart,
-                    # `resume` continues it, `cancel` frees the disk.
+                    # `resume` continues it, `cancel` frees the disk. (Not a plain URL's:
+                    # its URL may hold a secret, kept on disk only while a task runs.)
                     await self._persist(self.store.save, task.persisted())
                 else:
                     await self._persist(self.store.drop, task.model_id, task.version)

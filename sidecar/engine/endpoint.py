@@ -57,6 +57,11 @@ async def listen(endpoint: str) -> Listener:
     previous = os.umask(0o177)
     try:
         listener = await anyio.create_unix_listener(path)
+    except OSError:
+        if path.name != "engine.sock":  # a runtime folder made for nothing: gone if empty
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
+        raise
     finally:
         os.umask(previous)
     path.chmod(0o600)  # noqa: ASYNC240 - as above
@@ -94,6 +99,9 @@ class _UnixListener:
         await self._listener.aclose()
         with contextlib.suppress(OSError):
             self._path.unlink()
+        if self._path.name != "engine.sock":  # in the shared runtime folder: gone if empty
+            with contextlib.suppress(OSError):
+                self._path.parent.rmdir()
 
 
 def peer_uid(sock: socket.socket) -> int | None:

@@ -15,7 +15,7 @@ import os
 import socket
 import stat
 import sys
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -60,8 +60,8 @@ def _runtime_folder(home: Path) -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and Path(runtime).is_dir():
         base = Path(runtime) / "model-manager"
-    else:
-        base = Path(tempfile.gettempdir()) / f"model-manager-{os.getuid()}"
+    else:  # /tmp itself, not $TMPDIR: short enough for a socket's path, and the same
+        base = Path("/tmp") / f"model-manager-{os.getuid()}"
     with contextlib.suppress(FileExistsError):
         base.mkdir(mode=0o700)
     info = os.lstat(base)
@@ -123,8 +123,9 @@ class EngineLock:
         self.previous: OwnerInfo | None = None
         self._handle: IO[bytes] | None = None
 
-    def try_acquire(self, endpoint: str) -> bool:
-        """True if we now own the home (and the lock says we listen at ``endpoint``)."""
+    def try_acquire(self, endpoint: Callable[[], str]) -> bool:
+        """True if we now own the home (and the lock says we listen at ``endpoint()``,
+        asked only then: a fallback folder is made by owners alone)."""
         if self._handle is not None:
             return True
         handle = self._open()
@@ -135,7 +136,11 @@ class EngineLock:
             return False
         self._handle = handle
         self.previous = self.owner()  # what the last owner left: its worker may still run
-        self.announce(endpoint)
+        try:
+            self.announce(endpoint())
+        except OSError:
+            self.release()
+            raise
         return True
 
     def _open(self) -> IO[bytes]:
