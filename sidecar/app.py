@@ -288,6 +288,7 @@ async def _run_engine(
                 group.start_soon(_heartbeat, settings, lock, transfer)
             await stop.wait()
             await server.drain(SHUTDOWN_ANSWER_TIMEOUT)
+            await hub.drain(SHUTDOWN_ANSWER_TIMEOUT)
             group.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):

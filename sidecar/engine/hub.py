@@ -70,12 +70,22 @@ class Hub:
         self.stdout = stdout
         self.max_line_bytes = max_line_bytes
         self.clients: set[AttachedClient] = set()
+        self._servers: dict[AttachedClient, RpcServer] = {}
 
     async def notify(self, method: str, params: dict[str, Any]) -> None:
         line = encode_message({"jsonrpc": "2.0", "method": method, "params": params})
         for client in list(self.clients):
             client.push(line)
         await self.stdout.send_raw(line)
+
+    async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound
+        """The engine stops: answers in flight still reach their attached clients (a
+        relay would otherwise send the request again to whoever owns the home next)."""
+        with anyio.move_on_after(timeout):
+            for client, server in list(self._servers.items()):
+                await server.drain(timeout)
+                client.close()  # its pump writes what is queued, then ends
+                await client.pumped.wait()
 
     async def serve_connection(self, connection: Connection, methods: dict[str, Handler]) -> None:
         """One attached client, until it leaves, says ``shutdown`` or falls behind.
@@ -89,12 +99,14 @@ class Hub:
 
         server = RpcServer(client, {**methods, "shutdown": shutdown})
         self.clients.add(client)
+        self._servers[client] = server
         try:
             await self._serve(client, server, connection, detached)
         except Exception:  # one client's trouble must never stop the engine
             log.exception("an attached client's connection failed")
         finally:
             self.clients.discard(client)
+            self._servers.pop(client, None)
             client.close()
             with contextlib.suppress(Exception):
                 await connection.aclose()
