@@ -14,7 +14,7 @@ from sidecar.transfer.plan import merge
 from sidecar.wire import PartRecord
 
 SPEED_WINDOW = 5.0  # seconds of samples the shown speed averages over
-SPEED_KNOWN_AFTER = 1.0  # a speed (and an ETA) is shown once the window spans this much
+SPEED_KNOWN_AFTER = 0.3  # a speed (and an ETA) is shown once the samples span this much
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 
 
