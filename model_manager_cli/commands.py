@@ -84,14 +84,19 @@ def install(
     params = {**_ref_params(ref), "dependencies": dependencies}
     if repair:
         params["repair"] = True
+    # The home's engine may be another client's (the app's): its tasks are not ours.
+    others = {t["taskId"] for t in client.call("listTasks")["tasks"]}
     started = client.call("install", params)
     main_id = started["taskId"]
     if started["state"] == "paused" and main_id:
         client.call("resume", {"taskId": main_id})
-    # The dependency tasks are not in the answer; this sidecar is ours, so every task it
-    # runs belongs to this install (or resumes one from an earlier run, worth showing).
+    # The dependency tasks are not in the answer: they are the tasks this install started.
     listed = client.call("listTasks")["tasks"]
-    ids = [t["taskId"] for t in listed if t["state"] not in FINISHED | {"paused"}]
+    ids = [
+        t["taskId"]
+        for t in listed
+        if t["state"] not in FINISHED | {"paused"} and t["taskId"] not in others
+    ]
     if main_id and main_id not in ids:
         ids.insert(0, main_id)
     elif main_id:

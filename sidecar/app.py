@@ -1,23 +1,48 @@
-"""Wires the services together under one task group and runs until told to stop."""
+"""Wires the services together and runs until told to stop.
+
+One engine per home: the first sidecar on a home owns it (``sidecar.engine.ownership``)
+and runs the engine; a later one attaches to the owner and relays its stdio there
+(``sidecar.engine.relay``). When the owner goes away, an attached sidecar takes over:
+it owns the home from then on, resumes the unfinished tasks and answers the requests
+the old owner left unanswered. Either way stdio is the interface its client sees."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator
 
 import anyio
+from anyio.abc import ObjectReceiveStream, TaskStatus
 
 from sidecar import __version__
 from sidecar.config import Settings
 from sidecar.core.leases import STDIO
 from sidecar.core.manager import Manager
+from sidecar.engine.endpoint import Connection, Listener, connect, listen
+from sidecar.engine.failed import home_problem, serve_failed
+from sidecar.engine.hub import Hub
+from sidecar.engine.ownership import (
+    EndpointUnsafe,
+    EngineLock,
+    OwnerInfo,
+    endpoint_for,
+    fallback_endpoint,
+    wait_for_writer_to_end,
+)
+from sidecar.engine.relay import Outcome, Relay
+from sidecar.errors import ModelManagerError
 from sidecar.logs import setup_logging
+from sidecar.rpc.framing import TooLong
 from sidecar.rpc.methods import build_methods
 from sidecar.rpc.server import RpcServer
 from sidecar.rpc.stdio import LineWriter, StdinReader, claim_stdout
 from sidecar.store.layout import HomeLayout
+from sidecar.store.locks import pid_alive
 from sidecar.store.relocate import resolve_home
 from sidecar.transfer.client import TransferClient
 from sidecar.transfer.http import JsonClient
@@ -27,6 +52,12 @@ from sidecar.watchdog import watch_parent
 log = logging.getLogger(__name__)
 
 SHUTDOWN_ANSWER_TIMEOUT = 2.0  # let the answer to `shutdown` (and other quick ones) go out
+STOP_MARGIN = 10.0  # beyond it, whatever still runs is cancelled
+OWNER_POLL = 0.05  # between attempts to own or attach while the owner changes hands
+HEARTBEAT_MAX = 1.0  # the lock file names the worker within a second of its (re)start
+HUNG_CHECK = 0.5  # how often an attached sidecar with requests in flight checks the owner
+
+Lines = ObjectReceiveStream[bytes | TooLong]
 
 
 async def _on_signals(stop: anyio.Event) -> None:
@@ -39,12 +70,15 @@ async def _on_signals(stop: anyio.Event) -> None:
             return
 
 
-async def run(settings: Settings) -> None:
-    # A home moved by moveStore forwards to its new place (sidecar.store.relocate).
-    home, notes = await anyio.to_thread.run_sync(resolve_home, settings.home)
-    settings = dataclasses.replace(settings, home=home)
+async def run(settings: Settings) -> int:
+    """Serve stdin until it ends, ``shutdown`` or a signal; the process's exit code."""
+    problem = home_problem(settings.home)
+    notes: list[str] = []
+    if problem is None:  # a home moved by moveStore forwards to its new place
+        home, notes = await anyio.to_thread.run_sync(resolve_home, settings.home)
+        settings = dataclasses.replace(settings, home=home)
     layout = HomeLayout(settings.home)
-    setup_logging(layout, settings.log_level)
+    setup_logging(None if problem else layout, settings.log_level)
     for note in notes:
         log.warning("%s", note)
     log.info(
@@ -52,36 +86,250 @@ async def run(settings: Settings) -> None:
         __version__, settings.home, list(settings.repositories),
     )  # fmt: skip
     writer = LineWriter(claim_stdout())
+    reader = StdinReader(sys.stdin.fileno(), settings.max_line_bytes)
+    if problem is not None:
+        await serve_lines(reader, lambda lines: serve_failed(problem, writer, lines))
+        return 1
     stop = anyio.Event()
-    network = Network(settings.proxy, settings.ca_bundle, settings.max_connections_per_host)
-    transfer = TransferClient(settings)
-    client = JsonClient(settings, network)
+    finished = anyio.Event()
+
+    async def phases(lines: Lines) -> None:
+        await _own_or_attach(settings, writer, lines, stop)
+        finished.set()
+        stop.set()
+
     async with anyio.create_task_group() as group:
-        server: RpcServer
-        manager = Manager(
-            settings, client, network, transfer, notify=lambda m, p: server.notify(m, p)
-        )
-        server = RpcServer(writer, build_methods(manager, stop.set))
-        reader = StdinReader(sys.stdin.fileno(), settings.max_line_bytes)
-
-        async def serve_stdin() -> None:
-            async with anyio.create_task_group() as stdin:
-                await stdin.start(reader.run)
-                await server.serve(reader.lines())
-                stdin.cancel_scope.cancel()
-            log.info("stdin closed: shutting down")
-            manager.keeper.leases.drop_client(STDIO)  # its leases end with it
-            stop.set()
-
-        await group.start(transfer.serve)
-        await group.start(manager.serve)
-        group.start_soon(serve_stdin)
+        group.start_soon(serve_lines, reader, phases)
         group.start_soon(watch_parent, settings.parent_pid, stop.set)
         group.start_soon(_on_signals, stop)
         await stop.wait()
-        await server.drain(SHUTDOWN_ANSWER_TIMEOUT)
+        # The engine answers what is in flight (`shutdown` among them) and stops its
+        # tasks before it returns; a relay returns at once.
+        with anyio.move_on_after(SHUTDOWN_ANSWER_TIMEOUT + STOP_MARGIN):
+            await finished.wait()
         group.cancel_scope.cancel()
-    with anyio.CancelScope(shield=True):
-        await client.aclose()
-    network.close()
     log.info("sidecar stopped")
+    return 0
+
+
+async def serve_lines(reader: StdinReader, consumer: object) -> None:
+    """stdin's lines through one stream that every phase reads in turn (receiving from
+    it is safe to cancel: no line is lost between the relay and a takeover)."""
+    send, receive = anyio.create_memory_object_stream[bytes | TooLong](0)
+    async with anyio.create_task_group() as group:
+        await group.start(reader.run)
+
+        async def pump() -> None:
+            async with send:
+                async for line in reader.lines():
+                    await send.send(line)
+
+        group.start_soon(pump)
+        await consumer(receive)  # type: ignore[operator]
+        group.cancel_scope.cancel()
+
+
+async def _own_or_attach(
+    settings: Settings, writer: LineWriter, lines: Lines, stop: anyio.Event
+) -> None:
+    lock = EngineLock(settings.home)
+    relay = Relay(writer, settings.max_line_bytes)
+    previous: OwnerInfo | None = None  # the last owner seen: its writer must end first
+    announced_wait = False
+    while not stop.is_set():
+        try:
+            owned = await anyio.to_thread.run_sync(
+                lock.try_acquire, lambda: endpoint_for(settings.home)
+            )
+        except OSError as exc:  # a home we may only read: the lock lives beside the socket
+            log.info("cannot lock %s: %s", lock.path, exc)
+            if not lock.fallback:
+                with contextlib.suppress(OSError):
+                    lock = EngineLock(settings.home, fallback=True)
+                    continue
+            await _run_unowned(settings, writer, _replay(relay.take_unanswered(), lines), stop)
+            return
+        if owned:
+            log.info("this process owns %s", settings.home)
+            await anyio.to_thread.run_sync(wait_for_writer_to_end, lock.previous or previous)
+            await _run_engine(settings, writer, _replay(relay.take_unanswered(), lines), lock, stop)
+            return
+        owner = previous = await anyio.to_thread.run_sync(lock.owner)
+        if owner is not None and (owner.elsewhere() or owner.hung(settings.lock_timeout_ms)):
+            await _run_unowned(settings, writer, _replay(relay.take_unanswered(), lines), stop)
+            return
+        connection = None
+        if owner is not None and pid_alive(owner.pid):
+            with contextlib.suppress(OSError):
+                connection = await connect(owner.endpoint)
+        if connection is None:
+            if not announced_wait:
+                log.info("waiting for the owner of %s to listen or exit", settings.home)
+                announced_wait = True
+            await anyio.sleep(OWNER_POLL)
+            continue
+        assert owner is not None
+        log.info("attached to process %d, the owner of %s", owner.pid, settings.home)
+        announced_wait = False
+        outcome = await _relay_while_alive(
+            settings, relay, connection, lines, lock, owner.pid, stop
+        )
+        if outcome == Outcome.CLIENT_DONE:
+            return
+        if outcome is None:
+            await _run_unowned(settings, writer, _replay(relay.take_unanswered(), lines), stop)
+            return
+        log.info("the owner (process %d) went away: taking over or reattaching", owner.pid)
+
+
+async def _relay_while_alive(
+    settings: Settings,
+    relay: Relay,
+    connection: Connection,
+    lines: Lines,
+    lock: EngineLock,
+    owner_pid: int,
+    stop: anyio.Event,
+) -> Outcome | None:
+    """Relay until the client or the owner leaves; None when the owner hangs (holds our
+    requests past the lock timeout without a heartbeat)."""
+    outcome: Outcome | None = None
+    async with anyio.create_task_group() as group:
+
+        async def relay_all() -> None:
+            nonlocal outcome
+            outcome = await relay.run(connection, lines)
+            group.cancel_scope.cancel()
+
+        async def watch() -> None:
+            while True:
+                await anyio.sleep(HUNG_CHECK)
+                if not relay.unanswered:
+                    continue
+                info = await anyio.to_thread.run_sync(lock.owner)
+                if info and info.pid == owner_pid and info.hung(settings.lock_timeout_ms):
+                    group.cancel_scope.cancel()
+                    return
+
+        async def until_stopped() -> None:  # a signal, or our parent died
+            nonlocal outcome
+            await stop.wait()
+            outcome = Outcome.CLIENT_DONE
+            group.cancel_scope.cancel()
+
+        group.start_soon(relay_all)
+        group.start_soon(watch)
+        group.start_soon(until_stopped)
+    return outcome
+
+
+async def _run_unowned(
+    settings: Settings,
+    writer: LineWriter,
+    lines: AsyncIterator[bytes | TooLong],
+    stop: anyio.Event,
+) -> None:
+    """The owner hangs (or runs on another machine sharing the home), or no ownership
+    can be taken at all: run an engine of our own, as every sidecar did before homes had
+    owners. The task locks (with their timeouts) keep two engines from writing one part."""
+    log.warning("no usable owner of %s: running an engine of our own", settings.home)
+    await _run_engine(settings, writer, lines, None, stop)
+
+
+async def _replay(first: list[bytes], lines: Lines) -> AsyncIterator[bytes | TooLong]:
+    """Requests the old owner left unanswered, then stdin."""
+    for replayed in first:
+        yield replayed
+    async for line in lines:
+        yield line
+
+
+async def _listen(settings: Settings, lock: EngineLock) -> Listener | None:
+    for endpoint in (lock.endpoint, fallback_endpoint(settings.home)):
+        try:
+            listener = await listen(endpoint)
+        except (OSError, EndpointUnsafe) as exc:
+            log.warning("cannot listen at %s: %s", endpoint, exc)
+            continue
+        if endpoint != lock.endpoint:
+            await anyio.to_thread.run_sync(lock.announce, endpoint)
+        return listener
+    log.error("no endpoint: other processes on %s cannot attach to this one", settings.home)
+    return None
+
+
+async def _run_engine(
+    settings: Settings,
+    writer: LineWriter,
+    lines: AsyncIterator[bytes | TooLong],
+    lock: EngineLock | None,
+    stop: anyio.Event,
+) -> None:
+    network = Network(settings.proxy, settings.ca_bundle, settings.max_connections_per_host)
+    transfer = TransferClient(settings)
+    client = JsonClient(settings, network)
+    hub = Hub(writer, settings.max_line_bytes)
+    listener = await _listen(settings, lock) if lock is not None else None
+    try:
+        async with anyio.create_task_group() as group:
+            manager = Manager(settings, client, network, transfer, notify=hub.notify)
+            methods = build_methods(manager, stop.set)
+            server = RpcServer(writer, methods)
+
+            async def serve_stdin() -> None:
+                await server.serve(lines)
+                log.info("stdin closed: shutting down")
+                manager.keeper.leases.drop_client(STDIO)  # its leases end with it
+                stop.set()
+
+            attached = itertools.count(1)
+
+            async def serve_one(connection: Connection) -> None:
+                client_id = f"attached-{next(attached)}"  # leases end with the connection
+                try:
+                    await hub.serve_connection(
+                        connection, build_methods(manager, stop.set, client=client_id)
+                    )
+                finally:
+                    manager.keeper.leases.drop_client(client_id)
+
+            async def serve_attached(*, task_status: TaskStatus[None]) -> None:
+                task_status.started()
+                if listener is None:
+                    return
+                try:
+                    await listener.serve(serve_one)
+                except OSError as exc:  # out of descriptors, say: stdio still serves
+                    log.error("stopped accepting attached clients: %s", exc)
+
+            await group.start(transfer.serve)
+            await group.start(manager.serve)
+            await group.start(serve_attached)
+            group.start_soon(serve_stdin)
+            if lock is not None:
+                group.start_soon(_heartbeat, settings, lock, transfer)
+            await stop.wait()
+            await server.drain(SHUTDOWN_ANSWER_TIMEOUT)
+            await hub.drain(SHUTDOWN_ANSWER_TIMEOUT)
+            group.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            if listener is not None:
+                await listener.aclose()
+            await client.aclose()
+            network.close()
+            # Last: a waiting client takes over only once our tasks stopped writing.
+            if lock is not None:
+                await anyio.to_thread.run_sync(lock.release)
+
+
+async def _heartbeat(settings: Settings, lock: EngineLock, transfer: TransferClient) -> None:
+    while True:
+        await anyio.sleep(min(settings.lock_refresh, HEARTBEAT_MAX))
+        try:
+            await anyio.to_thread.run_sync(lock.refresh, transfer.pid)
+        except OSError as exc:
+            log.warning("cannot refresh %s: %s", lock.path, exc)
+
+
+__all__ = ["ModelManagerError", "run"]

@@ -18,6 +18,8 @@
     │                                  a file where a folder belongs, a folder gone
     └── SignatureInvalid         1015  a catalog or manifest not signed by a trusted key,
                                        an older one than seen before, or an expired one
+    └── InvalidOption            1021  the sidecar was started with a bad option or
+                                       setting: it answers every request with this
 
 Lower-level errors (httpx, OSError) are translated at the boundaries in
 ``sidecar.transfer.http`` and ``sidecar.store.diskspace``; the RPC layer turns these into
@@ -162,6 +164,11 @@ class SignatureInvalid(ModelManagerError):
         super().__init__(message, reason=reason, host=host, modelId=model_id, version=version)
 
 
+class InvalidOption(ModelManagerError):
+    code = 1021
+    name = "INVALID_OPTION"
+
+
 ALL_ERRORS: tuple[type[ModelManagerError], ...] = (
     ModelNotAvailable,
     ModelNotFound,
@@ -178,6 +185,7 @@ ALL_ERRORS: tuple[type[ModelManagerError], ...] = (
     PermissionDenied,
     HomeUnavailable,
     SignatureInvalid,
+    InvalidOption,
 )
 
 

@@ -447,3 +447,6 @@ class PersistedTask(LenientWireModel):
     mode: str | None = None
     sha256: str | None = None
     repair: bool = False
+    bytes_total: int = 0  # shown by `listTasks` before the manifest is read again
+    files_total: int = 0
+    error: TaskError | None = None  # a failed task kept because its parts are on disk

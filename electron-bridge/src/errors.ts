@@ -80,6 +80,8 @@ export class HomeUnavailableError extends sidecarError('HOME_UNAVAILABLE') {}
  * Nothing was installed; installed models stay usable.
  */
 export class SignatureInvalidError extends sidecarError('SIGNATURE_INVALID') {}
+/** The sidecar was started with a bad option or setting; `data.reason` says which. */
+export class InvalidOptionError extends sidecarError('INVALID_OPTION') {}
 
 // `satisfies` makes tsc fail when schemas/errors.json gains a name without a class.
 const SIDECAR_ERRORS = {
@@ -98,6 +100,7 @@ const SIDECAR_ERRORS = {
   PERMISSION_DENIED: PermissionDeniedError,
   HOME_UNAVAILABLE: HomeUnavailableError,
   SIGNATURE_INVALID: SignatureInvalidError,
+  INVALID_OPTION: InvalidOptionError,
 } as const satisfies Record<ErrorName, ErrorClass>;
 
 // --- errors of the bridge itself -------------------------------------------------------

@@ -16,6 +16,7 @@ from sidecar.core.eviction import StoreKeeper
 from sidecar.core.hooks import DownloadHooks, NoHooks, Notify, installed_hooks
 from sidecar.core.library import Library
 from sidecar.core.offline import install_offline, offline_error
+from sidecar.core.progress import version_bytes_on_disk
 from sidecar.core.ranking import RankingSource
 from sidecar.core.requirements import resolve_requirements
 from sidecar.core.runner import TaskRunner
@@ -105,13 +106,20 @@ class Manager:
         await self.catalog.load_cache()
         async with anyio.create_task_group() as group:
             self._group = group
-            for persisted in await anyio.to_thread.run_sync(self.store.load):
-                self._resume_persisted(persisted)
+            for persisted, on_disk in await anyio.to_thread.run_sync(self._load_tasks):
+                self._resume_persisted(persisted, on_disk)
             group.start_soon(self._install_hooks)
             group.start_soon(self._progress_ticker)
             group.start_soon(self._watch_registry)
             group.start_soon(self.keeper.last_used.serve)
             task_status.started()
+
+    def _load_tasks(self) -> list[tuple[PersistedTask, int]]:
+        """Saved tasks with the verified bytes of their parts (blocking)."""
+        return [
+            (t, version_bytes_on_disk(self.layout, t.model_id, t.version))
+            for t in self.store.load()
+        ]
 
     def _prepare_home(self) -> None:
         self.layout.create()
@@ -167,7 +175,13 @@ class Manager:
             if self.active.get(task.key) is task:
                 del self.active[task.key]
             with anyio.CancelScope(shield=True):
-                await self._persist(self.store.drop, task.model_id, task.version)
+                if state == TaskState.FAILED and task.raw_bytes > 0 and not task.url_source:
+                    # Remembered with its partial data: `tasks` shows it after a restart,
+                    # `resume` continues it, `cancel` frees the disk. (Not a plain URL's:
+                    # its URL may hold a secret, kept on disk only while a task runs.)
+                    await self._persist(self.store.save, task.persisted())
+                else:
+                    await self._persist(self.store.drop, task.model_id, task.version)
             task.finished.set()
             await self.notify("task.progress", task.snapshot().wire())
         snapshot = task.snapshot()
@@ -212,6 +226,12 @@ class Manager:
             task.scope = scope
             try:
                 await self.hooks_loaded.wait()
+                if task.raw_bytes == 0:  # the first notification shows what is on disk
+                    task.show_on_disk(
+                        await anyio.to_thread.run_sync(
+                            version_bytes_on_disk, self.layout, task.model_id, task.version
+                        )
+                    )
                 await self.set_state(task, TaskState.QUEUED)
                 if task.manifest is None and task.url_source is None:
                     await self._resolve_manifest(task)
@@ -269,7 +289,7 @@ class Manager:
         task.manifest = version
         task.name, task.model_task = model.name, model.task
 
-    def _resume_persisted(self, persisted: PersistedTask) -> None:
+    def _resume_persisted(self, persisted: PersistedTask, on_disk: int) -> None:
         try:
             check_safe_name(persisted.model_id, "modelId")
             check_safe_name(persisted.version, "version")
@@ -282,7 +302,15 @@ class Manager:
             task.url_source = UrlSource(
                 persisted.url, persisted.filename, persisted.mode, persisted.sha256
             )
-        if persisted.state == TaskState.PAUSED or self.settings.offline:  # kept for online
+        task.bytes_total, task.files_total = persisted.bytes_total, persisted.files_total
+        task.show_on_disk(on_disk)
+        if persisted.state == TaskState.FAILED:
+            if on_disk == 0:  # nothing left to resume from: forgotten at the next save
+                return
+            task.state, task.error = TaskState.FAILED, persisted.error
+            self.tasks[task.task_id] = task
+            self.failed.add(task.key)
+        elif persisted.state == TaskState.PAUSED or self.settings.offline:  # kept for online
             task.state = TaskState.PAUSED
             self.tasks[task.task_id] = task
             self.active[task.key] = task
@@ -384,6 +412,11 @@ class Manager:
 
     def resume(self, task_id: str) -> TaskRuntime:
         task = self.get_task(task_id)
+        restartable = {TaskState.PAUSED, TaskState.FAILED}
+        if task.state in restartable and task.scope is None and task.key not in self.active:
+            self._start(task)
+            task.state = TaskState.QUEUED
+            return task
         if task.state == TaskState.PAUSED and task.scope is None:
             if self.settings.offline:
                 raise offline_error(f"cannot resume {task.model_id}@{task.version}")
@@ -399,6 +432,13 @@ class Manager:
 
     async def cancel(self, task_id: str) -> TaskRuntime:
         task = self.get_task(task_id)
+        if task.state == TaskState.FAILED and task.raw_bytes and task.key not in self.active:
+            # A failed task kept for its partial data: cancelling frees that data.
+            await anyio.to_thread.run_sync(remove_parts, self.layout, task.model_id, task.version)
+            task.raw_bytes = 0
+            self.failed.discard(task.key)
+            await self.set_state(task, TaskState.CANCELLED)
+            return task
         if task.state.finished:
             raise InvalidState(
                 f"cannot cancel {task.model_id}@{task.version}: its task is already "

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import anyio
 
 from sidecar.config import Settings
+from sidecar.core.progress import verified_part_bytes
 from sidecar.core.repair import repair_candidates
 from sidecar.core.tasks import TaskRuntime
 from sidecar.core.wording import file_error, no_repository
@@ -23,7 +24,7 @@ from sidecar.manifest import CatalogFile
 from sidecar.store.diskspace import free_bytes, map_disk_full
 from sidecar.store.layout import HomeLayout
 from sidecar.store.locks import OwnedLock
-from sidecar.store.placement import discard_parts, move_into_place, part_sizes, recover_staging
+from sidecar.store.placement import discard_parts, move_into_place, recover_staging
 from sidecar.store.registry import Registry, write_metadata
 from sidecar.transfer.client import TransferClient
 from sidecar.transfer.fileio import detach
@@ -188,15 +189,14 @@ class TaskRunner:
         reused = await self._find_identical(task, files)
         if reused:
             await anyio.to_thread.run_sync(discard_parts, [parts[p] for p in reused])
-        sizes = await anyio.to_thread.run_sync(part_sizes, parts)
-        await self._check_disk_space([f for f in files if f.path not in reused], sizes)
+        # Bytes a resume keeps, not the parts' sizes: a segmented part is pre-sized.
+        on_disk = await anyio.to_thread.run_sync(_verified_bytes, files, parts)
+        await self._check_disk_space([f for f in files if f.path not in reused], on_disk)
         task.files_total = len(files)
         task.files_done = 0
         task.bytes_total = sum(f.size or 0 for f in files)
-        on_disk = {f.path: min(sizes[f.path], f.size or sizes[f.path]) for f in files}
         on_disk |= {f.path: f.size or 0 for f in files if f.path in reused}
-        task.raw_bytes = sum(on_disk.values())
-        task.add_bytes(0)
+        task.show_on_disk(sum(on_disk.values()))
         task.reset_speed()
         await self.set_state(task, TaskState.DOWNLOADING)
 
@@ -351,6 +351,10 @@ class TaskRunner:
                 neededBytes=needed,
                 freeBytes=free,
             )
+
+
+def _verified_bytes(files: list[FileSpec], parts: dict[str, Path]) -> dict[str, int]:
+    return {f.path: verified_part_bytes(parts[f.path], f.size) for f in files}
 
 
 def _digest_if_size(path: Path, size: int) -> str | None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 
 import anyio
 from pydantic import TypeAdapter, ValidationError
 
+from sidecar.core.progress import SpeedWindow
 from sidecar.manifest import CatalogVersion
 from sidecar.redact import redact_text, redact_url
 from sidecar.store.fsutil import atomic_write_bytes, read_json
@@ -20,7 +20,6 @@ from sidecar.wire import PersistedTask, Task, TaskError, TaskState
 
 log = logging.getLogger(__name__)
 
-SPEED_SMOOTHING = 0.3
 HISTORY_KEPT = 20  # problems a task got over, kept for getTask (the oldest go first)
 
 
@@ -56,8 +55,9 @@ class TaskRuntime:
     shown_bytes: int = 0
     speed_bps: float = 0.0
     history: list[TaskError] = field(default_factory=list)
-    _speed_sample: tuple[float, int] = (0.0, 0)
     repair: bool = False  # a damaged installed version: fetch only its wrong files
+    speed_known: bool = False
+    _speed: SpeedWindow = field(default_factory=SpeedWindow)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -68,13 +68,18 @@ class TaskRuntime:
         if self.raw_bytes > self.shown_bytes:
             self.shown_bytes = min(self.raw_bytes, self.bytes_total or self.raw_bytes)
 
+    def show_on_disk(self, verified: int) -> None:
+        """Bytes a resume keeps, known before the download starts: the first thing a
+        client is shown of a resumed task (never less than it was shown before)."""
+        self.raw_bytes = verified
+        self.add_bytes(0)
+
     def sample_speed(self) -> None:
-        now = time.monotonic()
-        last_time, last_bytes = self._speed_sample
-        if last_time and now > last_time:
-            instant = max(0, self.raw_bytes - last_bytes) / (now - last_time)
-            self.speed_bps += SPEED_SMOOTHING * (instant - self.speed_bps)
-        self._speed_sample = (now, self.raw_bytes)
+        """Called every progress tick while downloading: the speed over the window."""
+        self._speed.add(self.raw_bytes)
+        speed = self._speed.speed()
+        self.speed_known = speed is not None
+        self.speed_bps = max(0.0, speed or 0.0)
 
     def note(self, code: str, message: str) -> None:
         """A problem the task got over (a bad piece fetched again, a source dropped)."""
@@ -82,11 +87,17 @@ class TaskRuntime:
 
     def reset_speed(self) -> None:
         self.speed_bps = 0.0
-        self._speed_sample = (0.0, 0)
+        self.speed_known = False
+        self._speed.reset()
 
     def snapshot(self) -> Task:
         remaining = max(0, self.bytes_total - self.shown_bytes)
-        eta = remaining / self.speed_bps if self.speed_bps > 1 and remaining else None
+        eta: float | None = None
+        if self.speed_known and self.state == TaskState.DOWNLOADING:
+            if not remaining:
+                eta = 0.0
+            elif self.speed_bps > 0:
+                eta = remaining / self.speed_bps
         if self.state == TaskState.READY:
             eta = 0.0
         return Task(
@@ -122,6 +133,12 @@ class TaskRuntime:
             mode=source.mode if source else None,
             sha256=source.sha256 if source else None,
             repair=self.repair,
+            bytes_total=self.bytes_total,
+            files_total=self.files_total,
+            # Kept on disk: no URL secret in it (an INTERNAL_ERROR's text is not redacted).
+            error=self.error.model_copy(update={"message": redact_text(self.error.message)})
+            if self.error
+            else None,
         )
 
 

@@ -21,7 +21,7 @@ from sidecar.rpc.messages import (
     too_long_error,
 )
 from sidecar.rpc.methods import Handler
-from sidecar.rpc.stdio import LineWriter
+from sidecar.rpc.stdio import Writer
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ SERVER_ERROR = -32000  # JSON-RPC's range for errors of the server itself
 
 
 class RpcServer:
-    def __init__(self, writer: LineWriter, methods: dict[str, Handler]) -> None:
+    def __init__(self, writer: Writer, methods: dict[str, Handler]) -> None:
         self.writer = writer
         self.methods = methods
         self._in_flight = 0

@@ -13,7 +13,7 @@ import stat
 import sys
 from collections.abc import AsyncIterator, Callable
 from functools import partial
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import anyio
 from anyio.abc import TaskStatus
@@ -129,6 +129,14 @@ def claim_stdout() -> IO[bytes]:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     return protocol
+
+
+class Writer(Protocol):
+    """Where a server's answers go: stdout's LineWriter, or an attached client's."""
+
+    async def send_raw(self, line: bytes) -> None: ...
+
+    async def send(self, message: Any) -> None: ...
 
 
 class LineWriter:

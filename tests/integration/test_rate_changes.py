@@ -9,6 +9,7 @@ import os
 import pytest
 
 from tests.support.repo_server import RepoServer
+from tests.support.sidecar_proc import RpcError
 
 DATA = os.urandom(3_000_000)
 LARGE = os.urandom(40 * 1024 * 1024)  # past 32 MiB: segments, read by worker threads
@@ -61,5 +62,11 @@ def test_a_cap_out_of_range_on_the_command_line_is_a_usage_error(
     start_sidecar, repo: RepoServer
 ) -> None:
     sidecar = start_sidecar(args=["--max-bytes-per-second", "1" + "0" * 400])
+    # Started by a program: every request is answered with the reason, then exit 2.
+    with pytest.raises(RpcError) as refused:
+        sidecar.call("getInfo")
+    assert refused.value.data["code"] == "INVALID_OPTION"
+    assert "--max-bytes-per-second" in refused.value.message
+    sidecar.close_stdin()
     assert sidecar.wait_exit() == 2
     assert "--max-bytes-per-second" in sidecar.stderr()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.repo_server import RepoServer
+from tests.support.sidecar_proc import RpcError
 
 
 @pytest.mark.parametrize("around", [("", "\n"), ("", "\r\n"), (" ", " "), ("\t", "\n\n")])
@@ -28,6 +29,13 @@ def test_a_token_with_a_control_character_inside_stops_the_start_unshown(
     start_sidecar, repo: RepoServer, inside: str
 ) -> None:
     sidecar = start_sidecar(env={"MODEL_MANAGER_TOKEN": "S3KRIT" + inside + "T4IL"})
+    # Started by a program, it answers with the reason (INVALID_OPTION), then exits 2.
+    with pytest.raises(RpcError) as refused:
+        sidecar.call("getInfo")
+    assert refused.value.data["code"] == "INVALID_OPTION"
+    assert "MODEL_MANAGER_TOKEN" in refused.value.message
+    assert "S3KRIT" not in refused.value.message and "T4IL" not in refused.value.message
+    sidecar.close_stdin()
     assert sidecar.wait_exit() == 2
     stderr = sidecar.stderr()
     assert "MODEL_MANAGER_TOKEN" in stderr

@@ -1,0 +1,1 @@
+"""One engine per home: ownership, the endpoint, attached clients, the relay."""
