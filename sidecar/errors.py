@@ -16,7 +16,7 @@
     ├── PermissionDenied         1013  the home (or a folder in it) is not writable by us
     ├── HomeUnavailable          1014  the home is damaged where we must write: a link,
     │                                  a file where a folder belongs, a folder gone
-    └── SignatureInvalid         1015  a catalog or manifest not signed by a trusted key,
+    ├── SignatureInvalid         1015  a catalog or manifest not signed by a trusted key,
                                        an older one than seen before, or an expired one
     └── InvalidOption            1021  the sidecar was started with a bad option or
                                        setting: it answers every request with this
