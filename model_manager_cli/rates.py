@@ -5,10 +5,10 @@ average speed once it ends."""
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
-SPEED_WINDOW = 5.0  # seconds of samples behind the speed shown
+from sidecar.speed import SPEED_WINDOW, SpeedWindow
+
 MIN_SPAN = 1.0  # below this much history the sidecar's own figure is shown
 
 
@@ -18,29 +18,18 @@ class TaskClock:
 
     started: float
     first_bytes: int
-    samples: deque[tuple[float, int]] = field(default_factory=deque)
+    window: SpeedWindow = field(default_factory=lambda: SpeedWindow(SPEED_WINDOW, MIN_SPAN))
     ended: float | None = None
     last_bytes: int = 0
 
     def observe(self, now: float, done: int) -> None:
-        if self.ended is not None:
-            return
-        if self.samples and done < self.samples[-1][1]:
-            self.samples.clear()  # counted afresh (a file started over): a new window
-        self.samples.append((now, done))
-        self.last_bytes = done
-        # Keep one sample at or before the window's start, so the window is full.
-        while len(self.samples) > 2 and self.samples[1][0] <= now - SPEED_WINDOW:
-            self.samples.popleft()
+        if self.ended is None:
+            self.window.add(done, now)
+            self.last_bytes = done
 
     def speed(self) -> float | None:
         """Bytes per second over the last SPEED_WINDOW seconds; None with too little history."""
-        if len(self.samples) < 2:
-            return None
-        (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
-        if t1 - t0 < MIN_SPAN:
-            return None
-        return max(0.0, (b1 - b0) / (t1 - t0))
+        return self.window.speed()
 
     def end(self, now: float) -> None:
         if self.ended is None:

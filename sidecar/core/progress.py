@@ -1,20 +1,16 @@
-"""What a task's progress may claim: bytes on disk that a resume will keep, and a
-speed smoothed over a window of seconds (so the ETA does not swing with every burst)."""
+"""What a task's progress may claim: the bytes on disk that a resume will keep (its
+speed is ``sidecar.speed``'s)."""
 
 from __future__ import annotations
 
-import collections
 import os
 import stat
-import time
 from pathlib import Path
 
 from sidecar.store.layout import HomeLayout
 from sidecar.transfer.plan import merge
 from sidecar.wire import PartRecord
 
-SPEED_WINDOW = 5.0  # seconds of samples the shown speed averages over
-SPEED_KNOWN_AFTER = 0.3  # a speed (and an ETA) is shown once the samples span this much
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 
 
@@ -66,31 +62,3 @@ def version_bytes_on_disk(layout: HomeLayout, model_id: str, version: str) -> in
         for path in paths
         if path.name.startswith(prefix) and path.name.endswith(".part")
     )
-
-
-class SpeedWindow:
-    """Bytes per second over the last ``SPEED_WINDOW`` seconds of samples."""
-
-    def __init__(self, window: float = SPEED_WINDOW) -> None:
-        self.window = window
-        self._samples: collections.deque[tuple[float, int]] = collections.deque()
-
-    def add(self, count: int, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        if self._samples and count < self._samples[-1][1]:
-            self._samples.clear()  # the part started over: old samples say nothing now
-        self._samples.append((now, count))
-        while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
-            self._samples.popleft()
-
-    def speed(self) -> float | None:
-        """None until the samples span ``SPEED_KNOWN_AFTER`` seconds."""
-        if len(self._samples) < 2:
-            return None
-        (first_time, first), (last_time, last) = self._samples[0], self._samples[-1]
-        if last_time - first_time < SPEED_KNOWN_AFTER:
-            return None
-        return (last - first) / (last_time - first_time)
-
-    def reset(self) -> None:
-        self._samples.clear()

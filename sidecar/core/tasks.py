@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import anyio
 from pydantic import TypeAdapter, ValidationError
 
-from sidecar.core.progress import SpeedWindow
 from sidecar.manifest import CatalogVersion
 from sidecar.redact import redact_text, redact_url
+from sidecar.speed import SpeedWindow
 from sidecar.store.fsutil import atomic_write_bytes, read_json
 from sidecar.store.layout import HomeLayout
 from sidecar.store.locks import BlockingFileLock

@@ -47,11 +47,11 @@ def test_a_stall_brings_the_speed_down_and_history_is_bounded():
     clock = TaskClock(started=0.0, first_bytes=0)
     for now, done in bursty_samples(10):
         clock.observe(now, done)
-    last = clock.samples[-1][1]
+    last = clock.window.samples[-1][1]
     for step in range(1, 80):
         clock.observe(10 + step * 0.1, last)
     assert clock.speed() == 0.0
-    assert len(clock.samples) <= SPEED_WINDOW / 0.1 + 2
+    assert len(clock.window.samples) <= SPEED_WINDOW / 0.1 + 2
 
 
 def test_too_little_history_gives_no_speed_and_the_end_gives_the_average():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sidecar.core.progress import SpeedWindow, verified_part_bytes
+from sidecar.core.progress import verified_part_bytes
+from sidecar.speed import SpeedWindow
 
 
 def part(tmp_path: Path, size: int, record: dict | None) -> Path:
