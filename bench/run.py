@@ -10,7 +10,6 @@ and aria2c.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import os
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sidecar.manifest import DEFAULT_PIECE_SIZE
+from sidecar.transfer.hashing import sha256_file_and_pieces
 from tests.support.sidecar_proc import Sidecar
 
 MiB = 1024 * 1024
@@ -62,17 +63,19 @@ http {{
 
 
 def publish(www: Path, model_id: str, size: int) -> None:
+    """One file with the manifest `publish` writes: its SHA-256 and its pieces'."""
     folder = www / "storage/models" / model_id / "1"
     folder.mkdir(parents=True)
-    digest = hashlib.sha256()
     with open(folder / "w.bin", "wb") as handle:
         block = os.urandom(4 * MiB)
         for offset in range(0, size, len(block)):
             piece = block[: min(len(block), size - offset)]
             piece = offset.to_bytes(8, "little") + piece[8:]  # no two blocks alike
-            digest.update(piece)
             handle.write(piece)
-    files = [{"path": "w.bin", "size_bytes": size, "sha256": digest.hexdigest()}]
+    whole, pieces = sha256_file_and_pieces(folder / "w.bin", DEFAULT_PIECE_SIZE)
+    files = [{"path": "w.bin", "size_bytes": size, "sha256": whole}]
+    if pieces:
+        files[0] |= {"piece_size_bytes": DEFAULT_PIECE_SIZE, "piece_sha256": pieces}
     version = {"version": "1", "size_bytes": size, "files": files, "requires": [], "extra": {}}
     entry = {"id": model_id, "name": model_id, "task": "bench", "languages": [],
              "default_version": "1", "versions": [version]}  # fmt: skip
