@@ -214,6 +214,7 @@ class Manager:
         task.finished = anyio.Event()
         task.stop_request = None
         task.error = None
+        self.runner.line.join(task)
         self._group.start_soon(self._run, task)
 
     async def _install_hooks(self) -> None:
@@ -226,7 +227,7 @@ class Manager:
             task.scope = scope
             try:
                 await self.hooks_loaded.wait()
-                if task.raw_bytes == 0:  # the first notification shows what is on disk
+                if not task.on_disk_known:  # the first notification shows what is on disk
                     task.show_on_disk(
                         await anyio.to_thread.run_sync(
                             version_bytes_on_disk, self.layout, task.model_id, task.version
@@ -245,6 +246,8 @@ class Manager:
                     log.exception("task %s crashed", task.task_id)
                     await self._fail(task, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
                 return
+            finally:  # failed, paused or cancelled before its turn: the next one goes
+                self.runner.line.leave(task)
             task.waiting_for = None
             snapshot = task.snapshot()
             await self.set_state(task, TaskState.READY)
@@ -337,6 +340,15 @@ class Manager:
             )
         self.keeper.check_damaged(chain, repair)
         await self.keeper.make_room(chain)  # the quota: evict, or fail before downloading
+        # What a resume keeps, looked at here: a look per task in _run (a thread hop each)
+        # would let them reach the download slots in any order.
+        on_disk = {
+            (each.id, each_version): await anyio.to_thread.run_sync(
+                version_bytes_on_disk, self.layout, each.id, each_version
+            )
+            for each, each_version in chain
+            if (each.id, each_version) not in self.active
+        }
         # Everything is resolved: from here on no await, so the tasks start together
         # (or, when a requirement is missing above, none does). Requirements first, the
         # deepest first: they take download slots before the model that needs them,
@@ -350,6 +362,8 @@ class Manager:
             started = self._ensure_task(
                 each, each_version, after=None, repair=repair, recheck=repair and is_root
             )
+            if started is not None and not started.on_disk_known:
+                started.show_on_disk(on_disk.get(started.key, 0))
             if started is not None and not is_root:
                 self.required_by.setdefault(started.key, root)
             task = started if is_root else task

@@ -71,6 +71,29 @@ class AlreadyInstalled(Exception):
     """Another process (or an earlier run) installed this version meanwhile."""
 
 
+class Line:
+    """Tasks reach the download slots in the order they were started (a requirement
+    before the model that needs it), whatever thread hops each makes on its way there."""
+
+    def __init__(self) -> None:
+        self._waiting: list[TaskRuntime] = []
+        self._changed = anyio.Event()
+
+    def join(self, task: TaskRuntime) -> None:
+        self.leave(task)
+        self._waiting.append(task)
+
+    def leave(self, task: TaskRuntime) -> None:
+        if task in self._waiting:
+            self._waiting.remove(task)
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    async def my_turn(self, task: TaskRuntime) -> None:
+        while task in self._waiting and self._waiting[0] is not task:
+            await self._changed.wait()
+
+
 class TaskRunner:
     def __init__(
         self,
@@ -87,17 +110,22 @@ class TaskRunner:
         self.set_state = set_state
         # CapacityLimiters, not semaphores: setLimits changes their size at run time.
         self.slots = anyio.CapacityLimiter(settings.max_concurrent_tasks)
+        self.line = Line()  # the slots are taken in the order the tasks were started
         self.rate = settings.max_bytes_per_second
         self.max_connections_per_file = settings.max_connections_per_file
 
     async def run(self, task: TaskRuntime) -> None:
         """Install ``task``'s version; raises ModelManagerError on failure."""
         if task.after is not None and not task.after.finished.is_set():
+            self.line.leave(task)  # never hold the line while waiting for another task
             task.waiting_for = f"{task.after.model_id}@{task.after.version} to finish first"
             await self.set_state(task, TaskState.QUEUED)
             await task.after.finished.wait()
+            self.line.join(task)
         task.waiting_for = "a free download slot"
         await self.set_state(task, TaskState.QUEUED)
+        await self.line.my_turn(task)
+        self.line.leave(task)  # no await until the limiter has it: the next waits behind
         async with self.slots:
             for _ in range(TAKEOVER_ROUNDS):
                 lock = OwnedLock(

@@ -52,6 +52,7 @@ class TaskRuntime:
     finished: anyio.Event = field(default_factory=anyio.Event)
     # Raw bytes on disk go down on a restart; what a client is shown never does.
     raw_bytes: int = 0
+    on_disk_known: bool = False  # show_on_disk ran: a start shows these bytes first
     shown_bytes: int = 0
     speed_bps: float = 0.0
     history: list[TaskError] = field(default_factory=list)
@@ -72,6 +73,7 @@ class TaskRuntime:
         """Bytes a resume keeps, known before the download starts: the first thing a
         client is shown of a resumed task (never less than it was shown before)."""
         self.raw_bytes = verified
+        self.on_disk_known = True
         self.add_bytes(0)
 
     def sample_speed(self) -> None:
