@@ -10,12 +10,12 @@ from jsonrpcserver import Result
 from sidecar.core.importer import import_model
 from sidecar.core.relocation import move_store
 from sidecar.errors import InvalidState
+from sidecar.rpc.methods import Handler, handler, wire_error
 from sidecar.wire import WireModel
 from sidecar.wire_home import ImportModelParams, MoveStoreParams
 
 if TYPE_CHECKING:
     from sidecar.core.manager import Manager
-    from sidecar.rpc.methods import Handler
 
 
 # Methods that write into the home: refused while it moves (the copy would miss it).
@@ -31,8 +31,6 @@ def with_store_methods(manager: Manager, methods: dict[str, Handler]) -> dict[st
 
 
 def _refused_while_moving(manager: Manager, method: Handler) -> Handler:
-    from sidecar.rpc.methods import wire_error
-
     async def guarded(**raw: Any) -> Result:
         if manager.moving:
             raise wire_error(
@@ -48,8 +46,6 @@ def _refused_while_moving(manager: Manager, method: Handler) -> Handler:
 
 
 def _store_methods(manager: Manager) -> dict[str, Handler]:
-    from sidecar.rpc.methods import handler  # methods.py imports this module
-
     @handler(ImportModelParams)
     async def import_model_method(p: ImportModelParams) -> WireModel:
         return await import_model(manager, p.model_id, p.version, p.path, p.mode)

@@ -19,7 +19,6 @@ from sidecar.core.manager import Manager
 from sidecar.core.tasks import UrlSource
 from sidecar.errors import ModelManagerError, UnsafeManifest
 from sidecar.manifest import check_safe_name
-from sidecar.rpc.home_methods import with_store_methods
 from sidecar.transfer.network import redact_proxy
 from sidecar.wire import (
     GetModelPathParams,
@@ -60,15 +59,12 @@ def _validate(params_model: type[P], raw: dict[str, Any]) -> P | Result:
         return Error(-32602, f"Invalid params: {shown}"[:1000], problems)
 
 
-def _wire_error(exc: ModelManagerError, params: BaseModel | None = None) -> JsonRpcError:
+def wire_error(exc: ModelManagerError, params: BaseModel | None = None) -> JsonRpcError:
     model_id = getattr(params, "model_id", None)
     if isinstance(model_id, str):  # a call about one model: its error's data names it
         version = getattr(params, "version", None)
         exc.concerning(model_id, version if isinstance(version, str) else None)
     return JsonRpcError(exc.code, exc.message, exc.to_data())
-
-
-wire_error = _wire_error  # for sidecar.rpc.home_methods
 
 
 # No functools.wraps below: jsonrpcserver binds params against the wrapper's own
@@ -89,7 +85,7 @@ def sync_handler(
             try:
                 return Success(function(params))
             except ModelManagerError as exc:
-                raise _wire_error(exc, params) from exc
+                raise wire_error(exc, params) from exc
 
         wrapper.__name__ = function.__name__
         return wrapper
@@ -106,7 +102,7 @@ def handler(params_model: type[P]) -> Callable[[Callable[[P], Awaitable[WireMode
             try:
                 result = await function(params)
             except ModelManagerError as exc:
-                raise _wire_error(exc, params) from exc
+                raise wire_error(exc, params) from exc
             return Success(result.wire())
 
         wrapper.__name__ = function.__name__
@@ -118,7 +114,8 @@ def handler(params_model: type[P]) -> Callable[[Callable[[P], Awaitable[WireMode
 def build_methods(
     manager: Manager, request_stop: Callable[[], None], client: str = STDIO
 ) -> dict[str, Handler]:
-    # Here, not at the top: store_methods uses this module's decorators.
+    # Here, not at the top: these use this module's decorators.
+    from sidecar.rpc.home_methods import with_store_methods
     from sidecar.rpc.store_methods import build_store_methods, model_path_answer
 
     settings = manager.settings
