@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from model_repo.background import BackgroundServer
 from tests.support.repo_helpers import publish_files, run_cli
 from tests.support.sidecar_proc import RpcError, Sidecar
+from tests.support.tmpfs import tmpfs
 
 FILES = {
     "model.bin": os.urandom(700_000),
@@ -184,19 +184,8 @@ def test_cli_import(server: BackgroundServer, stick: Path, tmp_path: Path) -> No
 @pytest.fixture
 def usb_drive(tmp_path: Path) -> Iterator[Path]:
     """A stick on another volume: a tmpfs. Skipped where mounting is not permitted."""
-    mount = tmp_path / "usb-drive"
-    mount.mkdir()
-    try:
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
-            check=True, capture_output=True, timeout=30,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here: {exc}")
-    try:
+    with tmpfs(tmp_path / "usb-drive", "16m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
 
 
 def test_from_another_drive_move_copies_and_hardlink_is_refused(

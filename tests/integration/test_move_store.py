@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from tests.support.repo_helpers import run_cli
 from tests.support.repo_server import RepoServer
 from tests.support.sidecar_proc import RpcError, Sidecar
+from tests.support.tmpfs import tmpfs
 
 ALIGN = {"align.bin": os.urandom(200_000), "vocab/ids.txt": b"1\n2\n"}
 WHISPER = {"model.bin": os.urandom(1_000_000), "config.json": b'{"layers": 12}'}
@@ -36,19 +36,8 @@ def repo() -> Iterator[RepoServer]:
 @pytest.fixture
 def drive(tmp_path: Path) -> Iterator[Path]:
     """Another volume: a tmpfs. Skipped where mounting is not permitted."""
-    mount = tmp_path / "drive"
-    mount.mkdir()
-    try:
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)],
-            check=True, capture_output=True, timeout=30,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here: {exc}")
-    try:
+    with tmpfs(tmp_path / "drive", "32m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
 
 
 def _start(home: Path, repo: RepoServer, **env: str) -> Sidecar:
@@ -175,29 +164,20 @@ def test_refusals_name_the_path_and_change_nothing(repo: RepoServer, tmp_path: P
 
 def test_a_drive_without_room_is_refused(repo: RepoServer, tmp_path: Path) -> None:
     home = _installed_home(tmp_path, repo)
-    small = tmp_path / "small"
-    small.mkdir()
-    try:
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(small)],
-            check=True, capture_output=True, timeout=30,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here: {exc}")
-    sidecar = _start(home, repo)
-    try:
-        with pytest.raises(RpcError) as refused:
-            sidecar.call("moveStore", {"to": str(small / "lib")})
-        assert refused.value.code == 1006
-        assert refused.value.data["reason"] == "no_space"
-        assert refused.value.data["path"] == str(small / "lib")
-        assert refused.value.data["neededBytes"] > refused.value.data["freeBytes"]
-        assert not (small / "lib").exists()
-        _check_home(sidecar, home)
-    finally:
-        sidecar.stop()
-        sidecar.cleanup()
-        subprocess.run(["umount", "-l", str(small)], check=False, timeout=30)
+    with tmpfs(tmp_path / "small", "512k") as small:
+        sidecar = _start(home, repo)
+        try:
+            with pytest.raises(RpcError) as refused:
+                sidecar.call("moveStore", {"to": str(small / "lib")})
+            assert refused.value.code == 1006
+            assert refused.value.data["reason"] == "no_space"
+            assert refused.value.data["path"] == str(small / "lib")
+            assert refused.value.data["neededBytes"] > refused.value.data["freeBytes"]
+            assert not (small / "lib").exists()
+            _check_home(sidecar, home)
+        finally:
+            sidecar.stop()
+            sidecar.cleanup()
 
 
 @pytest.mark.parametrize(
