@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from sidecar import errors, wire, wire_home, wire_store
 from sidecar.manifest import CatalogModel
+from sidecar.transfer.record import PartRecord
 
 METHODS: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     "getInfo": (wire.NoParams, wire.InfoResult),
@@ -46,16 +47,17 @@ NOTIFICATIONS: dict[str, type[BaseModel]] = {
     "models.changed": wire.ModelsChanged,
     "store.moveProgress": wire_home.MoveProgress,
 }
-DOCUMENTS: dict[str, type[BaseModel]] = {
+DOCUMENTS: dict[str, type[Any]] = {
     "registry": wire.RegistryDocument,
     "lock-file": wire.LockInfo,
-    "part-record": wire.PartRecord,
+    "part-record": PartRecord,  # a dataclass: the transfer worker runs without pydantic
     "error-data": wire.ErrorData,
 }
 
 
-def _schema(model: type[BaseModel], title: str, by_alias: bool = True) -> dict[str, Any]:
-    schema = model.model_json_schema(by_alias=by_alias, mode="serialization")
+def _schema(model: type[Any], title: str, by_alias: bool = True) -> dict[str, Any]:
+    adapter: TypeAdapter[Any] = TypeAdapter(model)
+    schema = adapter.json_schema(by_alias=by_alias, mode="serialization")
     schema["title"] = title
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema

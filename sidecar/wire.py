@@ -412,29 +412,6 @@ class LockInfo(LenientWireModel):
     timeout: int
 
 
-class PartRecord(LenientWireModel):
-    """Where a ``.part`` came from, so a resume never mixes two versions of a file."""
-
-    url: str
-    etag: str | None = None
-    last_modified: str | None = None
-    expected_size: int | None = None
-    sha256: str | None = None
-    done: list[tuple[int, int]] | None = Field(
-        default=None,
-        description="Byte ranges [start, end) on disk (segmented parts; absent: the part "
-        "is a prefix of the file).",
-    )
-    piece_size: int | None = Field(
-        default=None, description="The manifest's piece size, when it listed piece hashes."
-    )
-    verified: list[tuple[int, int]] | None = Field(
-        default=None,
-        description="Pieces on disk whose SHA-256 matched the manifest, as index ranges "
-        "[first, end): kept on a resume from any source, whatever its URL or ETag.",
-    )
-
-
 class PersistedTask(LenientWireModel):
     """An unfinished task, saved so it resumes after a restart."""
 

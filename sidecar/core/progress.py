@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sidecar.store.layout import HomeLayout
 from sidecar.transfer.plan import merge
-from sidecar.wire import PartRecord
+from sidecar.transfer.record import PartRecord
 
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 
@@ -44,7 +44,7 @@ def _read_record(path: Path) -> PartRecord | None:
             data = handle.read(MAX_RECORD_BYTES + 1)
         if len(data) > MAX_RECORD_BYTES:
             return None
-        return PartRecord.model_validate_json(data)
+        return PartRecord.from_json(data)
     except (OSError, ValueError):
         return None
 

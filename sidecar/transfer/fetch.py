@@ -25,8 +25,8 @@ from sidecar.transfer.http import ServerRefused, SourceFailed, TransientError, c
 from sidecar.transfer.network import Network
 from sidecar.transfer.pieces import PieceBook, PieceHasher, SourceDropped, hash_span, host_of
 from sidecar.transfer.ratelimit import RateLimiter
+from sidecar.transfer.record import PartRecord
 from sidecar.transfer.target import FileTarget, Progress, SizeLearned
-from sidecar.wire import PartRecord
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 def read_record(target: FileTarget) -> PartRecord | None:
     try:
-        return PartRecord.model_validate_json(target.record_path.read_bytes())
+        return PartRecord.from_json(target.record_path.read_bytes())
     except (OSError, ValueError):
         return None
 
@@ -135,8 +135,8 @@ class _PartWriter:
             return
         self.part.sync()
         self.synced = self.size
-        record = self.record.model_copy(update=self.book.record_fields())
-        atomic_write_bytes(self.target.record_path, record.model_dump_json(by_alias=True).encode())
+        record = self.record.replace(**self.book.record_fields())
+        atomic_write_bytes(self.target.record_path, record.to_json())
 
 
 def _save_record(
@@ -150,7 +150,7 @@ def _save_record(
         sha256=target.sha256,
         **(book.record_fields() if book is not None else {}),
     )
-    atomic_write_bytes(target.record_path, record.model_dump_json(by_alias=True).encode())
+    atomic_write_bytes(target.record_path, record.to_json())
     return record
 
 
@@ -347,8 +347,8 @@ def _keep_prefix_of_segmented_part(target: FileTarget) -> None:
     prefix = done[0][1] if done and done[0][0] == 0 else 0
     with open(target.part, "r+b") as handle:
         handle.truncate(prefix)
-    plain = record.model_copy(update={"done": None})
-    atomic_write_bytes(target.record_path, plain.model_dump_json(by_alias=True).encode())
+    plain = record.replace(done=None)
+    atomic_write_bytes(target.record_path, plain.to_json())
 
 
 def _already_complete(response: Reply, offset: int) -> bool:

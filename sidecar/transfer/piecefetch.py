@@ -21,7 +21,7 @@ from sidecar.transfer.http import ServerRefused, SourceFailed, TransientError, c
 from sidecar.transfer.network import Network
 from sidecar.transfer.pieces import PieceBook, hash_span, host_of
 from sidecar.transfer.ratelimit import RateLimiter
-from sidecar.wire import PartRecord
+from sidecar.transfer.record import PartRecord
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,8 @@ def save_verified(book: PieceBook) -> None:
     record = read_record(book.target) or PartRecord(
         url="", expected_size=book.total, sha256=book.target.sha256
     )
-    record = record.model_copy(update=book.record_fields())
-    atomic_write_bytes(book.target.record_path, record.model_dump_json(by_alias=True).encode())
+    record = record.replace(**book.record_fields())
+    atomic_write_bytes(book.target.record_path, record.to_json())
 
 
 async def _refetch(

@@ -15,12 +15,13 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from sidecar.transfer.http import SourceFailed
 from sidecar.transfer.plan import merge, subtract
+from sidecar.transfer.record import PartRecord
 from sidecar.transfer.target import FileTarget, Notice, Pieces
-from sidecar.wire import PartRecord
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class PieceBook:
             for first, end in record.verified:
                 self.verified.update(range(max(0, first), min(end, self.count)))
 
-    def record_fields(self) -> dict[str, object]:
+    def record_fields(self) -> dict[str, Any]:
         with self.lock:
             indexes = sorted(self.verified)
         return {"piece_size": self.pieces.size, "verified": merge([(i, i + 1) for i in indexes])}

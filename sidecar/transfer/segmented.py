@@ -34,8 +34,8 @@ from sidecar.transfer.network import Network
 from sidecar.transfer.pieces import PieceBook, SourceDropped, hash_span, host_of
 from sidecar.transfer.plan import SegmentPlan, Unit
 from sidecar.transfer.ratelimit import RateLimiter
+from sidecar.transfer.record import PartRecord
 from sidecar.transfer.target import FileTarget, Progress
-from sidecar.wire import PartRecord
 
 log = logging.getLogger(__name__)
 
@@ -407,6 +407,6 @@ class SegmentedFetch:
         done = list(self.plan.done)
         await anyio.to_thread.run_sync(self.file.sync)  # data first, then the record
         fields = self.book.record_fields() if self.book is not None else {}
-        record = self.record.model_copy(update={"done": done, **fields})
-        data = record.model_dump_json(by_alias=True).encode()
+        record = self.record.replace(done=done, **fields)
+        data = record.to_json()
         await anyio.to_thread.run_sync(atomic_write_bytes, self.target.record_path, data)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.wire import PartRecord
+from sidecar.transfer.record import PartRecord
 from tests.support.repo_server import RepoServer, sha256
 from tests.support.sidecar_proc import RpcError
 
@@ -323,7 +323,7 @@ def test_install_url_with_a_whole_part_installs_without_fetching(
     part.parent.mkdir(parents=True)
     part.write_bytes(data)
     record = PartRecord(url=url, sha256=digest)
-    (home / "temp" / (part.name + ".json")).write_text(record.model_dump_json(by_alias=True))
+    (home / "temp" / (part.name + ".json")).write_text(record.to_json().decode())
     # Left by an older build under the ambiguous names: removed at start.
     legacy = home / "temp" / "old_1.w.bin.part"
     legacy.write_bytes(b"x" * 1000)

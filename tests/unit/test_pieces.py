@@ -16,8 +16,8 @@ from sidecar.errors import UnsafeManifest
 from sidecar.manifest import parse_model
 from sidecar.transfer.hashing import sha256_file_and_pieces
 from sidecar.transfer.pieces import BAD_PIECES_PER_SOURCE, PieceBook, PieceHasher
+from sidecar.transfer.record import PartRecord
 from sidecar.transfer.target import FileTarget, Pieces
-from sidecar.wire import PartRecord
 from tests.support.repo_helpers import publish_files
 
 PIECE = 64 * 1024
@@ -167,7 +167,7 @@ def test_a_record_s_verified_pieces_are_adopted_only_for_the_same_file(tmp_path:
         {"sha256": "0" * 64}, {"piece_size": 2 * PIECE}, {"expected_size": len(data) + 1}
     ):  # fmt: skip
         fresh = book_for(tmp_path, data)
-        fresh.adopt(record.model_copy(update=other))
+        fresh.adopt(record.replace(**other))
         assert fresh.verified == set()
     book.forget_from(PIECE * 2)
     assert book.verified == {0, 1}
