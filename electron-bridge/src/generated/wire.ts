@@ -621,7 +621,8 @@ export interface LockFile {
  */
 export interface PartRecord {
   /**
-   * Byte ranges [start, end) on disk (segmented parts; absent: the part is a prefix of the file).
+   * Byte ranges [start, end) on disk (segmented parts; absent: the part is a prefix of
+   * the file).
    */
   done?: [unknown, unknown][] | null;
   etag?: string | null;
@@ -634,7 +635,8 @@ export interface PartRecord {
   sha256?: string | null;
   url: string;
   /**
-   * Pieces on disk whose SHA-256 matched the manifest, as index ranges [first, end): kept on a resume from any source, whatever its URL or ETag.
+   * Pieces on disk whose SHA-256 matched the manifest, as index ranges [first, end):
+   * kept on a resume from any source, whatever its URL or ETag.
    */
   verified?: [unknown, unknown][] | null;
   [k: string]: unknown | undefined;
