@@ -44,6 +44,9 @@ SAVE_EVERY = 1.0  # seconds between durable records of the ranges on disk
 SAVE_BYTES = 64 * 1024 * 1024  # ...or this many bytes, whichever comes first
 ADAPT_EVERY = 0.05
 DOUBLING_GAIN = 1.25  # a doubling that adds less than this is not worth its CPU
+# Each connection moving less than this is capped by the server or the path, not by our
+# CPU: every connection allowed is worth opening at once (as aria2c -x does).
+SLOW_CONNECTION = 50_000_000  # bytes per second
 INITIAL_CONNECTIONS = 4
 UNIT_ATTEMPTS = 4
 
@@ -176,7 +179,8 @@ class SegmentedFetch:
 
     async def _adapt(self, group: anyio.abc.TaskGroup) -> None:
         """Double the connections while a doubling raised this file's throughput by a
-        quarter or more: each connection was capped, not the line. The rate is counted
+        quarter or more: each connection was capped, not the line. Connections that are
+        each slow are capped one by one: the rest allowed are opened at once. The rate is counted
         as bytes arrive and judged only once the new connections had a window to start.
         A rate that falls lowers the baseline, so the file probes again when the line
         frees up (another download ended). Nothing is added while the event loop
@@ -198,7 +202,8 @@ class SegmentedFetch:
             if room <= 0 or loop_busy or rate <= 0 or rate < before_adding * DOUBLING_GAIN:
                 continue
             before_adding = rate
-            for _ in range(min(self.workers, room)):
+            slow = rate / max(self.workers, 1) < SLOW_CONNECTION
+            for _ in range(room if slow else min(self.workers, room)):
                 self._add_worker(group)
             log.debug(
                 "%s: %d connections after %.0f MB/s",
