@@ -51,9 +51,15 @@ def subtract(span: tuple[int, int], taken: list[tuple[int, int]]) -> list[tuple[
 
 
 class SegmentPlan:
-    def __init__(self, total: int, done: list[tuple[int, int]], unit_size: int) -> None:
+    def __init__(
+        self, total: int, done: list[tuple[int, int]], unit_size: int, align: int = 1
+    ) -> None:
         self.total = total
         self.unit_size = max(1, unit_size)
+        # Units end and tails split on multiples of ``align`` (the piece size) where that
+        # costs nothing, so a connection streams whole pieces and hashes them as they
+        # arrive instead of reading them back from the disk.
+        self.align = max(1, align)
         self.done = merge([(max(0, a), min(total, b)) for a, b in done])
         self.in_flight: list[Unit] = []
 
@@ -82,7 +88,10 @@ class SegmentPlan:
         gaps = subtract((0, self.total), taken)
         if gaps:
             start, end = gaps[0]
-            unit: Unit | None = Unit(start, min(end, start + self.unit_size))
+            stop = start + self.unit_size
+            if (aligned := stop // self.align * self.align) > start:
+                stop = aligned
+            unit: Unit | None = Unit(start, min(end, stop))
         else:
             unit = self._split_tail(min_split)
         if unit is not None:
@@ -95,6 +104,9 @@ class SegmentPlan:
             return None
         slowest = max(candidates, key=lambda u: u.remaining)
         middle = slowest.position + slowest.remaining // 2
+        aligned = -(-middle // self.align) * self.align
+        if slowest.end - aligned >= min_split:
+            middle = aligned
         stolen = Unit(middle, slowest.end)
         slowest.end = middle
         return stolen

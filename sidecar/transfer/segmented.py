@@ -31,7 +31,7 @@ from sidecar.transfer.fileio import PartHandle
 from sidecar.transfer.hashing import READ_SIZE
 from sidecar.transfer.http import ServerRefused, TransientError, check_status
 from sidecar.transfer.network import Network
-from sidecar.transfer.pieces import PieceBook, SourceDropped, hash_span, host_of
+from sidecar.transfer.pieces import PieceBook, PieceHasher, SourceDropped, hash_span, host_of
 from sidecar.transfer.plan import SegmentPlan, Unit
 from sidecar.transfer.ratelimit import RateLimiter
 from sidecar.transfer.record import PartRecord
@@ -97,7 +97,7 @@ class SegmentedFetch:
         self.limits = limits
         self.total = target.expected_size
         self.file = PartHandle(target.part)
-        self.plan = SegmentPlan(self.total, [], unit_size=max(MIN_SPLIT, self.total // 64))
+        self.plan = SegmentPlan(self.total, [], max(MIN_SPLIT, self.total // 64), self._align)
         self.record: PartRecord | None = None
         self.validator: str | None = None
         self.confirmed = anyio.Event()  # the server did a ranged reply
@@ -168,8 +168,12 @@ class SegmentedFetch:
             done = record.done
         else:  # a part from the single-stream path: its bytes are a prefix
             done = [(0, min(self.target.part.stat().st_size, self.total))]
-        self.plan = SegmentPlan(self.total, done, self.plan.unit_size)
+        self.plan = SegmentPlan(self.total, done, self.plan.unit_size, self._align)
         self.validator = validator_of(record) if same_url or self.cross_source else None
+
+    @property
+    def _align(self) -> int:
+        return self.book.pieces.size if self.book is not None else 1
 
     # --- connections -------------------------------------------------------------------
 
@@ -293,6 +297,7 @@ class SegmentedFetch:
                 anyio.from_thread.run_sync(self._remember_validator, response)
             view = connection.buffer
             position, room = unit.position, unit.end - unit.position
+            stream = self._stream_hasher(position)
             while room > 0:
                 want = min(len(view), room)
                 rate = self.limits.rate.bytes_per_second
@@ -301,6 +306,10 @@ class SegmentedFetch:
                     anyio.from_thread.run(self.limits.rate.consume, want)
                 count = connection.readinto(view[:want])
                 self.file.write_at([view[:count]], position)
+                if stream is not None:  # each whole piece is booked before its bytes are
+                    stream.update(view[:count])
+                    if stream.blame is not None and stream.book.is_dropped(stream.blame):
+                        raise SourceDropped(f"{host_of(self.url)} sends pieces that do not match")
                 position, room, unbooked = position + count, room - count, unbooked + count
                 if unbooked >= WRITE_BATCH or room == 0:
                     room, unbooked = (
@@ -318,8 +327,17 @@ class SegmentedFetch:
             # next reply on this connection: only a whole one lets it be reused.
             connection.release(body_read=body_read)
 
+    def _stream_hasher(self, position: int) -> PieceHasher | None:
+        """A hasher for the pieces this connection streams whole, from a piece's start;
+        the pieces it only partly writes are hashed from the disk (``_verify_pieces``)."""
+        if self.book is None or position % self.book.pieces.size:
+            return None
+        return PieceHasher(self.book, position, self.url)
+
     def _received(self, unit: Unit, count: int) -> int:
         self.received += count
+        if self.book is not None:
+            self.book.flush()  # notices of pieces checked as they arrived
         return self._mark_written(unit, count)
 
     def _remember_validator(self, response: Reply) -> None:
