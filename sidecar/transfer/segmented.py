@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 import anyio
@@ -44,9 +45,11 @@ SAVE_EVERY = 1.0  # seconds between durable records of the ranges on disk
 SAVE_BYTES = 64 * 1024 * 1024  # ...or this many bytes, whichever comes first
 ADAPT_EVERY = 0.05
 DOUBLING_GAIN = 1.25  # a doubling that adds less than this is not worth its CPU
-# Each connection moving less than this is capped by the server or the path, not by our
-# CPU: every connection allowed is worth opening at once (as aria2c -x does).
+# Each connection moving less than this while this process uses under half a core is
+# capped by the server or the path, not by our CPU: every connection allowed is worth
+# opening at once (as aria2c -x does). A busy CPU (TLS on a small machine) doubles.
 SLOW_CONNECTION = 50_000_000  # bytes per second
+IDLE_CPU = 0.5  # of one core
 INITIAL_CONNECTIONS = 4
 UNIT_ATTEMPTS = 4
 
@@ -184,8 +187,8 @@ class SegmentedFetch:
     async def _adapt(self, group: anyio.abc.TaskGroup) -> None:
         """Double the connections while a doubling raised this file's throughput by a
         quarter or more: each connection was capped, not the line. Connections that are
-        each slow are capped one by one: the rest allowed are opened at once. The rate is counted
-        as bytes arrive and judged only once the new connections had a window to start.
+        each slow while our CPU idles are capped one by one: the rest allowed are opened
+        at once. The rate is counted as bytes arrive and judged only once the new connections had a window to start.
         A rate that falls lowers the baseline, so the file probes again when the line
         frees up (another download ended). Nothing is added while the event loop
         wakes late: the CPU is full, and more connections would only add parsing work
@@ -195,7 +198,7 @@ class SegmentedFetch:
             self._add_worker(group)
         before_adding = 0.0  # the first doubling needs only some rate: start small, fast
         while self.workers > 0 and not self.plan.complete:
-            start, started_at = self.received, anyio.current_time()
+            start, started_at, cpu = self.received, anyio.current_time(), time.process_time()
             await anyio.sleep(ADAPT_EVERY)
             elapsed = anyio.current_time() - started_at
             rate = (self.received - start) / elapsed
@@ -206,7 +209,8 @@ class SegmentedFetch:
             if room <= 0 or loop_busy or rate <= 0 or rate < before_adding * DOUBLING_GAIN:
                 continue
             before_adding = rate
-            slow = rate / max(self.workers, 1) < SLOW_CONNECTION
+            idle = (time.process_time() - cpu) / elapsed < IDLE_CPU
+            slow = idle and rate / max(self.workers, 1) < SLOW_CONNECTION
             for _ in range(room if slow else min(self.workers, room)):
                 self._add_worker(group)
             log.debug(
