@@ -34,6 +34,7 @@ from sidecar.transfer.http import ServerRefused, TransientError, check_status
 from sidecar.transfer.network import Network
 from sidecar.transfer.pieces import PieceBook, PieceHasher, SourceDropped, hash_span, host_of
 from sidecar.transfer.plan import SegmentPlan, Unit
+from sidecar.transfer.ramp import INITIAL_CONNECTIONS, WINDOW, Ramp
 from sidecar.transfer.ratelimit import RateLimiter
 from sidecar.transfer.record import PartRecord
 from sidecar.transfer.target import FileTarget, Progress
@@ -43,14 +44,6 @@ log = logging.getLogger(__name__)
 MIN_SPLIT = 4 * 1024 * 1024  # never split a tail into pieces smaller than this
 SAVE_EVERY = 1.0  # seconds between durable records of the ranges on disk
 SAVE_BYTES = 64 * 1024 * 1024  # ...or this many bytes, whichever comes first
-ADAPT_EVERY = 0.05
-DOUBLING_GAIN = 1.25  # a doubling that adds less than this is not worth its CPU
-# Each connection moving less than this while this process uses under half a core is
-# capped by the server or the path, not by our CPU: every connection allowed is worth
-# opening at once (as aria2c -x does). A busy CPU (TLS on a small machine) doubles.
-SLOW_CONNECTION = 50_000_000  # bytes per second
-IDLE_CPU = 0.5  # of one core
-INITIAL_CONNECTIONS = 4
 UNIT_ATTEMPTS = 4
 
 
@@ -185,41 +178,25 @@ class SegmentedFetch:
         group.start_soon(self._work)
 
     async def _adapt(self, group: anyio.abc.TaskGroup) -> None:
-        """Double the connections while a doubling raised this file's throughput by a
-        quarter or more: each connection was capped, not the line. Connections that are
-        each slow while our CPU idles are capped one by one: the rest allowed are opened
-        at once. The rate is counted as bytes arrive and judged only once the new connections had a window to start.
-        A rate that falls lowers the baseline, so the file probes again when the line
-        frees up (another download ended). Nothing is added while the event loop
-        wakes late: the CPU is full, and more connections would only add parsing work
-        and slow the protocol's answers."""
+        """Open connections as ``Ramp`` says, judging each count once it has started; the
+        rate is counted as bytes arrive."""
         await self.confirmed.wait()
         for _ in range(min(INITIAL_CONNECTIONS, self.limits.max_connections) - self.workers):
             self._add_worker(group)
-        before_adding = 0.0  # the first doubling needs only some rate: start small, fast
+        ramp = Ramp(self.limits.max_connections)
         while self.workers > 0 and not self.plan.complete:
             start, started_at, cpu = self.received, anyio.current_time(), time.process_time()
-            await anyio.sleep(ADAPT_EVERY)
+            await anyio.sleep(WINDOW)
             elapsed = anyio.current_time() - started_at
             rate = (self.received - start) / elapsed
-            if rate * DOUBLING_GAIN < before_adding:
-                before_adding = rate
-            room = self.limits.max_connections - self.workers
-            loop_busy = elapsed > ADAPT_EVERY * 1.5
-            if room <= 0 or loop_busy or rate <= 0 or rate < before_adding * DOUBLING_GAIN:
+            added = ramp.more(self.workers, rate, elapsed, time.process_time() - cpu)
+            if not added:
                 continue
-            before_adding = rate
-            idle = (time.process_time() - cpu) / elapsed < IDLE_CPU
-            slow = idle and rate / max(self.workers, 1) < SLOW_CONNECTION
-            for _ in range(room if slow else min(self.workers, room)):
+            for _ in range(added):
                 self._add_worker(group)
-            log.debug(
-                "%s: %d connections after %.0f MB/s",
-                self.target.part.name,
-                self.workers,
-                rate / 1e6,
-            )
-            await anyio.sleep(ADAPT_EVERY)  # judge the new count once it has started
+            name = self.target.part.name
+            log.debug("%s: %d connections after %.0f MB/s", name, self.workers, rate / 1e6)
+            await anyio.sleep(WINDOW)  # judge the new count once it has started
 
     async def _work(self) -> None:
         connection = BodyConnection(self.network, self.source, self.stall_timeout, self.floor)

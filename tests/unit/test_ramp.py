@@ -1,0 +1,43 @@
+"""The connection count of one large file, from what each window measured."""
+
+from __future__ import annotations
+
+from sidecar.transfer.ramp import WINDOW, Ramp
+
+MB = 1_000_000
+
+
+def test_connections_capped_one_by_one_open_all_at_once() -> None:
+    ramp = Ramp(maximum=16)
+    # 4 connections at 22 MB/s each (a CDN's cap), this process nearly idle.
+    assert ramp.more(4, 88 * MB, WINDOW, cpu=0.1 * WINDOW) == 12
+
+
+def test_a_busy_cpu_doubles_instead() -> None:
+    ramp = Ramp(maximum=16)
+    # Each connection slow too, but because TLS keeps a core and a half busy.
+    assert ramp.more(4, 120 * MB, WINDOW, cpu=1.5 * WINDOW) == 4
+
+
+def test_fast_connections_double_while_it_pays() -> None:
+    ramp = Ramp(maximum=16)
+    assert ramp.more(4, 800 * MB, WINDOW, cpu=0.8 * WINDOW) == 4
+    assert ramp.more(8, 900 * MB, WINDOW, cpu=0.9 * WINDOW) == 0  # +12 %: not worth it
+    assert ramp.more(8, 900 * MB, WINDOW, cpu=0.9 * WINDOW) == 0
+    # Another download ended: the rate jumps, and a doubling is worth trying again.
+    assert ramp.more(8, 1200 * MB, WINDOW, cpu=0.9 * WINDOW) == 8
+    assert ramp.more(16, 1600 * MB, WINDOW, cpu=0.9 * WINDOW) == 0  # at the maximum
+
+
+def test_a_falling_rate_lowers_the_bar() -> None:
+    ramp = Ramp(maximum=16)
+    assert ramp.more(4, 800 * MB, WINDOW, cpu=WINDOW) == 4
+    assert ramp.more(8, 300 * MB, WINDOW, cpu=WINDOW) == 0  # the line got busy
+    assert ramp.more(8, 400 * MB, WINDOW, cpu=WINDOW) == 8  # +33 % over the new baseline
+
+
+def test_nothing_is_added_while_the_loop_wakes_late_or_nothing_moves() -> None:
+    ramp = Ramp(maximum=16)
+    assert ramp.more(4, 88 * MB, 2 * WINDOW, cpu=0.0) == 0
+    assert ramp.more(4, 0.0, WINDOW, cpu=0.0) == 0
+    assert Ramp(maximum=4).more(4, 88 * MB, WINDOW, cpu=0.0) == 0
