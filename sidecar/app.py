@@ -22,7 +22,7 @@ from anyio.abc import ObjectReceiveStream, TaskStatus
 from sidecar import __version__
 from sidecar.config import Settings
 from sidecar.core.leases import STDIO
-from sidecar.core.manager import COMPLETE_AFTER, Manager
+from sidecar.core.manager import Manager
 from sidecar.engine.endpoint import Connection, Listener, connect, listen
 from sidecar.engine.failed import home_problem, serve_failed
 from sidecar.engine.hub import Hub
@@ -37,7 +37,6 @@ from sidecar.engine.ownership import (
 from sidecar.engine.relay import Outcome, Relay
 from sidecar.errors import ModelManagerError
 from sidecar.logs import setup_logging
-from sidecar.rpc.dispatch import complete_package
 from sidecar.rpc.framing import TooLong
 from sidecar.rpc.methods import build_methods
 from sidecar.rpc.server import RpcServer
@@ -326,13 +325,9 @@ async def _run_engine(
 
 
 async def _load_the_rest(manager: Manager, server: RpcServer) -> None:
-    """What getModelPath does not need, once its answer is out (``Manager.complete``),
-    then jsonrpcserver's top level (``sidecar.rpc.dispatch``)."""
-    with anyio.move_on_after(COMPLETE_AFTER):
-        await server.answered.wait()
+    """What getModelPath does not need loads once its answer is out (Manager.complete)."""
+    await server.answered.wait()
     manager.complete_soon()
-    await manager.ready.wait()
-    await anyio.to_thread.run_sync(complete_package)
 
 
 async def _heartbeat(settings: Settings, lock: EngineLock, transfer: TransferClient) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from sidecar.core.listing import version_key
+from sidecar.core.listing import merge_models, version_key
 from sidecar.errors import InvalidState, ModelNotAvailable
 from sidecar.manifest import check_safe_name
 from sidecar.store.homefs import map_home_errors
@@ -135,7 +135,6 @@ class Library:
         )
 
     async def list_models(self, refresh: bool) -> ListModelsResult:
-        from sidecar.core.listing import merge_models
         from sidecar.core.offline import fetched_at_text
 
         if refresh or not self.catalog.fresh():

@@ -146,9 +146,10 @@ class Manager:
         await self.ready.wait()
 
     async def complete(self) -> None:
-        """What the methods other than getModelPath need: their modules (imported in a
-        thread, the loop keeps answering), the catalog's cache, the installed hooks
-        (reading package metadata takes tens of milliseconds)."""
+        """What the methods other than getModelPath need: their modules and
+        jsonrpcserver's top level (imported in a thread: the loop keeps answering), the
+        catalog's cache, the installed hooks (reading package metadata takes tens of
+        milliseconds)."""
         if self.ready.is_set():
             return
         await anyio.to_thread.run_sync(_import_the_rest)
@@ -584,5 +585,8 @@ THE_REST = (
 
 
 def _import_the_rest() -> None:
+    from sidecar.rpc.dispatch import complete_package
+
+    complete_package()  # jsonrpcserver's top level, when the daemon deferred it
     for name in THE_REST:
         importlib.import_module(name)
