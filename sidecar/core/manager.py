@@ -3,7 +3,6 @@ answers to every method. Runs as a service in the app's task group."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from functools import cached_property
@@ -14,6 +13,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from sidecar.core.eviction import StoreKeeper
 from sidecar.core.hooks import DownloadHooks, NoHooks, Notify
+from sidecar.core.later import import_the_rest
 from sidecar.core.library import Library
 from sidecar.core.progress import version_bytes_on_disk
 from sidecar.core.tasks import TaskRuntime, TaskStore, UrlSource
@@ -152,7 +152,7 @@ class Manager:
         milliseconds)."""
         if self.ready.is_set():
             return
-        await anyio.to_thread.run_sync(_import_the_rest)
+        await anyio.to_thread.run_sync(import_the_rest)
         await self.catalog.load_cache()
         if self._own_hooks:
             from sidecar.core.hooks import installed_hooks
@@ -566,27 +566,3 @@ def _domain_error(exc: BaseException) -> ModelManagerError | None:
             if (found := _domain_error(inner)) is not None:
                 return found
     return None
-
-
-# The modules of the methods other than getModelPath.
-THE_REST = (
-    "sidecar.core.catalog",
-    "sidecar.core.importer",
-    "sidecar.core.offline",
-    "sidecar.core.prune",
-    "sidecar.core.ranking",
-    "sidecar.core.relocation",
-    "sidecar.core.requirements",
-    "sidecar.core.runner",
-    "sidecar.core.usage",
-    "sidecar.core.wording",
-    "sidecar.store.diskspace",
-)
-
-
-def _import_the_rest() -> None:
-    from sidecar.rpc.dispatch import complete_package
-
-    complete_package()  # jsonrpcserver's top level, when the daemon deferred it
-    for name in THE_REST:
-        importlib.import_module(name)
