@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     sys.stderr.write(usage.getvalue())
     code = 0
     try:
+        from sidecar.rpc.dispatch import defer_package_init
+
+        defer_package_init()  # completed after the first answers (Manager.complete)
         from sidecar.app import run
 
         code = anyio.run(run, settings)

@@ -306,6 +306,7 @@ async def _run_engine(
             await group.start(manager.serve)
             await group.start(serve_attached)
             group.start_soon(serve_stdin)
+            group.start_soon(_load_the_rest, manager, server)
             if lock is not None:
                 group.start_soon(_heartbeat, settings, lock, transfer)
             await stop.wait()
@@ -321,6 +322,12 @@ async def _run_engine(
             # Last: a waiting client takes over only once our tasks stopped writing.
             if lock is not None:
                 await anyio.to_thread.run_sync(lock.release)
+
+
+async def _load_the_rest(manager: Manager, server: RpcServer) -> None:
+    """What getModelPath does not need loads once its answer is out (Manager.complete)."""
+    await server.answered.wait()
+    manager.complete_soon()
 
 
 async def _heartbeat(settings: Settings, lock: EngineLock, transfer: TransferClient) -> None:

@@ -253,23 +253,29 @@ def _token(parser: argparse.ArgumentParser) -> str | None:
 def _signing(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
     """The trusted keys (flags win over the environment) and the policy, checked now:
     a mistyped key stops the start rather than every later install."""
-    from sidecar.signature import SignatureFormatError, parse_public_key
-
     keys = args.trusted_keys
     if keys is None:
         keys = os.environ.get("MODEL_MANAGER_TRUSTED_KEYS", "").split(",")
     keys = [key.strip() for key in keys if key.strip()]
-    for key in keys:
-        try:
-            parse_public_key(key)
-        except SignatureFormatError as exc:
-            parser.error(f"--trusted-key {key[:60]!r}: {exc}")
+    if keys:
+        _check_keys(parser, keys)
     policy = args.signatures or ("enforce" if keys else "off")
     if policy not in SIGNATURE_POLICIES:
         parser.error(f"MODEL_MANAGER_SIGNATURES must be one of {', '.join(SIGNATURE_POLICIES)}")
     if policy != "off" and not keys:
         parser.error(f"--signatures {policy} needs a --trusted-key (MODEL_MANAGER_TRUSTED_KEYS)")
     return {"trusted_keys": tuple(keys), "signatures": policy}
+
+
+def _check_keys(parser: argparse.ArgumentParser, keys: list[str]) -> None:
+    # Here, not at the top: only those who configure keys load their module at start.
+    from sidecar.signature import SignatureFormatError, parse_public_key
+
+    for key in keys:
+        try:
+            parse_public_key(key)
+        except SignatureFormatError as exc:
+            parser.error(f"--trusted-key {key[:60]!r}: {exc}")
 
 
 def settings_from_args(argv: list[str] | None = None) -> Settings:

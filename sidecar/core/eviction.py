@@ -13,16 +13,6 @@ import anyio
 from sidecar.core.lastused import LastUsed
 from sidecar.core.leases import Leases
 from sidecar.core.listing import version_key
-from sidecar.core.usage import (
-    Leftover,
-    VersionFiles,
-    free_bytes,
-    freed_by,
-    models_bytes,
-    scan_leftovers,
-    scan_versions,
-    shared_inodes,
-)
 from sidecar.errors import InsufficientDiskSpace, InvalidState, ModelNotAvailable
 from sidecar.manifest import CatalogModel, check_safe_name
 from sidecar.store.homefs import map_home_errors
@@ -38,6 +28,7 @@ from sidecar.wire_store import (
 
 if TYPE_CHECKING:
     from sidecar.core.manager import Manager
+    from sidecar.core.usage import Leftover, VersionFiles
     from sidecar.store.layout import HomeLayout
     from sidecar.store.registry import Registry
 
@@ -98,7 +89,12 @@ class StoreKeeper:
 
     # --- diskUsage -----------------------------------------------------------------
 
+    # sidecar.core.usage is imported where used: the first answer needs only last-used
+    # and the leases.
+
     async def disk_usage(self) -> DiskUsageResult:
+        from sidecar.core.usage import VersionFiles, models_bytes, shared_inodes
+
         busy = self.busy_keys()
         versions, leftovers, free = await anyio.to_thread.run_sync(self.scan, busy)
         document = self.registry.document
@@ -145,6 +141,8 @@ class StoreKeeper:
 
     def scan(self, busy: set[str]) -> tuple[dict[Key, VersionFiles], list[Leftover], int]:
         """Blocking: the version folders, temp/ and the free space."""
+        from sidecar.core.usage import free_bytes, scan_leftovers, scan_versions
+
         return (
             scan_versions(self.layout),
             scan_leftovers(self.layout, busy),
@@ -232,6 +230,8 @@ class StoreKeeper:
             await self._make_room(chain)
 
     async def _make_room(self, chain: list[tuple[CatalogModel, str]]) -> None:
+        from sidecar.core.usage import VersionFiles, freed_by, models_bytes
+
         quota = self.max_store_bytes
         wanted: dict[Key, int] = {}
         for model, version in chain:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from sidecar.wire import Task, TaskError
@@ -76,6 +75,8 @@ class HookChain:
 
 def installed_hooks() -> DownloadHooks:
     """The hooks that installed packages register (blocking: reads package metadata)."""
+    from importlib.metadata import entry_points  # after the first answer: Manager.complete
+
     loaded: list[tuple[str, Any]] = []
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         try:

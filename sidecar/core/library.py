@@ -4,26 +4,19 @@ and remove. ``model_path`` answers from memory only."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from sidecar.config import Settings
-from sidecar.core.catalog import Catalog
-from sidecar.core.hooks import Notify
 from sidecar.core.listing import merge_models, version_key
-from sidecar.core.maintenance import find_problems
-from sidecar.core.offline import fetched_at_text
-from sidecar.core.tasks import TaskRuntime
 from sidecar.errors import InvalidState, ModelNotAvailable
 from sidecar.manifest import check_safe_name
 from sidecar.store.homefs import map_home_errors
-from sidecar.store.layout import HomeLayout
 from sidecar.store.locks import OwnedLock
 from sidecar.store.placement import remove_version
-from sidecar.store.registry import Registry
 from sidecar.wire import (
     ListModelsResult,
     ModelPathResult,
@@ -31,6 +24,14 @@ from sidecar.wire import (
     RemoveResult,
     VerifyResult,
 )
+
+if TYPE_CHECKING:  # the catalog's modules load after the first answer (Manager.complete)
+    from sidecar.config import Settings
+    from sidecar.core.catalog import Catalog
+    from sidecar.core.hooks import Notify
+    from sidecar.core.tasks import TaskRuntime
+    from sidecar.store.layout import HomeLayout
+    from sidecar.store.registry import Registry
 
 NOT_INSTALLED = "not_installed"
 
@@ -61,7 +62,7 @@ class Library:
         settings: Settings,
         layout: HomeLayout,
         registry: Registry,
-        catalog: Catalog,
+        catalog: Callable[[], Catalog],  # made when first used
         notify: Notify,
         active: dict[tuple[str, str], TaskRuntime],
         failed: set[tuple[str, str]],
@@ -69,10 +70,14 @@ class Library:
         self.settings = settings
         self.layout = layout
         self.registry = registry
-        self.catalog = catalog
+        self._catalog = catalog
         self.notify = notify
         self.active = active
         self.failed = failed
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog()
 
     def check_sizes(self) -> None:
         """Every installed file present with its size, checked at once at start."""
@@ -130,6 +135,8 @@ class Library:
         )
 
     async def list_models(self, refresh: bool) -> ListModelsResult:
+        from sidecar.core.offline import fetched_at_text
+
         if refresh or not self.catalog.fresh():
             with anyio.move_on_after(self.settings.stall_timeout):
                 await self.catalog.refresh(force=refresh)
@@ -157,6 +164,8 @@ class Library:
         version = self._installed_versions(model_id, version)[-1]
         entry = self.registry.installed(model_id, version)
         assert entry is not None
+        from sidecar.core.maintenance import find_problems
+
         problems = await anyio.to_thread.run_sync(find_problems, self.layout, model_id, entry)
         state = "damaged" if problems else "ready"
         if state != entry.state:

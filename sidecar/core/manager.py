@@ -5,39 +5,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from sidecar.config import Settings
-from sidecar.core.catalog import Catalog
 from sidecar.core.eviction import StoreKeeper
-from sidecar.core.hooks import DownloadHooks, NoHooks, Notify, installed_hooks
+from sidecar.core.hooks import DownloadHooks, NoHooks, Notify
+from sidecar.core.later import import_the_rest
 from sidecar.core.library import Library
-from sidecar.core.offline import install_offline, offline_error
 from sidecar.core.progress import version_bytes_on_disk
-from sidecar.core.ranking import RankingSource
-from sidecar.core.requirements import resolve_requirements
-from sidecar.core.runner import TaskRunner
 from sidecar.core.tasks import TaskRuntime, TaskStore, UrlSource
-from sidecar.core.wording import version_not_found
 from sidecar.errors import (
     InvalidState,
     ModelManagerError,
     TaskNotFound,
 )
-from sidecar.manifest import CatalogModel, check_safe_name
-from sidecar.store.diskspace import as_disk_full
+from sidecar.manifest import check_safe_name
 from sidecar.store.fsutil import sweep_temp_files
 from sidecar.store.homefs import home_error
 from sidecar.store.layout import HomeLayout
 from sidecar.store.locks import clean_stale_lock_files
 from sidecar.store.placement import remove_legacy_parts, remove_parts
 from sidecar.store.registry import Registry
-from sidecar.transfer.client import TransferClient
-from sidecar.transfer.http import JsonClient
-from sidecar.transfer.network import Network
 from sidecar.wire import (
     InstallResult,
     ModelsChanged,
@@ -47,9 +38,20 @@ from sidecar.wire import (
     TaskState,
 )
 
+if TYPE_CHECKING:  # imported when first used: the first answer needs none of them
+    from sidecar.config import Settings
+    from sidecar.core.catalog import Catalog
+    from sidecar.core.ranking import RankingSource
+    from sidecar.core.runner import TaskRunner
+    from sidecar.manifest import CatalogModel
+    from sidecar.transfer.client import TransferClient
+    from sidecar.transfer.http import JsonClient
+    from sidecar.transfer.network import Network
+
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.1  # at most ~10 progress notifications a second per task
+COMPLETE_AFTER = 1.0  # the rest of the start-up, when no answer or method asked for it sooner
 REGISTRY_POLL = 1.0
 MODEL_STATE_OF: dict[TaskState, ModelState] = {
     TaskState.QUEUED: "queued",
@@ -74,45 +76,89 @@ class Manager:
         self.settings = settings
         self.network = network
         self.transfer = transfer
+        self.client = client
         self.layout = HomeLayout(settings.home)
         self.registry = Registry(self.layout)
-        self.catalog = Catalog(settings, self.layout, client)
         self.store = TaskStore(self.layout)
-        self.ranking = RankingSource(settings, self.layout, client)
         self.notify = notify
         self.hooks: DownloadHooks = hooks or NoHooks()
-        # Those of installed packages, read after the first answers can go out (reading
-        # package metadata takes tens of milliseconds); tasks start once they are in.
-        self.hooks_loaded = anyio.Event()
-        if hooks is not None:
-            self.hooks_loaded.set()
+        self._own_hooks = hooks is None  # those of installed packages, read in `complete`
+        # Set once `complete` has run: after the first answer (getModelPath needs only
+        # the registry, the tasks and last-used), or when a method needs the rest.
+        self.ready = anyio.Event()
+        self._wanted = anyio.Event()
         self.tasks: dict[str, TaskRuntime] = {}
         self.active: dict[tuple[str, str], TaskRuntime] = {}  # unfinished, by (model, version)
         self.failed: set[tuple[str, str]] = set()
         # (model, version) of a requirement → the model@version whose install asked for it.
         self.required_by: dict[tuple[str, str], str] = {}
         self.library = Library(
-            settings, self.layout, self.registry, self.catalog, notify, self.active, self.failed
-        )
-        self.runner = TaskRunner(settings, self.layout, self.registry, transfer, self.set_state)
+            settings, self.layout, self.registry, lambda: self.catalog, notify, self.active,
+            self.failed,
+        )  # fmt: skip
         self.keeper = StoreKeeper(self)  # disk usage, pins, leases, quota, last used
         self._group: TaskGroup | None = None
         self.moving = False  # moveStore at work (sidecar.core.relocation): no task starts
 
+    # The parts the first answer does not need, made when first used (after `ready`).
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        from sidecar.core.catalog import Catalog
+
+        return Catalog(self.settings, self.layout, self.client)
+
+    @cached_property
+    def ranking(self) -> RankingSource:
+        from sidecar.core.ranking import RankingSource
+
+        return RankingSource(self.settings, self.layout, self.client)
+
+    @cached_property
+    def runner(self) -> TaskRunner:
+        from sidecar.core.runner import TaskRunner
+
+        return TaskRunner(self.settings, self.layout, self.registry, self.transfer, self.set_state)
+
     # --- service -------------------------------------------------------------------
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Started once getModelPath can answer; the rest (`complete`) follows."""
         await anyio.to_thread.run_sync(self._prepare_home)
-        await self.catalog.load_cache()
         async with anyio.create_task_group() as group:
             self._group = group
             for persisted, on_disk in await anyio.to_thread.run_sync(self._load_tasks):
                 self._resume_persisted(persisted, on_disk)
-            group.start_soon(self._install_hooks)
             group.start_soon(self._progress_ticker)
             group.start_soon(self._watch_registry)
             group.start_soon(self.keeper.last_used.serve)
             task_status.started()
+            with anyio.move_on_after(COMPLETE_AFTER):
+                await self._wanted.wait()
+            await self.complete()
+
+    def complete_soon(self) -> None:
+        """The first answer is out (or a method waits): load the rest now."""
+        self._wanted.set()
+
+    async def until_ready(self) -> None:
+        self._wanted.set()
+        await self.ready.wait()
+
+    async def complete(self) -> None:
+        """What the methods other than getModelPath need: their modules and
+        jsonrpcserver's top level (imported in a thread: the loop keeps answering), the
+        catalog's cache, the installed hooks (reading package metadata takes tens of
+        milliseconds)."""
+        if self.ready.is_set():
+            return
+        await anyio.to_thread.run_sync(import_the_rest)
+        await self.catalog.load_cache()
+        if self._own_hooks:
+            from sidecar.core.hooks import installed_hooks
+
+            self.hooks = await anyio.to_thread.run_sync(installed_hooks)
+        self.ready.set()
 
     def _load_tasks(self) -> list[tuple[PersistedTask, int]]:
         """Saved tasks with the verified bytes of their parts (blocking)."""
@@ -217,16 +263,11 @@ class Manager:
         self.runner.line.join(task)
         self._group.start_soon(self._run, task)
 
-    async def _install_hooks(self) -> None:
-        if not self.hooks_loaded.is_set():
-            self.hooks = await anyio.to_thread.run_sync(installed_hooks)
-            self.hooks_loaded.set()
-
     async def _run(self, task: TaskRuntime) -> None:
         with anyio.CancelScope() as scope:
             task.scope = scope
             try:
-                await self.hooks_loaded.wait()
+                await self.until_ready()  # the hooks, the catalog
                 if not task.on_disk_known:  # the first notification shows what is on disk
                     task.show_on_disk(
                         await anyio.to_thread.run_sync(
@@ -285,6 +326,8 @@ class Manager:
             await self.set_state(task, TaskState.FAILED)
 
     async def _resolve_manifest(self, task: TaskRuntime) -> None:
+        from sidecar.core.wording import version_not_found
+
         model = await self.catalog.get_model(task.model_id, task.version)
         version = model.find_version(task.version)
         if version is None:
@@ -326,7 +369,12 @@ class Manager:
     async def install(
         self, model_id: str, version: str | None, dependencies: bool, repair: bool = False
     ) -> InstallResult:
+        from sidecar.core.offline import install_offline
+        from sidecar.core.requirements import resolve_requirements
+        from sidecar.core.wording import version_not_found
+
         check_safe_name(model_id, "modelId")
+        await self.until_ready()  # the catalog's cache
         if self.settings.offline:
             return install_offline(self.registry, model_id, version)
         model = await self.catalog.get_model(model_id, version)
@@ -433,6 +481,8 @@ class Manager:
             return task
         if task.state == TaskState.PAUSED and task.scope is None:
             if self.settings.offline:
+                from sidecar.core.offline import offline_error
+
                 raise offline_error(f"cannot resume {task.model_id}@{task.version}")
             self._start(task)
             task.state = TaskState.QUEUED
@@ -477,6 +527,8 @@ class Manager:
                 task_id=None, model_id=model_id, version=version, state=TaskState.READY
             )
         if self.settings.offline:
+            from sidecar.core.offline import offline_error
+
             raise offline_error(f"cannot download {source.filename}")
         if task is None:
             task = TaskRuntime(model_id=model_id, version=version, name=source.filename,
@@ -503,6 +555,8 @@ def _domain_error(exc: BaseException) -> ModelManagerError | None:
     """The sidecar error behind ``exc``, looking inside task-group exception groups."""
     if isinstance(exc, ModelManagerError):
         return exc
+    from sidecar.store.diskspace import as_disk_full
+
     if (disk_full := as_disk_full(exc)) is not None:
         return disk_full
     if (home := home_error(exc)) is not None:

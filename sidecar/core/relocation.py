@@ -139,7 +139,7 @@ async def _rehome(manager: Manager, home: Path) -> None:
     manager.ranking.cache_dir = layout.cache
     manager.keeper.rehome(layout, registry)
     manager.library = Library(
-        settings, layout, registry, manager.catalog, manager.notify, manager.active,
+        settings, layout, registry, lambda: manager.catalog, manager.notify, manager.active,
         manager.failed,
     )  # fmt: skip
     runner = manager.runner

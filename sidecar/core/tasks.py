@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -144,7 +145,10 @@ class TaskRuntime:
         )
 
 
-_persisted_list = TypeAdapter(list[PersistedTask])
+@functools.cache
+def _persisted_list() -> TypeAdapter[list[PersistedTask]]:
+    # Built when first used, not at import: a fresh start has no tasks.json to read.
+    return TypeAdapter(list[PersistedTask])
 
 
 class TaskStore:
@@ -208,7 +212,7 @@ class TaskStore:
 
     def _read_tasks(self, set_aside: bool) -> list[PersistedTask]:
         try:
-            return _persisted_list.validate_python(read_json(self.path))
+            return _persisted_list().validate_python(read_json(self.path))
         except FileNotFoundError:
             return []
         except PermissionError as exc:
@@ -228,7 +232,7 @@ class TaskStore:
         if secrets:  # first: a crash between the two writes leaves a spare secret, no loss
             atomic_write_bytes(self.secrets_path, json.dumps(secrets).encode(), mode=0o600)
         shown = [t.model_copy(update={"url": redact_url(t.url)}) if t.url else t for t in tasks]
-        data = _persisted_list.dump_json(shown, by_alias=True, indent=2)
+        data = _persisted_list().dump_json(shown, by_alias=True, indent=2)
         atomic_write_bytes(self.path, data)
         if not secrets:
             self.secrets_path.unlink(missing_ok=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from jsonrpcserver import Result, Success
 from jsonrpcserver.exceptions import JsonRpcError
+from jsonrpcserver.result import Result, Success
 
 from sidecar.errors import HomeUnavailable, ModelManagerError
 from sidecar.rpc.framing import TooLong

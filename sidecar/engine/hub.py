@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 import anyio
-from jsonrpcserver import Result, Success
+from jsonrpcserver.result import Result, Success
 
 from sidecar.engine.endpoint import Connection
 from sidecar.rpc.framing import LineSplitter, TooLong

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import IO
 
 import portalocker
-import psutil
 
 from sidecar.store.locks import now_ms, open_lock_file
 
@@ -102,6 +101,8 @@ def wait_for_writer_to_end(owner: OwnerInfo | None, timeout: float = 5.0) -> Non
     part before that process is gone (blocking; bounded)."""
     if owner is None or owner.worker_pid is None:
         return
+    import psutil  # only after a takeover: not at every start
+
     with contextlib.suppress(psutil.Error):
         worker = psutil.Process(owner.worker_pid)
         if "sidecar.transfer.worker" in " ".join(worker.cmdline()):  # not a reused pid

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from jsonrpcserver import Result
+from jsonrpcserver.result import Result
 
-from sidecar.core.importer import import_model
-from sidecar.core.relocation import move_store
 from sidecar.errors import InvalidState
 from sidecar.rpc.methods import Handler, handler, wire_error
 from sidecar.wire import WireModel
@@ -46,12 +44,17 @@ def _refused_while_moving(manager: Manager, method: Handler) -> Handler:
 
 
 def _store_methods(manager: Manager) -> dict[str, Handler]:
+    # Imported when called (loaded by then: Manager.complete), not at start-up.
     @handler(ImportModelParams)
     async def import_model_method(p: ImportModelParams) -> WireModel:
+        from sidecar.core.importer import import_model
+
         return await import_model(manager, p.model_id, p.version, p.path, p.mode)
 
     @handler(MoveStoreParams)
     async def move_store_method(p: MoveStoreParams) -> WireModel:
+        from sidecar.core.relocation import move_store
+
         return await move_store(manager, p.to)
 
     return {"importModel": import_model_method, "moveStore": move_store_method}

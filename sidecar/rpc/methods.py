@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from jsonrpcserver import Error, Result, Success
 from jsonrpcserver.exceptions import JsonRpcError
+from jsonrpcserver.result import Error, Result, Success
 from pydantic import BaseModel, ValidationError
 
 from sidecar import PROTOCOL_VERSION, __version__
@@ -41,6 +41,9 @@ from sidecar.wire import (
 )
 
 P = TypeVar("P", bound=BaseModel)
+# Answered from what the start-up loads before serving; every other method waits for
+# the rest (Manager.complete), which follows the first answer.
+ANSWERED_BEFORE_READY = frozenset({"getModelPath", "getInfo", "releaseModel", "shutdown"})
 Handler = Callable[..., Awaitable[Result]]
 SyncHandler = Callable[..., Result]
 
@@ -236,7 +239,20 @@ def build_methods(
         "shutdown": shutdown,
         **build_store_methods(manager, client),
     }
-    return with_store_methods(manager, methods)
+    every = with_store_methods(manager, methods)
+    return {
+        name: method if name in ANSWERED_BEFORE_READY else _when_ready(manager, method)
+        for name, method in every.items()
+    }
+
+
+def _when_ready(manager: Manager, method: Handler) -> Handler:
+    async def waiting(**raw: Any) -> Result:
+        await manager.until_ready()
+        return await method(**raw)
+
+    waiting.__name__ = method.__name__
+    return waiting
 
 
 def _check_http_url(url: str) -> None:

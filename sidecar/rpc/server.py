@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import anyio
-from jsonrpcserver import async_dispatch
+
+# Its modules, not the package's top level: see sidecar.rpc.dispatch.
+from jsonrpcserver.async_dispatcher import dispatch_to_response_pure
+from jsonrpcserver.response import to_serializable
+from jsonrpcserver.sentinels import NOCONTEXT
 
 from sidecar.rpc.envelope import check_request
 from sidecar.rpc.framing import TooLong
@@ -40,6 +44,7 @@ class RpcServer:
         self._in_flight = 0
         self._idle = anyio.Event()
         self._idle.set()
+        self.answered = anyio.Event()  # the first request is answered (or was a notification)
 
     async def notify(self, method: str, params: dict[str, Any]) -> None:
         await self.writer.send({"jsonrpc": "2.0", "method": method, "params": params})
@@ -92,16 +97,23 @@ class RpcServer:
             if response:
                 await self.writer.send_raw(response.encode("ascii") + b"\n")
         finally:
+            self.answered.set()
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
 
     async def _dispatch(self, request: Any) -> str:
         """One request object, parsed already: the answer's line, or "" for a notification."""
-        answer: str = await async_dispatch(
-            "", methods=self.methods, deserializer=lambda _: request, validator=check_request
+        # What ``jsonrpcserver.async_dispatch`` (async_main.dispatch_to_json) does.
+        response = await dispatch_to_response_pure(
+            deserializer=lambda _: request,
+            validator=check_request,
+            methods=self.methods,
+            context=NOCONTEXT,
+            post_process=to_serializable,  # type: ignore[arg-type]  # as async_main passes it
+            request="",
         )
-        return answer
+        return "" if response is None else json.dumps(cast(Any, response))
 
     async def _dispatch_each(self, batch: list[Any]) -> list[str]:
         answers: list[str] = [""] * len(batch)

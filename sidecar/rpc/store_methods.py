@@ -8,7 +8,6 @@ from typing import Any
 
 from sidecar.core.leases import STDIO
 from sidecar.core.manager import Manager
-from sidecar.core.prune import prune
 from sidecar.rpc.methods import Handler, handler
 from sidecar.wire import GetModelPathParams, WireModel
 from sidecar.wire_store import (
@@ -41,6 +40,8 @@ def build_store_methods(manager: Manager, client: str = STDIO) -> dict[str, Hand
 
     @handler(PruneParams)
     async def prune_store(p: PruneParams) -> WireModel:
+        from sidecar.core.prune import prune  # loaded by then: Manager.complete
+
         return await prune(keeper, p.dry_run, p.older_than_days)
 
     @handler(PinParams)

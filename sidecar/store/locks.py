@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import portalocker
-import psutil
 
 from sidecar.store.homefs import HomeFS
 from sidecar.wire import LockInfo
@@ -35,6 +34,8 @@ def now_ms() -> int:
 
 
 def pid_alive(pid: int) -> bool:
+    import psutil  # ~10 ms to import: not before the first answer, which needs none
+
     try:
         return psutil.pid_exists(pid)
     except (OSError, ValueError):
