@@ -159,6 +159,10 @@ class Manager:
 
             self.hooks = await anyio.to_thread.run_sync(installed_hooks)
         self.ready.set()
+        try:  # the first catalog call of the session then starts at once
+            await self.client.warm_up()
+        except Exception as exc:  # that call will say what is wrong
+            log.debug("the JSON client is made at its first call: %s", exc)
 
     def _load_tasks(self) -> list[tuple[PersistedTask, int]]:
         """Saved tasks with the verified bytes of their parts (blocking)."""
