@@ -278,7 +278,7 @@ class SegmentedFetch:
                 anyio.from_thread.run_sync(self._remember_validator, response)
             view = connection.buffer
             position, room = unit.position, unit.end - unit.position
-            stream = self._stream_hasher(position)
+            stream = self._stream_hasher(position, unit.end)
             while room > 0:
                 want = min(len(view), room)
                 rate = self.limits.rate.bytes_per_second
@@ -308,12 +308,16 @@ class SegmentedFetch:
             # next reply on this connection: only a whole one lets it be reused.
             connection.release(body_read=body_read)
 
-    def _stream_hasher(self, position: int) -> PieceHasher | None:
+    def _stream_hasher(self, position: int, end: int) -> PieceHasher | None:
         """A hasher for the pieces this connection streams whole, from a piece's start;
-        the pieces it only partly writes are hashed from the disk (``_verify_pieces``)."""
-        if self.book is None or position % self.book.pieces.size:
+        the pieces it only partly writes are hashed from the disk (``_verify_pieces``).
+        None for a unit smaller than its piece: those bytes would be hashed twice."""
+        book = self.book
+        if book is None or position % book.pieces.size:
             return None
-        return PieceHasher(self.book, position, self.url)
+        if book.span(position // book.pieces.size)[1] > end:
+            return None
+        return PieceHasher(book, position, self.url)
 
     def _received(self, unit: Unit, count: int) -> int:
         self.received += count
