@@ -13,7 +13,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from sidecar.core.eviction import StoreKeeper
 from sidecar.core.hooks import DownloadHooks, NoHooks, Notify
-from sidecar.core.later import import_the_rest
+from sidecar.core.later import build_install_models, import_the_rest
 from sidecar.core.library import Library
 from sidecar.core.progress import version_bytes_on_disk
 from sidecar.core.tasks import TaskRuntime, TaskStore, UrlSource
@@ -160,6 +160,7 @@ class Manager:
             self.hooks = await anyio.to_thread.run_sync(installed_hooks)
         self.ready.set()
         try:  # the first catalog call of the session then starts at once
+            await anyio.to_thread.run_sync(build_install_models)
             await self.client.warm_up()
         except Exception as exc:  # that call will say what is wrong
             log.debug("the JSON client is made at its first call: %s", exc)
