@@ -23,7 +23,7 @@ from sidecar.transfer.fileio import PartHandle
 from sidecar.transfer.hashing import READ_SIZE, hash_into
 from sidecar.transfer.http import ServerRefused, SourceFailed, TransientError, check_status
 from sidecar.transfer.network import Network
-from sidecar.transfer.pieces import PieceBook, PieceHasher, SourceDropped, hash_span, host_of
+from sidecar.transfer.pieces import PieceBook, PieceHasher, hash_span
 from sidecar.transfer.ratelimit import RateLimiter
 from sidecar.transfer.record import PartRecord
 from sidecar.transfer.target import FileTarget, Progress, SizeLearned
@@ -316,9 +316,7 @@ def _pump(
                 break
             if target.expected_size is not None and writer.size + count > target.expected_size:
                 raise ServerRefused("server sent more bytes than the manifest says")
-            writer.append(view[:count])
-            if writer.book is not None and writer.book.is_dropped(writer.url):
-                raise SourceDropped(f"{host_of(writer.url)} sends pieces that do not match")
+            writer.append(view[:count])  # SourceDropped after a source's last bad piece
             now = time.monotonic()
             if writer.size - booked_size >= WRITE_BATCH or now - booked_at >= BATCH_AGE:
                 anyio.from_thread.run_sync(progress, writer.size)

@@ -35,6 +35,10 @@ SOURCE_DROPPED = "SOURCE_DROPPED"
 class SourceDropped(SourceFailed):
     """This source sent too many pieces that did not match: the next mirror takes over."""
 
+    @classmethod
+    def of(cls, url: str) -> SourceDropped:
+        return cls(f"{host_of(url)} sends pieces that do not match")
+
 
 def host_of(url: str) -> str:
     parts = urlsplit(url)
@@ -193,6 +197,8 @@ class PieceHasher:
         return True
 
     def update(self, view: memoryview) -> None:
+        """Hash ``view`` and book each piece it finishes; ``SourceDropped`` when that
+        piece was the source's last bad one."""
         size = self.book.pieces.size
         done = 0
         while done < len(view):
@@ -202,11 +208,14 @@ class PieceHasher:
             self.filled += take
             start, end = self.book.span(self.index)
             if self.filled == end - start:
-                self.book.check(self.index, self.hasher.hexdigest(), self.blame)
+                blamed = self.blame
+                matched = self.book.check(self.index, self.hasher.hexdigest(), blamed)
                 self.index += 1
                 self.hasher = hashlib.sha256()
                 self.filled = 0
                 self.blame = self.url
+                if not matched and blamed is not None and self.book.is_dropped(blamed):
+                    raise SourceDropped.of(blamed)  # the bad piece that was one too many
 
 
 def hash_span(

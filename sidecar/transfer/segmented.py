@@ -32,7 +32,7 @@ from sidecar.transfer.fileio import PartHandle
 from sidecar.transfer.hashing import READ_SIZE
 from sidecar.transfer.http import ServerRefused, TransientError, check_status
 from sidecar.transfer.network import Network
-from sidecar.transfer.pieces import PieceBook, PieceHasher, SourceDropped, hash_span, host_of
+from sidecar.transfer.pieces import PieceBook, PieceHasher, SourceDropped, hash_span
 from sidecar.transfer.plan import SegmentPlan, Unit
 from sidecar.transfer.ramp import INITIAL_CONNECTIONS, WINDOW, Ramp
 from sidecar.transfer.ratelimit import RateLimiter
@@ -289,8 +289,6 @@ class SegmentedFetch:
                 self.file.write_at([view[:count]], position)
                 if stream is not None:  # each whole piece is booked before its bytes are
                     stream.update(view[:count])
-                    if stream.blame is not None and stream.book.is_dropped(stream.blame):
-                        raise SourceDropped(f"{host_of(self.url)} sends pieces that do not match")
                 position, room, unbooked = position + count, room - count, unbooked + count
                 if unbooked >= WRITE_BATCH or room == 0:
                     room, unbooked = (
@@ -396,7 +394,7 @@ class SegmentedFetch:
                 book.check(index, digest, self.url)
                 if book.is_dropped(self.url):
                     book.flush()
-                    raise SourceDropped(f"{host_of(self.url)} sends pieces that do not match")
+                    raise SourceDropped.of(self.url)
             book.flush()
 
     async def _save_periodically(self) -> None:

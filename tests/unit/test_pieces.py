@@ -15,7 +15,12 @@ from model_repo.__main__ import main as repo_main
 from sidecar.errors import UnsafeManifest
 from sidecar.manifest import parse_model
 from sidecar.transfer.hashing import sha256_file_and_pieces
-from sidecar.transfer.pieces import BAD_PIECES_PER_SOURCE, PieceBook, PieceHasher
+from sidecar.transfer.pieces import (
+    BAD_PIECES_PER_SOURCE,
+    PieceBook,
+    PieceHasher,
+    SourceDropped,
+)
 from sidecar.transfer.record import PartRecord
 from sidecar.transfer.target import FileTarget, Pieces
 from tests.support.repo_helpers import publish_files
@@ -135,6 +140,20 @@ def test_the_hasher_books_pieces_as_bytes_arrive_in_any_chunking(tmp_path: Path)
     assert book.record_fields() == {"piece_size": PIECE, "verified": [(0, 2), (3, 5)]}
     assert [code for code, _ in book.pending] == ["PIECE_MISMATCH"]
     assert "m@1 x: bytes 131072-196607 (piece 3 of 5) from mirror-a:8080" in book.pending[0][1]
+
+
+def test_the_hasher_drops_its_source_at_the_piece_that_was_one_too_many(tmp_path: Path) -> None:
+    data = bytearray(os.urandom(6 * PIECE))
+    book = book_for(tmp_path, bytes(data))
+    for index in (1, 2, 4):
+        data[index * PIECE] ^= 0xFF
+    hasher = PieceHasher(book, 0, "http://mirror-a/m")
+    view = memoryview(bytes(data))
+    hasher.update(view[: 5 * PIECE - 1])  # pieces 1 and 2 bad: still trusted
+    assert not book.is_dropped("http://mirror-a/m")
+    with pytest.raises(SourceDropped, match="mirror-a sends pieces that do not match"):
+        hasher.update(view[5 * PIECE - 1 : 5 * PIECE])  # piece 4, the third bad one
+    assert book.verified == {0, 3}
 
 
 def test_a_source_is_dropped_at_its_third_bad_piece_and_earlier_bytes_count_against_none(
