@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -69,8 +70,15 @@ class PartRecord:
         return cls(**values)
 
 
-_KINDS = {"url": str, "etag": str, "last_modified": str, "expected_size": int,
-          "sha256": str, "done": list, "piece_size": int, "verified": list}  # fmt: skip
+def _kind(hint: Any) -> type:
+    """``str``, ``int`` or ``list`` for a field declared as one of them (or None)."""
+    base = next(arg for arg in typing.get_args(hint) or (hint,) if arg is not type(None))
+    return typing.get_origin(base) or base  # type: ignore[no-any-return]
+
+
+# What each field holds, from its declaration above.
+_HINTS = typing.get_type_hints(PartRecord)
+_KINDS = {field.name: _kind(_HINTS[field.name]) for field in dataclasses.fields(PartRecord)}
 
 
 def _checked(name: str, kind: type, value: Any) -> Any:
