@@ -150,8 +150,6 @@ class Manager:
         jsonrpcserver's top level (imported in a thread: the loop keeps answering), the
         catalog's cache, the installed hooks (reading package metadata takes tens of
         milliseconds)."""
-        if self.ready.is_set():
-            return
         await anyio.to_thread.run_sync(import_the_rest)
         await self.catalog.load_cache()
         if self._own_hooks:
@@ -159,8 +157,9 @@ class Manager:
 
             self.hooks = await anyio.to_thread.run_sync(installed_hooks)
         self.ready.set()
-        try:  # the first catalog call of the session then starts at once
-            await anyio.to_thread.run_sync(build_install_models)
+        # The first install of the session then starts at once.
+        await anyio.to_thread.run_sync(build_install_models)
+        try:
             await self.client.warm_up()
         except Exception as exc:  # that call will say what is wrong
             log.debug("the JSON client is made at its first call: %s", exc)
@@ -379,7 +378,6 @@ class Manager:
         from sidecar.core.wording import version_not_found
 
         check_safe_name(model_id, "modelId")
-        await self.until_ready()  # the catalog's cache
         if self.settings.offline:
             return install_offline(self.registry, model_id, version)
         model = await self.catalog.get_model(model_id, version)
