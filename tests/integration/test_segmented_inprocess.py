@@ -19,8 +19,9 @@ from sidecar.transfer import segmented
 from sidecar.transfer.connection import Source
 from sidecar.transfer.fetch import read_record
 from sidecar.transfer.network import Network
+from sidecar.transfer.pieces import PieceBook
 from sidecar.transfer.segmented import Limits, RangesUnsupported, SegmentedFetch
-from sidecar.transfer.target import FileTarget
+from sidecar.transfer.target import FileTarget, Pieces
 from tests.support.faults import ChangeFile, CloseAfterReply, Redirect, Stall
 from tests.support.repo_server import RepoServer
 
@@ -177,3 +178,40 @@ def test_a_file_changed_during_the_download_is_never_mixed_in(repo: RepoServer, 
     part = target.part.read_bytes()
     assert record is not None and record.done
     assert all(part[a:b] == DATA[a:b] for a, b in record.done)  # only the old version's bytes
+
+
+def test_whole_pieces_are_hashed_as_they_arrive_not_read_back(
+    repo: RepoServer, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    piece = 4 * 1024 * 1024  # one segmented unit of this file: no piece is split
+    repo.add("big", "1", {"w.bin": DATA})
+    digests = tuple(hashlib.sha256(DATA[i : i + piece]).hexdigest() for i in range(0, SIZE, piece))
+    target = FileTarget(
+        part=home / "temp" / "big.part", expected_size=SIZE,
+        sha256=hashlib.sha256(DATA).hexdigest(), pieces=Pieces(piece, digests),
+    )  # fmt: skip
+    read_back: list[tuple[int, int]] = []
+    real_hash_span = segmented.hash_span
+
+    def counting(
+        read_into: Callable[..., int], start: int, end: int, buffer: memoryview
+    ) -> str | None:
+        read_back.append((start, end))
+        return real_hash_span(read_into, start, end, buffer)
+
+    monkeypatch.setattr(segmented, "hash_span", counting)
+    url = f"{repo.url}/storage/models/big/1/w.bin"
+    network = Network(None, None, 16)
+    assert network.ssl
+    book = PieceBook(target)
+
+    async def scenario() -> str:
+        with blockbuster_ctx():
+            fetch = SegmentedFetch(network, Source(url), target, lambda done: None, Limits(),
+                                   30.0, book=book)  # fmt: skip
+            with anyio.fail_after(60):
+                return await fetch.run()
+
+    assert anyio.run(scenario) == target.sha256
+    assert book.complete and target.part.read_bytes() == DATA
+    assert read_back == []  # every piece was checked from the bytes as they arrived
