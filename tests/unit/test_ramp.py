@@ -13,14 +13,25 @@ def test_connections_capped_one_by_one_open_all_at_once() -> None:
     assert ramp.more(4, 88 * MB, WINDOW, cpu=0.1 * WINDOW) == 12
 
 
-def test_a_busy_cpu_doubles_instead() -> None:
+def test_a_busy_cpu_adds_nothing() -> None:
     ramp = Ramp(maximum=16)
     # Each connection slow too, but because TLS keeps a core and a half busy.
-    assert ramp.more(4, 120 * MB, WINDOW, cpu=1.5 * WINDOW) == 4
+    assert ramp.more(4, 120 * MB, WINDOW, cpu=1.5 * WINDOW) == 0
+    # Still no more once the rate rises: the CPU, not the line, sets it.
+    assert ramp.more(4, 400 * MB, WINDOW, cpu=1.2 * WINDOW) == 0
+    assert ramp.more(4, 500 * MB, WINDOW, cpu=0.8 * WINDOW) == 4
+
+
+def test_the_first_window_only_sets_the_baseline() -> None:
+    ramp = Ramp(maximum=16)
+    # Handshakes and slow start: a low rate, a CPU not yet busy.
+    assert ramp.more(4, 70 * MB, WINDOW, cpu=0.7 * WINDOW) == 0
+    assert ramp.more(4, 400 * MB, WINDOW, cpu=1.3 * WINDOW) == 0  # then busy: stays at 4
 
 
 def test_fast_connections_double_while_it_pays() -> None:
     ramp = Ramp(maximum=16)
+    assert ramp.more(4, 600 * MB, WINDOW, cpu=0.6 * WINDOW) == 0  # the baseline
     assert ramp.more(4, 800 * MB, WINDOW, cpu=0.8 * WINDOW) == 4
     assert ramp.more(8, 900 * MB, WINDOW, cpu=0.9 * WINDOW) == 0  # +12 %: not worth it
     assert ramp.more(8, 900 * MB, WINDOW, cpu=0.9 * WINDOW) == 0
@@ -31,9 +42,10 @@ def test_fast_connections_double_while_it_pays() -> None:
 
 def test_a_falling_rate_lowers_the_bar() -> None:
     ramp = Ramp(maximum=16)
-    assert ramp.more(4, 800 * MB, WINDOW, cpu=WINDOW) == 4
-    assert ramp.more(8, 300 * MB, WINDOW, cpu=WINDOW) == 0  # the line got busy
-    assert ramp.more(8, 400 * MB, WINDOW, cpu=WINDOW) == 8  # +33 % over the new baseline
+    assert ramp.more(4, 600 * MB, WINDOW, cpu=0.9 * WINDOW) == 0
+    assert ramp.more(4, 800 * MB, WINDOW, cpu=0.9 * WINDOW) == 4
+    assert ramp.more(8, 300 * MB, WINDOW, cpu=0.9 * WINDOW) == 0  # the line got busy
+    assert ramp.more(8, 400 * MB, WINDOW, cpu=0.9 * WINDOW) == 8  # +33 % over the new baseline
 
 
 def test_nothing_is_added_while_the_loop_wakes_late_or_nothing_moves() -> None:
