@@ -7,7 +7,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 
@@ -15,7 +15,8 @@ APP_NAME = "ModelManager"
 # 1 TiB/s: far above any link, and far below what a float holds (10**400 bytes/s once
 # took every later download down with an OverflowError). The wire schema has the same bound.
 MAX_BYTES_PER_SECOND = 1 << 40
-SIGNATURE_POLICIES = ("off", "warn", "enforce")
+SignaturePolicyName = Literal["off", "warn", "enforce"]
+SIGNATURE_POLICIES: tuple[SignaturePolicyName, ...] = ("off", "warn", "enforce")
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class Settings:
     # Public keys (ed25519:<base64>) whose signatures make a catalog trusted, and what
     # happens to one they do not vouch for: off, warn or enforce (sidecar.core.signatures).
     trusted_keys: tuple[str, ...] = ()
-    signatures: str = "off"
+    signatures: SignaturePolicyName = "off"
 
 
 def _split_urls(value: str | None) -> tuple[str, ...]:

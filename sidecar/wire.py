@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from sidecar.config import OPTION
+from sidecar.config import OPTION, SignaturePolicyName
 from sidecar.redact import redact_url
 
 
@@ -221,6 +221,19 @@ class SetNetworkParams(WireModel):
 # --- results --------------------------------------------------------------------------
 
 
+class SignaturePolicy(WireModel):
+    """What a catalog or manifest must carry to be used (--signatures, --trusted-key)."""
+
+    policy: SignaturePolicyName = Field(
+        description="enforce: refused unless signed by a trusted key; warn: logged and "
+        "used; off: signatures are not fetched"
+    )
+    trusted_key_ids: list[str] = Field(
+        description="the keyId of each trusted public key, as signature files and "
+        "SIGNATURE_INVALID messages name them (no key material)"
+    )
+
+
 class InfoResult(WireModel):
     version: str
     protocol_version: int
@@ -230,6 +243,7 @@ class InfoResult(WireModel):
     )
     home: str
     repositories: list[str]
+    signatures: SignaturePolicy
 
     @field_validator("repositories")
     @classmethod

@@ -14,6 +14,7 @@ from jsonrpcserver.result import Error, Result, Success
 from pydantic import BaseModel, ValidationError
 
 from sidecar import PROTOCOL_VERSION, __version__
+from sidecar.config import Settings
 from sidecar.core.leases import STDIO
 from sidecar.core.manager import Manager
 from sidecar.core.tasks import UrlSource
@@ -36,6 +37,7 @@ from sidecar.wire import (
     SetLimitsParams,
     SetNetworkParams,
     ShutdownResult,
+    SignaturePolicy,
     TaskIdParams,
     WireModel,
 )
@@ -114,6 +116,16 @@ def handler(params_model: type[P]) -> Callable[[Callable[[P], Awaitable[WireMode
     return decorate
 
 
+def _signature_policy(settings: Settings) -> SignaturePolicy:
+    key_ids = []
+    if settings.trusted_keys:
+        # Here: loaded at start only with keys configured (config.py checked them).
+        from sidecar.signature import parse_public_key
+
+        key_ids = [parse_public_key(text).key_id for text in settings.trusted_keys]
+    return SignaturePolicy(policy=settings.signatures, trusted_key_ids=key_ids)
+
+
 def build_methods(
     manager: Manager, request_stop: Callable[[], None], client: str = STDIO
 ) -> dict[str, Handler]:
@@ -129,6 +141,7 @@ def build_methods(
             version=__version__, protocol_version=PROTOCOL_VERSION,
             pid=os.getpid(), worker_pid=manager.transfer.pid,
             home=str(manager.settings.home), repositories=list(settings.repositories),
+            signatures=_signature_policy(settings),
         )  # fmt: skip
 
     @sync_handler(GetModelPathParams)

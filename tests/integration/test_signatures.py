@@ -189,6 +189,25 @@ def test_wrong_key(start, keys) -> None:
     assert_nothing_installed(sidecar, "whisper-small")
 
 
+def key_id(path: Path) -> str:
+    return signing.load(path).public.key_id
+
+
+def test_get_info_answers_why_a_catalog_is_refused(start, keys, storage: Path) -> None:
+    """Support compares the key a refusal names with getInfo's trusted key ids: ids
+    only, no key material."""
+    sidecar = start(keys["stranger"], keys["new"])
+    policy = sidecar.call("getInfo")["signatures"]
+    trusted = [key_id(keys["stranger"]), key_id(keys["new"])]
+    assert policy == {"policy": "enforce", "trustedKeyIds": trusted}
+    data = refused(lambda: sidecar.call("install", {"modelId": "whisper-small"}))
+    envelope = json.loads(StorageLayout(storage).catalog_signature.read_bytes())
+    signed_by = envelope["signatures"][0]["keyId"]
+    assert signed_by == key_id(keys["old"]) and signed_by not in trusted
+    assert signed_by in data["message"]
+    assert public(keys["stranger"]).split(":", 1)[1] not in json.dumps(policy)
+
+
 def test_unsigned_repository(start, keys, storage: Path) -> None:
     sidecar = start(keys["old"])
     assert sidecar.install_and_wait("align-zh")["state"] == "ready"
@@ -257,6 +276,8 @@ def test_warn_logs_and_goes_on(start, keys, storage: Path) -> None:
     sidecar = start(keys["stranger"], policy="warn")
     assert sidecar.install_and_wait("align-zh")["state"] == "ready"
     assert "signature check failed (--signatures warn" in sidecar.stderr()
+    trusted = [key_id(keys["stranger"])]
+    assert sidecar.call("getInfo")["signatures"] == {"policy": "warn", "trustedKeyIds": trusted}
 
 
 def test_off_fetches_no_signature(start, storage: Path) -> None:
@@ -264,6 +285,7 @@ def test_off_fetches_no_signature(start, storage: Path) -> None:
     sidecar = start()
     assert sidecar.install_and_wait("align-zh")["state"] == "ready"
     assert not (sidecar.home / "signatures.json").exists()
+    assert sidecar.call("getInfo")["signatures"] == {"policy": "off", "trustedKeyIds": []}
 
 
 def test_a_mirror_with_a_bad_copy_is_skipped(start, keys, storage: Path, tmp_path) -> None:
