@@ -1,9 +1,10 @@
 """``make demo``: a sample repository on loopback, installed through the CLI with progress.
 
 Everything happens in a temporary folder and on 127.0.0.1: sample models made of
-random bytes are published with ``model-manager-repo``, served by the reference
-server (throttled so the progress bars are worth watching), installed with
-``model-manager``, and everything is removed at the end.
+random bytes are published with ``model-manager-repo``, signed with a key made for
+this run, served by the reference server (throttled so the progress bars are worth
+watching), installed with ``model-manager`` through a sidecar that trusts only that
+key, and everything, the key included, is removed at the end.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import httpx
 from rich.console import Console
 
 from model_repo.background import BackgroundServer
+from model_repo.layout import StorageLayout
+from sidecar.signature import parse_public_key
 
 MB = 1024 * 1024
 THROTTLE = 2 * MB  # bytes per second per file: a few seconds of progress
@@ -58,6 +61,8 @@ class Demo:
         self.console = console
         self.storage = workdir / "repository"
         self.home = workdir / "home"
+        self.key = "keys/demo.key"  # in workdir: made for this run, gone with it
+        self.trusted = ""  # its public key, once made
         self.failures: list[str] = []
 
     def step(self, title: str) -> None:
@@ -83,13 +88,17 @@ class Demo:
             self.console.print(f"  {model_id}@{version}: {len(files)} files, {size / MB:.1f} MB")
 
     def publish(self) -> None:
-        self.step("2. Publish them into a repository tree")
+        self.step("2. Publish them into a repository tree, signed with a demo key")
+        (self.workdir / self.key).parent.mkdir()
+        self.run(f"model-manager-repo keygen {self.key}", ["model_repo", "keygen", self.key])
+        self.trusted = (self.workdir / f"{self.key}.pub").read_text().strip()
         for model_id, (version, name, task, languages, requires, _) in SAMPLES.items():
             args = [
                 "model_repo", "publish", f"sources/{model_id}", "--storage", "repository",
                 "--id", model_id, "--version", version, "--name", name, "--task", task,
                 "--languages", languages,
                 *(arg for requirement in requires for arg in ("--requires", requirement)),
+                "--sign-key", self.key,
             ]  # fmt: skip
             self.run("model-manager-repo " + shlex.join(args[1:]), args)
         files = sorted(
@@ -100,9 +109,12 @@ class Demo:
         self.console.print("  tree: " + ", ".join(f for f in files if f.startswith("api/")))
 
     def cli(self, url: str, *command: str, expect: int = 0) -> None:
+        # Flags, not the environment: a MODEL_MANAGER_SIGNATURES=off of the user's cannot
+        # turn the check off.
         args = [
             "model_manager_cli", "--home", str(self.home), "--repository", url,
-            "--scheduler", url, *command,
+            "--scheduler", url, f"--sidecar-arg=--trusted-key={self.trusted}",
+            "--sidecar-arg=--signatures=enforce", *command,
         ]  # fmt: skip
         self.run("model-manager " + shlex.join(command), args, expect)
 
@@ -124,11 +136,29 @@ class Demo:
             "  GET /api/model-usage/ranking → " + json.dumps(ranking), highlight=False
         )
 
+    def tamper(self, url: str) -> None:
+        self.step("5. A catalog changed after signing is refused")
+        catalog = StorageLayout(self.storage).catalog_file
+        models = json.loads(catalog.read_bytes())
+        models[0]["name"] = "Changed on the way"
+        catalog.write_text(json.dumps(models))
+        shown = catalog.relative_to(self.workdir).as_posix()
+        self.console.print(
+            f"  renamed {models[0]['id']} in {shown}, as a hostile mirror could", highlight=False
+        )
+        self.cli(url, "list", "--refresh", expect=1)
+
     def main(self) -> int:
         self.make_samples()
         self.publish()
         with BackgroundServer(self.storage, bytes_per_second=THROTTLE) as server:
             self.step(f"3. Serve on {server.url}; install through the CLI")
+            key_id = parse_public_key(self.trusted).key_id
+            self.console.print(
+                f"  the sidecar enforces signatures and trusts only the demo key, id {key_id}"
+                " (getInfo: signatures.trustedKeyIds)",
+                highlight=False,
+            )
             self.cli(server.url, "path", "whisper-small-zh", expect=1)
             self.cli(server.url, "install", "whisper-small-zh")
             self.cli(server.url, "install", "marian-zh-en")
@@ -136,6 +166,7 @@ class Demo:
             self.cli(server.url, "list")
             self.record_usage(server.url)
             self.cli(server.url, "ranking")
+            self.tamper(server.url)
         self.step("Done")
         if self.failures:
             for failure in self.failures:

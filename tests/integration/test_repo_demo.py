@@ -1,4 +1,5 @@
-"""``make demo`` runs end to end on loopback, by itself, and leaves nothing behind."""
+"""``make demo`` runs end to end on loopback, by itself, and leaves nothing behind (the
+demo's signing key included)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ def test_demo_installs_with_progress_and_cleans_up(tmp_path: Path):
     assert "align-zh@1.0.0" in out  # the requirement installed with it, with its own bar
     assert "/home/models/whisper-small-zh/1.0.0" in out  # `path`
     assert "marian-zh-en" in out.split("model-manager ranking", 1)[1]
+    # Signed with a key made for this run, and verified: the installs above passed the
+    # sidecar's check, and the catalog changed after signing is refused.
+    assert "model-manager-repo keygen keys/demo.key" in out
+    assert " ".join(out.split()).count("--sign-key keys/demo.key") == 3  # lines wrap
+    assert "api/signatures/models/whisper-small-zh" in out  # the published tree
+    assert "model-manager list --refresh" in out  # after the catalog was changed:
+    assert "SIGNATURE_INVALID: the catalog from 127.0.0.1:" in demo.stderr
+    assert "differs from what was signed" in demo.stderr
     hint = out.split("Next, by hand", 1)[1]  # what to type next, each line as typed
     assert "model-manager-repo publish schemas --storage /tmp/mm-repo --id my-model" in hint
     assert "--repository http://127.0.0.1:8000 install my-model\n" in hint
