@@ -206,11 +206,25 @@ export interface GetInfoResult {
   pid: number;
   protocolVersion: number;
   repositories: string[];
+  signatures: SignaturePolicy;
   version: string;
   /**
    * the transfer worker moving file bodies; null until the first download
    */
   workerPid: number | null;
+}
+/**
+ * What a catalog or manifest must carry to be used (--signatures, --trusted-key).
+ */
+export interface SignaturePolicy {
+  /**
+   * enforce: refused unless signed by a trusted key; warn: logged and used; off: signatures are not fetched
+   */
+  policy: 'off' | 'warn' | 'enforce';
+  /**
+   * the keyId of each trusted public key, as signature files and SIGNATURE_INVALID messages name them (no key material)
+   */
+  trustedKeyIds: string[];
 }
 /**
  * schemas/methods/getModelPath.params.json
