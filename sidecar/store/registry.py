@@ -1,6 +1,11 @@
 """registry.json: what is installed. Read-modify-write under a cross-process lock,
 written atomically; rebuilt from the disk when missing or unreadable.
 
+The rebuild reads each version's metadata file, so what is decided after the install
+(a pin, a damaged mark, a repair clearing it) is written there too, before
+registry.json: after a crash between the two writes registry.json still says what was
+last acknowledged, and a rebuild gives what was last asked for, never an older state.
+
 Blocking: call through ``anyio.to_thread``. The in-memory ``document`` is
 replaced whole, so the event loop can read it at any time without locking.
 """
@@ -25,6 +30,8 @@ from sidecar.wire import InstalledModel, InstalledVersion, RegistryDocument
 log = logging.getLogger(__name__)
 
 Mutation = Callable[[RegistryDocument], None]
+Key = tuple[str, str]  # (model id, version)
+Marks = tuple[bool, str]  # (pinned, state): what only the registry and metadata know
 
 
 class Registry:
@@ -73,7 +80,9 @@ class Registry:
     def update(self, mutate: Mutation) -> None:
         with BlockingFileLock(self.layout.registry_lock):
             document = self._read_or_rebuild()
+            before = _marks(document)
             mutate(document)
+            self._keep_marks(document, before)  # first: see the module's docstring
             self._write(document)
             self.document = document
             self._remember_stat()
@@ -123,6 +132,17 @@ class Registry:
 
     def _write(self, document: RegistryDocument) -> None:
         atomic_write_json(self.layout.registry, document.wire())
+
+    def _keep_marks(self, document: RegistryDocument, before: dict[Key, Marks]) -> None:
+        """Rewrite the metadata file of each version whose pin or state changed. A new
+        version is left alone: its install wrote its metadata a moment ago."""
+        for (model_id, version), marks in _marks(document).items():
+            if before.get((model_id, version), marks) == marks:
+                continue
+            model = document.models[model_id]
+            _write_metadata_file(
+                self.layout, model_id, model.name, model.task, model.versions[version]
+            )
 
     def _read_or_rebuild(self) -> RegistryDocument:
         return self._read() or self._rebuild()
@@ -234,12 +254,41 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
+def _marks(document: RegistryDocument) -> dict[Key, Marks]:
+    return {
+        (model_id, version): (entry.pinned, entry.state)
+        for model_id, model in document.models.items()
+        for version, entry in model.versions.items()
+    }
+
+
 def write_metadata(
     layout: HomeLayout, model_id: str, name: str, task: str, entry: InstalledVersion
 ) -> None:
     """Written just before the version moves into ``models/``: refuse here, before
-    anything moves, when that folder would be reached through a planted link."""
-    layout.fs.check(layout.model_dir(model_id, entry.version))
+    anything moves, when that folder would be reached through a planted link. A repair
+    (or the new copy of an incomplete version) keeps the pin of the copy it replaces,
+    so a crash before the registry records it loses no pin."""
+    folder = layout.model_dir(model_id, entry.version)
+    layout.fs.check(folder)
+    if not entry.pinned and folder.is_dir() and _pinned_in_metadata(layout, model_id, entry):
+        entry = entry.model_copy(update={"pinned": True})
+    _write_metadata_file(layout, model_id, name, task, entry)
+
+
+def _pinned_in_metadata(layout: HomeLayout, model_id: str, entry: InstalledVersion) -> bool:
+    try:
+        raw = read_json(layout.metadata_file(model_id, entry.version))
+        return InstalledVersion.model_validate(raw["entry"]).pinned
+    except Exception:  # none, or unreadable: the registry's pin still holds (record)
+        return False
+
+
+def _write_metadata_file(
+    layout: HomeLayout, model_id: str, name: str, task: str, entry: InstalledVersion
+) -> None:
+    """The install record a rebuild reads (``Registry._read_metadata``); older records
+    lack ``pinned``, which then defaults to unpinned."""
     entry = without_secrets(entry)
     atomic_write_json(
         layout.metadata_file(model_id, entry.version),
