@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -28,6 +29,7 @@ from sidecar.wire_store import (
 
 if TYPE_CHECKING:
     from sidecar.core.manager import Manager
+    from sidecar.core.tasks import TaskRuntime
     from sidecar.core.usage import Leftover, VersionFiles
     from sidecar.store.layout import HomeLayout
     from sidecar.store.registry import Registry
@@ -227,51 +229,77 @@ class StoreKeeper:
         if not self.max_store_bytes:
             return
         async with self._room:
-            await self._make_room(chain)
+            wanted: dict[Key, int] = {}
+            for model, version in chain:
+                key = (model.id, version)
+                entry = self.registry.installed(*key)
+                manifest = model.find_version(version)
+                if key in self.manager.active or manifest is None:
+                    continue  # already counted, as a running task
+                if entry is not None and entry.state == "ready":
+                    continue
+                wanted[key] = sum(f.size_bytes for f in manifest.files)
+            if wanted:
+                model, version = chain[0]
+                keys = {(each.id, each_version) for each, each_version in chain}
+                await self._make_room(wanted, keys, f"installing {model.id}@{version}", "")
 
-    async def _make_room(self, chain: list[tuple[CatalogModel, str]]) -> None:
+    async def make_room_for(self, task: TaskRuntime, part_kept: bool = True) -> None:
+        """The same for a task `install` did not check: one resumed (at start-up or by
+        `resume`), or a plain URL's once its server stated its size (which it may do
+        only once the whole file arrived). ``part_kept``: what it has on disk stays
+        when it is refused (else the caller removes it)."""
+        if not self.max_store_bytes or task.key not in self.manager.active:
+            return
+        source, details = task.url_source, []
+        if source is not None:
+            details.append(f"{source.filename} from {urlsplit(source.url).hostname}")
+        if size := _size_of(task):
+            details.append(mib(size))
+        if not part_kept:
+            note = "; what it downloaded so far was removed"
+        elif task.raw_bytes:
+            note = (
+                f"; the {mib(task.raw_bytes)} it downloaded so far are kept: resume it once "
+                f"there is room, or cancel it to free them"
+            )
+        else:
+            note = ""
+        what = f" ({', '.join(details)})" if details else ""
+        label = f"installing {task.model_id}@{task.version}{what}"
+        async with self._room:
+            await self._make_room({}, {task.key}, label, note)
+
+    async def _make_room(
+        self, wanted: dict[Key, int], keys: set[Key], what: str, note: str
+    ) -> None:
+        """``wanted``: sizes of versions about to get a task; every task already here
+        counts with what it still has to fetch. A version's bytes on disk (parts, as
+        diskUsage counts them: a segmented part at its full size; a staging folder; a
+        damaged copy) are the store's already, never counted again as needed."""
         from sidecar.core.usage import VersionFiles, freed_by, models_bytes
 
         quota = self.max_store_bytes
-        wanted: dict[Key, int] = {}
-        for model, version in chain:
-            key = (model.id, version)
-            entry = self.registry.installed(*key)
-            manifest = model.find_version(version)
-            if key in self.manager.active or manifest is None:
-                continue  # already counted below, as a running task
-            if entry is not None and entry.state == "ready":
-                continue
-            wanted[key] = sum(f.size_bytes for f in manifest.files)
-        if not wanted:
-            return
         busy = self.busy_keys()
         versions, leftovers, _ = await anyio.to_thread.run_sync(self.scan, busy)
         used = models_bytes(versions) + sum(item.size for item in leftovers)
-        # Bytes already on disk for what is wanted (parts, a damaged copy) are in `used`.
-        on_disk = {
-            key: sum(
-                item.size
-                for item in leftovers
-                if item.kind == "part" and item.key == self.layout.version_key(*key)
-            )
-            + versions.get(key, VersionFiles()).size
-            for key in wanted
-        }
-        running = sum(
-            max(0, task.bytes_total - task.raw_bytes) for task in self.manager.active.values()
-        )
-        needed = sum(max(0, size - on_disk[key]) for key, size in wanted.items()) + running
+        sizes = {key: _size_of(task) for key, task in self.manager.active.items()} | wanted
+
+        def on_disk(key: Key) -> int:
+            name = self.layout.version_key(*key)
+            kept = sum(i.size for i in leftovers if i.kind != "trash" and i.key == name)
+            return kept + versions.get(key, VersionFiles()).size
+
+        needed = sum(max(0, size - on_disk(key)) for key, size in sizes.items())
         if used + needed <= quota:
             return
         document = self.registry.document
         candidates: list[tuple[float, Key]] = []
         kept: list[str] = []
-        chain_keys = {(model.id, version) for model, version in chain}
         for model_id, installed in document.models.items():
             for version, entry in installed.versions.items():
                 key = (model_id, version)
-                why = "needed by this install" if key in chain_keys else self.why_kept(key, entry)
+                why = "needed by this install" if key in keys else self.why_kept(key, entry)
                 if why:
                     kept.append(f"{model_id}@{version} ({why})")
                 else:
@@ -284,21 +312,26 @@ class StoreKeeper:
             chosen.add(key)
             order.append(key)
         if used - freed_by(versions, chosen) + needed > quota:
-            raise self._quota_error(chain, needed, used, quota, kept)
+            raise _quota_error(what, needed, used, quota, kept, note)
         for key in order:
             if not await self.take(*key, reason="evicted"):
-                raise self._quota_error(chain, needed, used, quota, [*kept, f"{key[0]}@{key[1]}"])
+                raise _quota_error(what, needed, used, quota, [*kept, f"{key[0]}@{key[1]}"], note)
 
-    @staticmethod
-    def _quota_error(
-        chain: list[tuple[CatalogModel, str]], needed: int, used: int, quota: int, kept: list[str]
-    ) -> InsufficientDiskSpace:
-        model, version = chain[0]
-        held = f"; kept: {', '.join(sorted(kept))}" if kept else ""
-        return InsufficientDiskSpace(
-            f"installing {model.id}@{version} needs {mib(needed)} more, and the store "
-            f"already takes {mib(used)} of its quota of {mib(quota)}; nothing more can be "
-            f"evicted{held}. Raise the quota (--max-store-bytes, setLimits "
-            f"maxStoreBytes), unpin or remove models",
-            reason="quota", neededBytes=needed, storeBytes=used, maxStoreBytes=quota,
-        )  # fmt: skip
+
+def _size_of(task: TaskRuntime) -> int:
+    """What the task's version takes once installed (0: a plain URL not answered yet)."""
+    if task.manifest is not None:
+        return sum(f.size_bytes for f in task.manifest.files)
+    return task.bytes_total
+
+
+def _quota_error(
+    what: str, needed: int, used: int, quota: int, kept: list[str], note: str
+) -> InsufficientDiskSpace:
+    held = f"; kept: {', '.join(sorted(kept))}" if kept else ""
+    return InsufficientDiskSpace(
+        f"{what} needs {mib(needed)} more, and the store already takes {mib(used)} of its "
+        f"quota of {mib(quota)}; nothing more can be evicted{held}{note}. Raise the quota "
+        f"(--max-store-bytes, setLimits maxStoreBytes), unpin or remove models",
+        reason="quota", neededBytes=needed, storeBytes=used, maxStoreBytes=quota,
+    )  # fmt: skip

@@ -281,6 +281,7 @@ class Manager:
                 await self.set_state(task, TaskState.QUEUED)
                 if task.manifest is None and task.url_source is None:
                     await self._resolve_manifest(task)
+                await self.keeper.make_room_for(task)  # the quota, for a resumed task too
                 await self.runner.run(task)
             except Exception as exc:
                 error = _domain_error(exc)
@@ -290,6 +291,7 @@ class Manager:
                 else:  # a bug must fail one task, never the daemon
                     log.exception("task %s crashed", task.task_id)
                     await self._fail(task, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+                task.scope = None  # nothing runs: `resume` may start it again
                 return
             finally:  # failed, paused or cancelled before its turn: the next one goes
                 self.runner.line.leave(task)
