@@ -118,7 +118,10 @@ class Manager:
     def runner(self) -> TaskRunner:
         from sidecar.core.runner import TaskRunner
 
-        return TaskRunner(self.settings, self.layout, self.registry, self.transfer, self.set_state)
+        return TaskRunner(
+            self.settings, self.layout, self.registry, self.transfer, self.set_state,
+            self.keeper.make_room_for,
+        )  # fmt: skip
 
     # --- service -------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from sidecar.config import Settings
 from sidecar.core.progress import verified_part_bytes
 from sidecar.core.repair import repair_candidates
 from sidecar.core.tasks import TaskRuntime
+from sidecar.core.url_quota import MakeRoom, within_quota
 from sidecar.core.wording import file_error, no_repository
 from sidecar.errors import InsufficientDiskSpace, InvalidState, ModelManagerError
 from sidecar.manifest import CatalogFile
@@ -102,8 +103,10 @@ class TaskRunner:
         registry: Registry,
         transfer: TransferClient,
         set_state: SetState,
+        make_room: MakeRoom | None = None,
     ) -> None:
         self.settings = settings
+        self.make_room = make_room
         self.layout = layout
         self.registry = registry
         self.transfer = transfer
@@ -289,11 +292,25 @@ class TaskRunner:
             on_disk[file.path] = size
 
         learned = 0  # a plain URL's size, once its server states it
+        sized = anyio.Event()
 
         def size_learned(size: int) -> None:
             nonlocal learned
             task.bytes_total += size - learned
             learned = size
+            sized.set()
+
+        async def fetching(urls: list[str]) -> str:
+            with map_disk_full(self.layout.root):
+                try:
+                    digest = await self.transfer.fetch(
+                        urls, target, progress, size_learned, task.note
+                    )
+                except ModelManagerError as exc:
+                    raise file_error(exc, task.model_id, task.version, file.path) from exc
+            if file.size is None and not sized.is_set():  # no Content-Length: what arrived
+                size_learned(on_disk[file.path])
+            return digest
 
         lock = OwnedLock(
             part.with_name(part.name + ".lock"), task.model_id, task.version,
@@ -311,13 +328,9 @@ class TaskRunner:
             if not urls:
                 what = f"download {task.model_id}@{task.version}"
                 raise no_repository(what, task.model_id, task.version)
-            with map_disk_full(self.layout.root):
-                try:
-                    return await self.transfer.fetch(
-                        urls, target, progress, size_learned, task.note
-                    )
-                except ModelManagerError as exc:
-                    raise file_error(exc, task.model_id, task.version, file.path) from exc
+            if file.size is not None or self.make_room is None:
+                return await fetching(urls)
+            return await within_quota(self.make_room, task, fetching(urls), sized, part, progress)
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lock.release)

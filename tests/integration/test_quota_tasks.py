@@ -1,5 +1,6 @@
-"""The store quota on downloads `install` does not start: the tasks a restart resumes
-from tasks.json. Each evicts the least recently used versions that may go, or fails with
+"""The store quota on downloads `install` does not start: a plain URL's (installUrl),
+whose size its server states, and the tasks a restart resumes from tasks.json. Each
+evicts the least recently used versions that may go, or fails with
 INSUFFICIENT_DISK_SPACE (quota) and evicts nothing. The real sidecar over real pipes
 against the loopback repository."""
 
@@ -9,7 +10,8 @@ import json
 import os
 from pathlib import Path
 
-from tests.support.repo_server import RepoServer
+from tests.support.faults import Fault, _headers, _write
+from tests.support.repo_server import RepoHandler, RepoServer
 from tests.support.sidecar_proc import Sidecar
 
 KB = 1000
@@ -79,6 +81,69 @@ def assert_quota_failure(task: dict, model_id: str) -> None:
     for words in (model_id, "quota", "MiB", "--max-store-bytes", "a@1.0.0 (pinned)"):
         assert words in message, message
     assert "/temp/" not in message and ".part" not in message, message
+
+
+# --- installUrl ---------------------------------------------------------------------
+
+
+def test_install_url_whose_server_states_its_size_evicts_like_install(
+    start_sidecar, repo: RepoServer, home: Path
+):
+    sidecar = with_two_installed(start_sidecar, repo, args=[QUOTA_ARG, str(1100 * KB)])
+    repo.add("host", "1", {"big.bin": blob(600 * KB)})
+    started = sidecar.call("installUrl", {"url": f"{repo.url}/storage/models/host/1/big.bin"})
+    task = sidecar.wait_task(started["taskId"], {"ready", "failed"})
+    assert task["state"] == "ready", task
+    assert evicted(sidecar) == ["a"]
+    assert installed(home) == ["b", "big"]
+    assert store_bytes_on_disk(home) <= 1100 * KB
+
+
+def test_install_url_past_the_quota_fails_typed_and_leaves_no_part(
+    start_sidecar, repo: RepoServer, home: Path
+):
+    sidecar = with_two_installed(start_sidecar, repo, args=[QUOTA_ARG, str(1100 * KB)])
+    for model_id in ("a", "b"):
+        sidecar.call("pin", {"modelId": model_id})
+    repo.add("host", "1", {"big.bin": blob(600 * KB)})
+    repo.bytes_per_second = 300_000  # refused while it downloads, its size just known
+    started = sidecar.call("installUrl", {"url": f"{repo.url}/storage/models/host/1/big.bin"})
+    task = sidecar.wait_task(started["taskId"], {"ready", "failed"})
+    assert_quota_failure(task, "big")
+    assert evicted(sidecar) == []
+    assert installed(home) == ["a", "b"]
+    assert parts_of(home, "big") == {}  # what arrived before the refusal is not kept
+    assert "what it downloaded so far was removed" in task["error"]["message"]
+    assert store_bytes_on_disk(home) <= 1100 * KB
+    for model_id in ("a", "b"):
+        assert sidecar.call("verify", {"modelId": model_id})["ok"] is True
+
+
+class Chunked(Fault):
+    """The whole file, chunked: no Content-Length, its size known once it arrived."""
+
+    def act(self, handler: RepoHandler, path: str, range_start: int | None) -> bool:
+        data = handler.repo.file_data(path)
+        if data is None:
+            return False
+        headers = {"Content-Type": "application/octet-stream", "Transfer-Encoding": "chunked"}
+        _headers(handler, 200, headers)
+        _write(handler, path, b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+        return True
+
+
+def test_install_url_of_a_size_known_only_at_its_end_is_checked_then(
+    start_sidecar, repo: RepoServer, home: Path
+):
+    sidecar = with_two_installed(start_sidecar, repo, args=[QUOTA_ARG, str(1100 * KB)])
+    repo.add("host", "1", {"big.bin": blob(600 * KB)})
+    repo.fault = Chunked(times=None, match="/storage/models/host/")
+    started = sidecar.call("installUrl", {"url": f"{repo.url}/storage/models/host/1/big.bin"})
+    task = sidecar.wait_task(started["taskId"], {"ready", "failed"})
+    assert task["state"] == "ready", task
+    assert task["bytesTotal"] == 600 * KB
+    assert evicted(sidecar) == ["a"]
+    assert store_bytes_on_disk(home) <= 1100 * KB
 
 
 # --- tasks resumed at start-up ----------------------------------------------------------
