@@ -13,6 +13,7 @@ from pathlib import Path
 from tests.support.faults import Fault, _headers, _write
 from tests.support.repo_server import RepoHandler, RepoServer
 from tests.support.sidecar_proc import Sidecar
+from tests.support.store_usage import store_bytes_on_disk
 
 KB = 1000
 MB = 1000 * KB
@@ -21,18 +22,6 @@ QUOTA_ARG = "--max-store-bytes"
 
 def blob(size: int) -> bytes:
     return os.urandom(size)
-
-
-def store_bytes_on_disk(home: Path) -> int:
-    """What the quota counts: models/ and temp/, each inode once, lock files aside."""
-    seen: dict[tuple[int, int], int] = {}
-    for folder in (home / "models", home / "temp"):
-        for top, _dirs, files in os.walk(folder):
-            for name in files:
-                if not name.endswith(".lock"):
-                    info = (Path(top) / name).lstat()
-                    seen[(info.st_dev, info.st_ino)] = info.st_size
-    return sum(seen.values())
 
 
 def evicted(sidecar: Sidecar) -> list[str]:

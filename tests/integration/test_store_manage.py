@@ -14,25 +14,13 @@ import pytest
 from tests.support.repo_helpers import run_cli
 from tests.support.repo_server import RepoServer
 from tests.support.sidecar_proc import RpcError, Sidecar
+from tests.support.store_usage import store_bytes_on_disk
 
 KB = 1000
 
 
 def blob(size: int) -> bytes:
     return os.urandom(size)
-
-
-def store_bytes_on_disk(home: Path) -> int:
-    """What is on disk under models/ and temp/, each inode once, lock files aside."""
-    seen: dict[tuple[int, int], int] = {}
-    for folder in (home / "models", home / "temp"):
-        for top, _dirs, files in os.walk(folder):
-            for name in files:
-                if name.endswith(".lock"):
-                    continue
-                info = (Path(top) / name).lstat()
-                seen[(info.st_dev, info.st_ino)] = info.st_size
-    return sum(seen.values())
 
 
 def file_gets(repo: RepoServer, since: int = 0) -> list[str]:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from tests.support.repo_server import RepoServer
 from tests.support.sidecar_proc import RpcError, Sidecar
+from tests.support.store_usage import store_bytes_on_disk
 
 KB = 1000
 SHARED = os.urandom(40 * KB)
@@ -51,17 +52,6 @@ def repo() -> Iterator[RepoServer]:
         server.add(model_id, version, files)
     yield server
     server.stop()
-
-
-def store_bytes_on_disk(home: Path) -> int:
-    seen: dict[tuple[int, int], int] = {}
-    for folder in (home / "models", home / "temp"):
-        for top, _dirs, files in os.walk(folder):
-            for name in files:
-                if not name.endswith(".lock"):
-                    info = (Path(top) / name).lstat()
-                    seen[(info.st_dev, info.st_ino)] = info.st_size
-    return sum(seen.values())
 
 
 def folders(home: Path) -> set[tuple[str, str]]:
