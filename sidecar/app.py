@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import logging
 import signal
@@ -17,23 +18,17 @@ import sys
 from collections.abc import AsyncIterator
 
 import anyio
-from anyio.abc import ObjectReceiveStream, TaskStatus
+from anyio.abc import ObjectReceiveStream
 
 from sidecar import __version__
 from sidecar.config import Settings
 from sidecar.core.leases import STDIO
 from sidecar.core.manager import Manager
-from sidecar.engine.endpoint import Connection, Listener, connect, listen
+from sidecar.engine.endpoint import Connection, connect
 from sidecar.engine.failed import home_problem, serve_failed
 from sidecar.engine.hub import Hub
-from sidecar.engine.ownership import (
-    EndpointUnsafe,
-    EngineLock,
-    OwnerInfo,
-    endpoint_for,
-    fallback_endpoint,
-    wait_for_writer_to_end,
-)
+from sidecar.engine.owned import Ownership
+from sidecar.engine.ownership import EngineLock, OwnerInfo, endpoint_for, wait_for_writer_to_end
 from sidecar.engine.relay import Outcome, Relay
 from sidecar.errors import ModelManagerError
 from sidecar.logs import setup_logging
@@ -41,6 +36,7 @@ from sidecar.rpc.framing import TooLong
 from sidecar.rpc.methods import build_methods
 from sidecar.rpc.server import RpcServer
 from sidecar.rpc.stdio import LineWriter, StdinReader, claim_stdout
+from sidecar.store.forwarding import current_home
 from sidecar.store.layout import HomeLayout
 from sidecar.store.locks import pid_alive
 from sidecar.store.relocate import resolve_home
@@ -137,9 +133,16 @@ async def _own_or_attach(
     previous: OwnerInfo | None = None  # the last owner seen: its writer must end first
     announced_wait = False
     while not stop.is_set():
+        moved = await anyio.to_thread.run_sync(current_home, settings.home)
+        if moved != settings.home:  # moveStore moved it since we opened it: follow
+            log.info("the model home %s moved to %s: following it", settings.home, moved)
+            await anyio.to_thread.run_sync(lock.release)
+            settings = dataclasses.replace(settings, home=moved)
+            lock = EngineLock(moved)
+            continue
         try:
             owned = await anyio.to_thread.run_sync(
-                lock.try_acquire, lambda: endpoint_for(settings.home)
+                lock.try_acquire, functools.partial(endpoint_for, settings.home)
             )
         except OSError as exc:  # a home we may only read: the lock lives beside the socket
             log.info("cannot lock %s: %s", lock.path, exc)
@@ -150,6 +153,14 @@ async def _own_or_attach(
             await _run_unowned(settings, writer, _replay(relay.take_unanswered(), lines), stop)
             return
         if owned:
+            # A moved home's lock (the record was written before its owner let go):
+            # let go too, and follow. Else finish a move its owner left unfinished.
+            home, notes = await anyio.to_thread.run_sync(resolve_home, settings.home)
+            if home != settings.home:
+                await anyio.to_thread.run_sync(lock.release)
+                continue
+            for note in notes:
+                log.warning("%s", note)
             log.info("this process owns %s", settings.home)
             await anyio.to_thread.run_sync(wait_for_writer_to_end, lock.previous or previous)
             await _run_engine(settings, writer, _replay(relay.take_unanswered(), lines), lock, stop)
@@ -206,7 +217,7 @@ async def _relay_while_alive(
                 await anyio.sleep(HUNG_CHECK)
                 if not relay.unanswered:
                     continue
-                info = await anyio.to_thread.run_sync(lock.owner)
+                info = await anyio.to_thread.run_sync(_owner_now, lock)
                 if info and info.pid == owner_pid and info.hung(settings.lock_timeout_ms):
                     group.cancel_scope.cancel()
                     return
@@ -221,6 +232,13 @@ async def _relay_while_alive(
         group.start_soon(watch)
         group.start_soon(until_stopped)
     return outcome
+
+
+def _owner_now(lock: EngineLock) -> OwnerInfo | None:
+    """The owner as its lock says, where the home is now: the lock of a home it moved
+    is no longer kept up (blocking)."""
+    home = current_home(lock.home)
+    return (lock if home == lock.home else EngineLock(home)).owner()
 
 
 async def _run_unowned(
@@ -244,20 +262,6 @@ async def _replay(first: list[bytes], lines: Lines) -> AsyncIterator[bytes | Too
         yield line
 
 
-async def _listen(settings: Settings, lock: EngineLock) -> Listener | None:
-    for endpoint in (lock.endpoint, fallback_endpoint(settings.home)):
-        try:
-            listener = await listen(endpoint)
-        except (OSError, EndpointUnsafe) as exc:
-            log.warning("cannot listen at %s: %s", endpoint, exc)
-            continue
-        if endpoint != lock.endpoint:
-            await anyio.to_thread.run_sync(lock.announce, endpoint)
-        return listener
-    log.error("no endpoint: other processes on %s cannot attach to this one", settings.home)
-    return None
-
-
 async def _run_engine(
     settings: Settings,
     writer: LineWriter,
@@ -269,10 +273,11 @@ async def _run_engine(
     transfer = TransferClient(settings)
     client = JsonClient(settings, network)
     hub = Hub(writer, settings.max_line_bytes)
-    listener = await _listen(settings, lock) if lock is not None else None
+    ownership = Ownership(lock) if lock is not None else None
     try:
         async with anyio.create_task_group() as group:
             manager = Manager(settings, client, network, transfer, notify=hub.notify)
+            manager.ownership = ownership
             methods = build_methods(manager, stop.set)
             server = RpcServer(writer, methods)
 
@@ -293,35 +298,25 @@ async def _run_engine(
                 finally:
                     manager.keeper.leases.drop_client(client_id)
 
-            async def serve_attached(*, task_status: TaskStatus[None]) -> None:
-                task_status.started()
-                if listener is None:
-                    return
-                try:
-                    await listener.serve(serve_one)
-                except OSError as exc:  # out of descriptors, say: stdio still serves
-                    log.error("stopped accepting attached clients: %s", exc)
-
             await group.start(transfer.serve)
             await group.start(manager.serve)
-            await group.start(serve_attached)
+            if ownership is not None:
+                await group.start(ownership.serve, serve_one)
             group.start_soon(serve_stdin)
             group.start_soon(_load_the_rest, manager, server)
-            if lock is not None:
-                group.start_soon(_heartbeat, settings, lock, transfer)
+            if ownership is not None:
+                group.start_soon(_heartbeat, settings, ownership, transfer)
             await stop.wait()
             await server.drain(SHUTDOWN_ANSWER_TIMEOUT)
             await hub.drain(SHUTDOWN_ANSWER_TIMEOUT)
             group.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
-            if listener is not None:
-                await listener.aclose()
             await client.aclose()
             network.close()
             # Last: a waiting client takes over only once our tasks stopped writing.
-            if lock is not None:
-                await anyio.to_thread.run_sync(lock.release)
+            if ownership is not None:
+                await anyio.to_thread.run_sync(ownership.release)
 
 
 async def _load_the_rest(manager: Manager, server: RpcServer) -> None:
@@ -330,13 +325,13 @@ async def _load_the_rest(manager: Manager, server: RpcServer) -> None:
     manager.complete_soon()
 
 
-async def _heartbeat(settings: Settings, lock: EngineLock, transfer: TransferClient) -> None:
+async def _heartbeat(settings: Settings, ownership: Ownership, transfer: TransferClient) -> None:
     while True:
         await anyio.sleep(min(settings.lock_refresh, HEARTBEAT_MAX))
         try:
-            await anyio.to_thread.run_sync(lock.refresh, transfer.pid)
+            await anyio.to_thread.run_sync(ownership.refresh, transfer.pid)
         except OSError as exc:
-            log.warning("cannot refresh %s: %s", lock.path, exc)
+            log.warning("cannot refresh %s: %s", ownership.lock.path, exc)
 
 
 __all__ = ["ModelManagerError", "run"]

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # imported when first used: the first answer needs none of th
     from sidecar.config import Settings
     from sidecar.core.catalog import Catalog
     from sidecar.core.ranking import RankingSource
+    from sidecar.core.relocation import Ownership
     from sidecar.core.runner import TaskRunner
     from sidecar.manifest import CatalogModel
     from sidecar.transfer.client import TransferClient
@@ -99,6 +100,7 @@ class Manager:
         self.keeper = StoreKeeper(self)  # disk usage, pins, leases, quota, last used
         self._group: TaskGroup | None = None
         self.moving = False  # moveStore at work (sidecar.core.relocation): no task starts
+        self.ownership: Ownership | None = None  # the home's lock and endpoint, if ours
 
     # The parts the first answer does not need, made when first used (after `ready`).
 

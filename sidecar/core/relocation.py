@@ -1,6 +1,8 @@
 """moveStore on a running sidecar: pause the downloads, move the home
 (``sidecar.store.relocate``), open the new one in place of the old, and let the
-downloads go on there; the app learns every new path from ``models.changed``."""
+downloads go on there; the app learns every new path from ``models.changed``. The
+owner's lock and endpoint move too (``sidecar.engine.owned``): processes sent to the new
+home by the forwarding record attach to this one."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
@@ -17,6 +19,7 @@ from sidecar.core.library import Library
 from sidecar.core.tasks import TaskRuntime, TaskStore
 from sidecar.errors import InvalidState, ModelManagerError
 from sidecar.logs import setup_logging
+from sidecar.store.forwarding import forward_of
 from sidecar.store.layout import HomeLayout
 from sidecar.store.registry import Registry
 from sidecar.store.relocate import check_no_other_writer, check_target, relocate
@@ -31,6 +34,14 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.25  # seconds between store.moveProgress notifications
 RUNNING = {TaskState.QUEUED, TaskState.DOWNLOADING}
 SETTLED = {TaskState.PAUSED, TaskState.READY, TaskState.FAILED, TaskState.CANCELLED}
+
+
+class Ownership(Protocol):
+    """The owner's hold on its home (``sidecar.engine.owned.Ownership``)."""
+
+    def claim(self, home: Path) -> None: ...  # blocking: from the moving thread
+
+    async def settle(self, switched: bool) -> None: ...
 
 
 async def move_store(manager: Manager, to: str) -> MoveStoreResult:
@@ -50,14 +61,21 @@ async def _move(manager: Manager, to: str) -> MoveStoreResult:
     paused = await _pause_all(manager)
     _close_log_file()
     setup_logging(None, manager.settings.log_level)  # the log file moves too
+    ownership = manager.ownership
     try:
         outcome = await anyio.to_thread.run_sync(
-            relocate, previous, target, [t.task_id for t in paused], _reporter(manager, target)
-        )
+            relocate, previous, target, [t.task_id for t in paused], _reporter(manager, target),
+            ownership.claim if ownership else None,
+        )  # fmt: skip
     except BaseException:
         setup_logging(manager.layout, manager.settings.log_level)
         _resume(manager, [t.task_id for t in paused])
         raise
+    finally:
+        if ownership is not None:  # the switch decides which home this process owns
+            with anyio.CancelScope(shield=True):
+                switched = await anyio.to_thread.run_sync(forward_of, previous) == target
+                await ownership.settle(switched)
     await _rehome(manager, outcome.home)
     setup_logging(manager.layout, manager.settings.log_level)
     log.info("the model home is now %s (was %s)", outcome.home, previous)

@@ -38,7 +38,9 @@ Handler = Callable[[Connection], Awaitable[None]]
 
 
 class Listener(Protocol):
-    async def serve(self, handler: Handler) -> None: ...
+    async def serve(self, handler: Handler, task_group: anyio.abc.TaskGroup) -> None:
+        """Accept until cancelled; each connection's ``handler`` runs in ``task_group``,
+        so the connections outlive the listener (the home moved: a new one took over)."""
 
     async def aclose(self) -> None: ...
 
@@ -82,7 +84,7 @@ class _UnixListener:
         self._listener = listener
         self._path = path
 
-    async def serve(self, handler: Handler) -> None:
+    async def serve(self, handler: Handler, task_group: anyio.abc.TaskGroup) -> None:
         async def checked(stream: anyio.abc.SocketStream) -> None:
             raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
             uid = peer_uid(raw)
@@ -92,7 +94,7 @@ class _UnixListener:
                 return
             await handler(stream)
 
-        await self._listener.serve(checked)
+        await self._listener.serve(checked, task_group)
 
     async def aclose(self) -> None:
         """Called while we still own the home: the socket at the path is ours."""

@@ -22,12 +22,11 @@ from typing import IO
 
 import portalocker
 
+from sidecar.store.forwarding import LOCK_NAME, SOCKET_NAME
 from sidecar.store.locks import now_ms, open_lock_file
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = "engine.lock"
-SOCKET_NAME = "engine.sock"
 # sun_path holds 108 bytes on Linux, 104 on macOS and the BSDs, with its NUL.
 MAX_SOCKET_PATH = 103
 

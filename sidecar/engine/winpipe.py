@@ -20,6 +20,7 @@ from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
 
 import anyio
+import anyio.abc
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +63,25 @@ class PipeConnection:
 class PipeListener:
     def __init__(self, listener: Listener) -> None:
         self._listener = listener
+        self._closed = False
 
-    async def serve(self, handler: Any) -> None:
-        async with anyio.create_task_group() as group:
-            while True:
-                try:
-                    connection = await anyio.to_thread.run_sync(
-                        self._listener.accept, abandon_on_cancel=True
-                    )
-                except (AuthenticationError, EOFError, OSError) as exc:
+    async def serve(self, handler: Any, task_group: anyio.abc.TaskGroup) -> None:
+        while not self._closed:
+            try:
+                connection = await anyio.to_thread.run_sync(
+                    self._listener.accept, abandon_on_cancel=True
+                )
+            except (AuthenticationError, EOFError, OSError) as exc:
+                if not self._closed:
                     log.warning("refused a connection to the pipe: %s", exc)
-                    continue
-                group.start_soon(handler, PipeConnection(connection))
+                continue
+            if self._closed:  # accepted by a thread abandoned when the home moved
+                connection.close()
+                return
+            task_group.start_soon(handler, PipeConnection(connection))
 
     async def aclose(self) -> None:
+        self._closed = True
         with contextlib.suppress(OSError):
             self._listener.close()
 

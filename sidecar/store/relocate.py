@@ -7,9 +7,12 @@ and whatever is left to do is rolled forward by whoever opens either folder next
 
 - same volume (``rename``): the target gets a marker, the record is written, then each
   entry of the old home is renamed into the target (instant, no copy);
-- another volume (``copy``): every file is copied (hashed as it is read), fsynced, and
-  verified by hashing the copy; a rerun keeps what an earlier attempt copied (checked
-  by the same verify). Then the record is written and the old files are deleted.
+- another volume (``copy``): every file is copied and verified
+  (``sidecar.store.copying``), then the record is written and the old files deleted.
+
+A running owner (``claim``) takes the target's lock and endpoint just before the switch,
+so a client sent there by the record finds it; the old folder's lock and socket are
+never moved, only deleted once the switch is made.
 
 The target holds ``.moving-in.json`` (naming the old home) until the move is done, so a
 rerun may continue into it although it is not empty. The old folder keeps only
@@ -18,7 +21,8 @@ rerun may continue into it although it is not empty. The old folder keeps only
 
 ``MODEL_MANAGER_TEST_MOVE_KILL=<point>`` (tests only) kills the process with SIGKILL at
 a named point: ``before-copy``, ``mid-copy`` (after the first file), ``before-switch``,
-``after-switch``, ``mid-rename`` (after the first entry renamed).
+``claimed`` (the owner holds the target's lock), ``after-switch``, ``mid-rename`` (after
+the first entry renamed).
 
 Blocking: run in a thread.
 """
@@ -27,13 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import json
 import logging
 import os
 import shutil
 import signal
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,25 +42,31 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sidecar.errors import (
-    ChecksumMismatch,
     HomeUnavailable,
     InsufficientDiskSpace,
     InvalidState,
     ModelManagerError,
     PermissionDenied,
 )
+from sidecar.store.copying import Progress, copy_verified
+from sidecar.store.forwarding import (
+    FORWARD,
+    INCOMING,
+    MAX_HOPS,
+    OWNER_FILES,
+    forward_of,
+    moved_back,
+    read_record,
+    write_record,
+)
 from sidecar.store.fsutil import fsync_dir
 from sidecar.store.locks import lock_is_stale, read_lock_info
-from sidecar.transfer.hashing import READ_SIZE, sha256_file
 
 log = logging.getLogger(__name__)
 
-FORWARD = "moved-to.json"
-INCOMING = ".moving-in.json"
-MAX_HOPS = 8
 TEST_KILL_ENV = "MODEL_MANAGER_TEST_MOVE_KILL"
 Method = Literal["rename", "copy"]
-Progress = Callable[[str, int, int], None]  # phase ("copying", "verifying"), done, total
+Claim = Callable[[Path], None]  # the running owner takes the target's lock and endpoint
 
 
 def _no_progress(phase: str, done: int, total: int) -> None:
@@ -79,38 +86,6 @@ def _test_point(name: str) -> None:
     if os.environ.get(TEST_KILL_ENV) == name:
         log.warning("test hook: killed at %s", name)
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-# --- records ---------------------------------------------------------------------------
-
-
-def read_record(path: Path) -> dict[str, Any] | None:
-    """A small JSON record of ours, or None when absent or unreadable."""
-    try:
-        info = os.lstat(path)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > 64 * 1024:
-            return None
-        document = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    return document if isinstance(document, dict) else None
-
-
-def _write_record(path: Path, document: dict[str, Any]) -> None:
-    """Atomic and durable: the switch must survive a power cut once it is made."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temp, "wb") as handle:
-        handle.write(json.dumps(document, indent=2, sort_keys=True).encode())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    fsync_dir(path.parent)
-
-
-def forward_of(folder: Path) -> Path | None:
-    record = read_record(folder / FORWARD)
-    target = record.get("to") if record else None
-    return Path(target) if isinstance(target, str) and Path(target).is_absolute() else None
 
 
 # --- checks ----------------------------------------------------------------------------
@@ -153,7 +128,7 @@ def _empty_or_ours(target: Path, home: Path) -> bool:
     if record is not None and record.get("from") == str(home):
         return True  # an earlier attempt's copy
     # Moving back: the folder this home came from keeps only its forwarding record.
-    return set(names) <= {FORWARD, INCOMING} and forward_of(target) == home
+    return set(names) <= {FORWARD, INCOMING, *OWNER_FILES} and forward_of(target) == home
 
 
 def check_no_other_writer(home: Path) -> None:
@@ -181,16 +156,21 @@ def _denied(path: Path, exc: OSError) -> ModelManagerError:
 
 
 def relocate(
-    home: Path, target: Path, paused_tasks: list[str], progress: Progress = _no_progress
+    home: Path,
+    target: Path,
+    paused_tasks: list[str],
+    progress: Progress = _no_progress,
+    claim: Claim | None = None,
 ) -> MoveOutcome:
-    """Move ``home`` to ``target`` (checked by ``check_target``) and finish the move."""
+    """Move ``home`` to ``target`` (checked by ``check_target``) and finish the move.
+    ``claim(target)`` runs just before the switch; what it raises stops the move."""
     home = home.resolve()
     created = not target.exists()
     try:
         target.mkdir(parents=True, exist_ok=True)
         marker = read_record(target / INCOMING) or {}
         paused = sorted({*marker.get("pausedTasks", []), *paused_tasks})
-        _write_record(target / INCOMING, {"from": str(home), "pausedTasks": paused})
+        write_record(target / INCOMING, {"from": str(home), "pausedTasks": paused})
         method: Method = "rename" if _can_rename(home, target) else "copy"
     except OSError as exc:
         raise _denied(target, exc) from exc
@@ -198,7 +178,8 @@ def relocate(
     _test_point("before-copy")
     try:
         if method == "copy":
-            outcome.bytes_copied, outcome.files = _copy_verified(home, target, progress)
+            copied = copy_verified(home, target, progress, lambda: _test_point("mid-copy"))
+            outcome.bytes_copied, outcome.files = copied
         else:
             outcome.files = sum(len(files) for _, _, files in os.walk(home))
     except OSError as exc:
@@ -211,11 +192,14 @@ def relocate(
                     target.rmdir()
         raise
     _test_point("before-switch")
+    if claim is not None:
+        claim(target)
+        _test_point("claimed")
     record = {
         "to": str(target), "from": str(home), "method": method,
         "switchedAt": datetime.now(UTC).isoformat(timespec="microseconds"),
     }  # fmt: skip
-    _write_record(home / FORWARD, record)  # the switch
+    write_record(home / FORWARD, record)  # the switch
     log.info("the model home moved from %s to %s (%s)", home, target, method)
     _test_point("after-switch")
     try:
@@ -268,92 +252,12 @@ def _entries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name not in (FORWARD, INCOMING))
 
 
-def _copy_verified(home: Path, target: Path, progress: Progress) -> tuple[int, int]:
-    """Copy every regular file, then hash each copy against its source."""
-    needed = 0
-    plan: list[Path] = []
-    folders: list[Path] = []
-    for folder, dirs, files in os.walk(home):
-        relative = Path(folder).relative_to(home)
-        if relative == Path():
-            dirs[:] = [d for d in dirs if d not in (FORWARD, INCOMING)]
-            files = [f for f in files if f not in (FORWARD, INCOMING, ".move-probe")]
-        folders.append(relative)
-        for name in files:
-            source = Path(folder) / name
-            info = os.lstat(source)
-            if not stat.S_ISREG(info.st_mode):
-                log.warning("not moving %s: not a regular file", source)
-                continue
-            plan.append(relative / name)
-            copy = target / relative / name
-            if not copy.exists() or copy.stat().st_size != info.st_size:
-                needed += info.st_size
-    free = shutil.disk_usage(target).free
-    if needed > free:
-        raise InsufficientDiskSpace(
-            f"moving the model home needs {needed} bytes on {target}'s drive, {free} are free",
-            reason="no_space",
-            path=str(target),
-            neededBytes=needed,
-            freeBytes=free,
-        )
-    for relative in folders:  # only now: a refusal for room leaves the target as it was
-        (target / relative).mkdir(exist_ok=True)
-    _drop_extras(target, {str(p) for p in plan})
-    hashes: dict[Path, str] = {}
-    copied = 0
-
-    def copying(count: int) -> None:
-        nonlocal copied
-        copied += count
-        progress("copying", copied, needed)
-
-    for relative in plan:
-        source, copy = home / relative, target / relative
-        if copy.exists() and copy.stat().st_size == source.stat().st_size:
-            continue  # an earlier attempt's copy: the verify below checks it
-        hashes[relative] = _copy_file(source, copy, copying)
-        _test_point("mid-copy")
-    progress("copying", copied, copied)
-    checked, total = 0, sum((home / r).stat().st_size for r in plan)
-    for relative in plan:  # verify
-        source, copy = home / relative, target / relative
-        checked += source.stat().st_size
-        progress("verifying", checked, total)
-        expected = hashes.get(relative) or sha256_file(source)
-        if sha256_file(copy) != expected:
-            log.warning("the copy of %s differs: copying it again", relative)
-            if _copy_file(source, copy, lambda _: None) != sha256_file(copy):
-                raise ChecksumMismatch(
-                    f"cannot copy {source} to {copy} intact; the model home stays at {home}",
-                    path=str(copy),
-                )
-    for folder, _, _ in os.walk(target):
-        fsync_dir(Path(folder))
-    return copied, len(plan)
-
-
-def _drop_extras(target: Path, keep: set[str]) -> None:
-    """Files an earlier attempt copied that the home no longer has (a finished part)."""
-    for folder, _, files in os.walk(target):
-        for name in files:
-            relative = (Path(folder) / name).relative_to(target)
-            if str(relative) not in keep and str(relative) not in (INCOMING, FORWARD):
-                (Path(folder) / name).unlink(missing_ok=True)
-
-
-def _copy_file(source: Path, copy: Path, copied: Callable[[int], None]) -> str:
-    hasher = hashlib.sha256()
-    view = memoryview(bytearray(READ_SIZE))
-    with open(source, "rb", buffering=0) as reader, open(copy, "wb", buffering=0) as writer:
-        while count := reader.readinto(view):
-            hasher.update(view[:count])
-            writer.write(view[:count])
-            copied(count)
-        os.fsync(writer.fileno())
-    shutil.copystat(source, copy)
-    return hasher.hexdigest()
+def _drop_owner_files(home: Path) -> None:
+    """The old folder's lock and socket: not the new home's (its owner claimed its own).
+    Deleting a lock still held is safe here: whoever locks a moved home's lock lets go
+    once it reads the forwarding record (``sidecar.app``)."""
+    for name in OWNER_FILES:
+        (home / name).unlink(missing_ok=True)
 
 
 def finish_move(home: Path, record: dict[str, Any]) -> None:
@@ -363,6 +267,7 @@ def finish_move(home: Path, record: dict[str, Any]) -> None:
     if not target.is_dir():
         log.error("the model home moved to %s, which is gone", target)
         return
+    _drop_owner_files(home)
     for name in _entries(home):
         entry = home / name
         if record.get("method") == "rename":
@@ -383,10 +288,6 @@ def finish_move(home: Path, record: dict[str, Any]) -> None:
         (target / INCOMING).unlink(missing_ok=True)
 
 
-def _later(one: dict[str, Any], other: dict[str, Any]) -> bool:
-    return str(one.get("switchedAt", "")) > str(other.get("switchedAt", ""))
-
-
 def resolve_home(home: Path) -> tuple[Path, list[str]]:
     """The home a sidecar started with ``home`` must use, after finishing any move that
     was switched but not completed; and the messages to log once logging is set up."""
@@ -400,9 +301,8 @@ def resolve_home(home: Path) -> tuple[Path, list[str]]:
         if not forward.is_dir():
             notes.append(f"the model home {home} moved to {forward}, which is gone: using {home}")
             break
-        back = read_record(forward / FORWARD)
-        if forward_of(forward) == home and back and _later(back, record):
-            finish_move(forward, back)  # moved there, then back here: this is the home
+        if moved_back(home, forward, record):  # there, then back here: this is the home
+            finish_move(forward, read_record(forward / FORWARD) or {})
             break
         try:
             finish_move(home, record)

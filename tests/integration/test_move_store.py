@@ -186,8 +186,10 @@ def test_a_drive_without_room_is_refused(repo: RepoServer, tmp_path: Path) -> No
         ("other-drive", "before-copy"),
         ("other-drive", "mid-copy"),
         ("other-drive", "before-switch"),
+        ("other-drive", "claimed"),
         ("other-drive", "after-switch"),
         ("same-volume", "before-switch"),
+        ("same-volume", "claimed"),
         ("same-volume", "mid-rename"),
     ],
 )
@@ -205,14 +207,23 @@ def test_sigkill_at_each_point_leaves_one_valid_home(
     switched = point in ("after-switch", "mid-rename")
     assert (home / "moved-to.json").exists() == switched
 
-    # Restarted with the old --home: one valid home, the old one or the new one.
+    # Restarted with the old --home: one valid home, the old one or the new one, and
+    # this process owns it.
     after = _start(home, repo)
     try:
         _check_home(after, new if switched else home)
+        pid = after.call("getInfo")["pid"]
+        assert json.loads(((new if switched else home) / "engine.lock").read_text())["pid"] == pid
         if not switched:  # rerun: it continues into its own unfinished target
             moved = after.call("moveStore", {"to": str(new)}, timeout=60)
             assert moved["home"] == str(new)
             _check_home(after, new)
+        forwarded = _start(home, repo)  # attaches to the engine at the new place
+        try:
+            assert forwarded.call("getInfo", timeout=15) == after.call("getInfo")
+        finally:
+            forwarded.stop()
+            forwarded.cleanup()
     finally:
         after.stop()
         after.cleanup()
