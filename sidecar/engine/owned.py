@@ -110,7 +110,12 @@ class Ownership:
                 path=str(home),
             )
         held = _Held(lock)
-        anyio.from_thread.run(self._listen, held)
+        try:
+            anyio.from_thread.run(self._listen, held)
+        except BaseException:  # the move stops here: nothing of the target's is kept
+            anyio.from_thread.run(_close, held)
+            lock.release()
+            raise
         with self._mutex:
             lock.refresh(self._worker_pid)
             self._claimed = held
@@ -136,8 +141,9 @@ class Ownership:
         """Listen at the lock's endpoint, else at the fallback one (then written in the
         lock); without either, other processes cannot attach (logged)."""
         lock = held.lock
-        for endpoint in (lock.endpoint, fallback_endpoint(lock.home)):
+        for endpoint in (lock.endpoint, None):
             try:
+                endpoint = endpoint or fallback_endpoint(lock.home)
                 listener = await listen(endpoint)
             except (OSError, EndpointUnsafe) as exc:
                 log.warning("cannot listen at %s: %s", endpoint, exc)

@@ -5,12 +5,42 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sidecar.store.relocate import FORWARD, INCOMING, resolve_home
+from sidecar.store.forwarding import current_home
+from sidecar.store.relocate import FORWARD, INCOMING, finish_move, resolve_home
 
 
 def _forward(old: Path, new: Path, method: str = "copy") -> None:
     old.mkdir(parents=True, exist_ok=True)
     (old / FORWARD).write_text(json.dumps({"to": str(new), "from": str(old), "method": method}))
+
+
+def test_current_home_follows_records_without_finishing_the_move(tmp_path: Path) -> None:
+    """For a process that opened the home before it moved: it reads, the owner writes."""
+    first, second, third = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    third.mkdir()
+    _forward(first, second, "rename")
+    (first / "registry.json").write_text("{}")
+    _forward(second, third)
+    assert current_home(first) == current_home(second) == current_home(third) == third
+    assert sorted(p.name for p in first.iterdir()) == [FORWARD, "registry.json"]
+    _forward(third, first)  # moved back later: the later record wins
+    record = json.loads((third / FORWARD).read_text())
+    (third / FORWARD).write_text(json.dumps({**record, "switchedAt": "9999"}))
+    assert current_home(first) == first
+
+
+def test_the_old_folders_lock_and_socket_are_dropped_not_moved(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    new.mkdir()
+    (new / "engine.lock").write_text('{"pid": 2}')  # the owner's claim on the new home
+    _forward(old, new, "rename")
+    (old / "engine.lock").write_text('{"pid": 1}')
+    (old / "engine.sock").write_bytes(b"")
+    (old / "registry.json").write_text("{}")
+    finish_move(old, json.loads((old / FORWARD).read_text()))
+    assert [p.name for p in old.iterdir()] == [FORWARD]
+    assert sorted(p.name for p in new.iterdir()) == ["engine.lock", "registry.json"]
+    assert json.loads((new / "engine.lock").read_text()) == {"pid": 2}
 
 
 def test_a_chain_of_moves_is_followed_and_each_old_copy_dropped(tmp_path: Path) -> None:
