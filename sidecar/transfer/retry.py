@@ -25,7 +25,8 @@ from sidecar.transfer.http import (
 from sidecar.transfer.network import Network
 from sidecar.transfer.piecefetch import finish_pieces
 from sidecar.transfer.pieces import PieceBook, host_of
-from sidecar.transfer.segmented import Limits, RangesUnsupported, SegmentedFetch
+from sidecar.transfer.ranged import RangesUnsupported
+from sidecar.transfer.segmented import Limits, SegmentedFetch
 from sidecar.transfer.target import FileTarget, Notice, Progress, SizeLearned
 
 log = logging.getLogger(__name__)

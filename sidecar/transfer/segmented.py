@@ -1,6 +1,7 @@
 """Fetch one large file over several ranged connections into a preallocated part,
-written at offsets. The connection count adapts to the throughput, a slow tail is
-split, and a hasher follows the contiguous prefix so no second pass is needed.
+written at offsets. The connection count adapts to the throughput and a slow tail is
+split. What a reply must be is ``sidecar.transfer.ranged``'s; the bytes are checked as
+they land by ``sidecar.transfer.partcheck``, so no second pass is needed.
 
 Durability: data is fsynced before the ranges it covers are recorded in the part's
 record, so after a kill -9 or power loss a restart fetches only what is missing.
@@ -21,20 +22,21 @@ from sidecar.errors import ChecksumMismatch
 from sidecar.redact import redact_url
 from sidecar.store.fsutil import atomic_write_bytes
 from sidecar.transfer.connection import BodyConnection, Reply, Source, SpeedFloor, in_thread
-from sidecar.transfer.fetch import (
-    CONTENT_RANGE,
-    WRITE_BATCH,
-    first_error,
-    read_record,
-    validator_of,
-)
+from sidecar.transfer.fetch import WRITE_BATCH, first_error, read_record
 from sidecar.transfer.fileio import PartHandle
-from sidecar.transfer.hashing import READ_SIZE
-from sidecar.transfer.http import ServerRefused, TransientError, check_status
+from sidecar.transfer.http import TransientError, check_status
 from sidecar.transfer.network import Network
-from sidecar.transfer.pieces import PieceBook, PieceHasher, SourceDropped, hash_span
+from sidecar.transfer.partcheck import check_stale_pieces, hash_prefix, verify_pieces
+from sidecar.transfer.pieces import PieceBook, PieceHasher
 from sidecar.transfer.plan import SegmentPlan, Unit
 from sidecar.transfer.ramp import INITIAL_CONNECTIONS, WINDOW, Ramp
+from sidecar.transfer.ranged import (
+    check_ranged_reply,
+    first_record,
+    kept_ranges,
+    range_headers,
+    reply_validator,
+)
 from sidecar.transfer.ratelimit import RateLimiter
 from sidecar.transfer.record import PartRecord
 from sidecar.transfer.target import FileTarget, Progress
@@ -45,10 +47,6 @@ MIN_SPLIT = 4 * 1024 * 1024  # never split a tail into pieces smaller than this
 SAVE_EVERY = 1.0  # seconds between durable records of the ranges on disk
 SAVE_BYTES = 64 * 1024 * 1024  # ...or this many bytes, whichever comes first
 UNIT_ATTEMPTS = 4
-
-
-class RangesUnsupported(Exception):
-    """The server answered a ranged request with the whole body: use one stream."""
 
 
 @dataclass
@@ -99,7 +97,6 @@ class SegmentedFetch:
         self.confirmed = anyio.Event()  # the server did a ranged reply
         self.progressed = anyio.Event()
         self.hasher = hashlib.sha256()
-        self.hashed = 0
         self.workers = 0
         self.received = 0  # bytes that arrived, for the connection count
         self.unsaved = 0  # bytes written since the last save
@@ -112,11 +109,18 @@ class SegmentedFetch:
         if await anyio.to_thread.run_sync(self.file.open) != self.total:
             await anyio.to_thread.run_sync(self.file.truncate, self.total)  # preallocate
         if self.book is not None:
-            await anyio.to_thread.run_sync(self._check_stale_pieces)
+            await anyio.to_thread.run_sync(check_stale_pieces, self.book, self.plan, self.file)
         try:
             self.progress(self.plan.done_bytes)
             async with anyio.create_task_group() as group:
-                group.start_soon(self._verify_pieces if self.book else self._hash_prefix)
+                if self.book is not None:
+                    group.start_soon(
+                        verify_pieces, self.book, self.plan, self.file, self.url, self._progressed
+                    )
+                else:
+                    group.start_soon(
+                        hash_prefix, self.file, self.plan, self.total, self.hasher, self._progressed
+                    )
                 if not self.plan.complete:
                     async with anyio.create_task_group() as saver:
                         saver.start_soon(self._save_periodically)
@@ -144,28 +148,15 @@ class SegmentedFetch:
         return digest
 
     def _resume_from(self, record: PartRecord | None) -> None:
-        """Which bytes on disk to keep. Same URL: its ranges, under its validator. Piece
-        hashes: the ranges of a record for this very file, from any URL (each piece is
-        checked). Without them, another URL's ranges only under a strong validator of
-        the same file size, sent as If-Range: another version answers 200, not 206."""
-        if record is None or (record.done is None and not self.target.part.exists()):
+        """Which bytes on disk to keep (``sidecar.transfer.ranged.kept_ranges``)."""
+        kept = kept_ranges(record, self.url, self.target, self.total, self.book is not None)
+        if kept is None:
             return
-        same_url = record.url == self.url
-        same_file = record.sha256 == self.target.sha256 and record.expected_size == self.total
-        if not same_url and self.book is None:
-            if validator_of(record) is None or record.expected_size != self.total:
-                return
-            self.cross_source = True
-        elif not same_url and not same_file:
-            return
-        if self.book is not None and same_file:
+        self.cross_source = kept.cross_source
+        if self.book is not None and kept.same_file:
             self.book.adopt(record)
-        if record.done is not None:
-            done = record.done
-        else:  # a part from the single-stream path: its bytes are a prefix
-            done = [(0, min(self.target.part.stat().st_size, self.total))]
-        self.plan = SegmentPlan(self.total, done, self.plan.unit_size, self._align)
-        self.validator = validator_of(record) if same_url or self.cross_source else None
+        self.plan = SegmentPlan(self.total, kept.done, self.plan.unit_size, self._align)
+        self.validator = kept.validator
 
     @property
     def _align(self) -> int:
@@ -225,30 +216,6 @@ class SegmentedFetch:
                 log.info("segment %d-%d: %s; retrying", unit.position, unit.end, exc)
                 await anyio.sleep(0.2 * 2**attempt)
 
-    def _range_headers(self, unit: Unit) -> dict[str, str]:
-        headers = {
-            "Accept-Encoding": "identity",
-            "Range": f"bytes={unit.position}-{unit.end - 1}",
-        }
-        if self.validator:
-            headers["If-Range"] = self.validator
-        return headers
-
-    def _check_ranged_reply(self, unit: Unit, response: Reply) -> None:
-        status, header = response.status, response.headers.get
-        if status != 206:
-            raise RangesUnsupported(f"HTTP {status} to a ranged request")
-        match = CONTENT_RANGE.match(header("Content-Range") or "")
-        if not match or int(match.group(1)) != unit.position:
-            raise ServerRefused("Content-Range does not start where asked")
-        if match.group(3) != "*" and int(match.group(3)) != self.total:
-            raise ServerRefused("the file on the server has another size")
-        if (header("Content-Encoding") or "identity").lower() != "identity":
-            raise ServerRefused("a compressed ranged reply")
-        if self.cross_source and self.validator not in (header("ETag"), header("Last-Modified")):
-            # A server that ignores If-Range: the one stream path starts over.
-            raise RangesUnsupported("the new source does not confirm the part's validator")
-
     def _mark_written(self, unit: Unit, size: int) -> int:
         """Book ``size`` bytes written at the unit's position; returns the room left
         (the tail may have been given to another connection meanwhile)."""
@@ -267,13 +234,13 @@ class SegmentedFetch:
         """Blocking: socket → buffer → part, booking what was written on the event loop
         every WRITE_BATCH bytes; the loop answers with the room left in the unit."""
         asked_end = unit.end  # the tail may be given to another connection meanwhile
-        response = connection.get(self._range_headers(unit))
+        response = connection.get(range_headers(unit, self.validator))
         unbooked = 0
         body_read = False
         try:
             url = redact_url(connection.url)
             check_status(response.status, url, response.headers.get("Retry-After"))
-            self._check_ranged_reply(unit, response)
+            check_ranged_reply(unit, response, self.total, self.validator, self.cross_source)
             if not self.confirmed.is_set():
                 anyio.from_thread.run_sync(self._remember_validator, response)
             view = connection.buffer
@@ -308,7 +275,7 @@ class SegmentedFetch:
 
     def _stream_hasher(self, position: int, end: int) -> PieceHasher | None:
         """A hasher for the pieces this connection streams whole, from a piece's start;
-        the pieces it only partly writes are hashed from the disk (``_verify_pieces``).
+        the pieces it only partly writes are hashed from the disk (``partcheck.verify_pieces``).
         None for a unit smaller than its piece: those bytes would be hashed twice."""
         book = self.book
         if book is None or position % book.pieces.size:
@@ -316,6 +283,11 @@ class SegmentedFetch:
         if book.span(position // book.pieces.size)[1] > end:
             return None
         return PieceHasher(book, position, self.url)
+
+    async def _progressed(self) -> None:
+        """Until ``_mark_written`` books more bytes (the checks in partcheck wait)."""
+        self.progressed = anyio.Event()
+        await self.progressed.wait()
 
     def _received(self, unit: Unit, count: int) -> int:
         self.received += count
@@ -325,77 +297,11 @@ class SegmentedFetch:
 
     def _remember_validator(self, response: Reply) -> None:
         if not self.confirmed.is_set():
-            etag = response.headers.get("ETag")
-            fresh = etag if etag and not etag.startswith("W/") else None
-            self.validator = self.validator or fresh or response.headers.get("Last-Modified")
-            self.record = PartRecord(
-                url=self.url,
-                etag=response.headers.get("ETag"),
-                last_modified=response.headers.get("Last-Modified"),
-                expected_size=self.total,
-                sha256=self.target.sha256,
-                done=[],
-            )
+            self.validator = self.validator or reply_validator(response)
+            self.record = first_record(self.url, response, self.total, self.target.sha256)
             self.confirmed.set()
 
-    # --- hashing and durability --------------------------------------------------------
-
-    async def _hash_prefix(self) -> None:
-        """Hash bytes in file order as soon as they are on disk (from the page cache)."""
-        buffer = bytearray(READ_SIZE)  # one buffer for the whole file: memory stays flat
-        while self.hashed < self.total:
-            end = self.plan.contiguous_end()
-            if end <= self.hashed:
-                self.progressed = anyio.Event()
-                await self.progressed.wait()
-                continue
-            while self.hashed < end:
-                size = min(len(buffer), end - self.hashed)
-                view = memoryview(buffer)[:size]
-                count = await anyio.to_thread.run_sync(self.file.read_into, view, self.hashed)
-                if count != size:
-                    raise TransientError("part shorter than its recorded ranges")
-                await anyio.to_thread.run_sync(self.hasher.update, view)
-                self.hashed += size
-
-    def _check_stale_pieces(self) -> None:
-        """Blocking: pieces an earlier attempt wrote but did not verify, hashed from the
-        disk before anything is fetched; wrong ones become gaps again."""
-        book = self.book
-        assert book is not None
-        buffer = memoryview(bytearray(READ_SIZE))
-        for index in book.undecided():
-            if book.covered(index, self.plan.done):
-                start, end = book.span(index)
-                digest = hash_span(self.file.read_into, start, end, buffer)
-                if digest is None or not book.check(index, digest, None):
-                    self.plan.forget(start, end)
-
-    async def _verify_pieces(self) -> None:
-        """Each piece hashed from the page cache as soon as all of its bytes are on disk
-        (in any order); a piece that does not match stays for the caller to fetch again
-        elsewhere, and a source with too many of them is dropped."""
-        book = self.book
-        assert book is not None
-        buffer = memoryview(bytearray(READ_SIZE))  # one buffer for the file: memory stays flat
-        while undecided := book.undecided():
-            ready = [i for i in undecided if book.covered(i, self.plan.done)]
-            if not ready:
-                self.progressed = anyio.Event()
-                await self.progressed.wait()
-                continue
-            for index in ready:
-                start, end = book.span(index)
-                digest = await anyio.to_thread.run_sync(
-                    hash_span, self.file.read_into, start, end, buffer
-                )
-                if digest is None:
-                    raise TransientError("part shorter than its recorded ranges")
-                book.check(index, digest, self.url)
-                if book.is_dropped(self.url):
-                    book.flush()
-                    raise SourceDropped.of(self.url)
-            book.flush()
+    # --- durability --------------------------------------------------------------------
 
     async def _save_periodically(self) -> None:
         """Record the ranges every second, and fsync every ``SAVE_BYTES`` so the disk

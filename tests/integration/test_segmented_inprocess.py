@@ -15,12 +15,13 @@ import anyio
 import pytest
 from blockbuster import blockbuster_ctx
 
-from sidecar.transfer import segmented
+from sidecar.transfer import partcheck, segmented
 from sidecar.transfer.connection import Source
 from sidecar.transfer.fetch import read_record
 from sidecar.transfer.network import Network
 from sidecar.transfer.pieces import PieceBook
-from sidecar.transfer.segmented import Limits, RangesUnsupported, SegmentedFetch
+from sidecar.transfer.ranged import RangesUnsupported
+from sidecar.transfer.segmented import Limits, SegmentedFetch
 from sidecar.transfer.target import FileTarget, Pieces
 from tests.support.faults import ChangeFile, CloseAfterReply, Redirect, Stall
 from tests.support.repo_server import RepoServer
@@ -191,7 +192,7 @@ def test_whole_pieces_are_hashed_as_they_arrive_not_read_back(
         sha256=hashlib.sha256(DATA).hexdigest(), pieces=Pieces(piece, digests),
     )  # fmt: skip
     read_back: list[tuple[int, int]] = []
-    real_hash_span = segmented.hash_span
+    real_hash_span = partcheck.hash_span
 
     def counting(
         read_into: Callable[..., int], start: int, end: int, buffer: memoryview
@@ -199,7 +200,7 @@ def test_whole_pieces_are_hashed_as_they_arrive_not_read_back(
         read_back.append((start, end))
         return real_hash_span(read_into, start, end, buffer)
 
-    monkeypatch.setattr(segmented, "hash_span", counting)
+    monkeypatch.setattr(partcheck, "hash_span", counting)
     url = f"{repo.url}/storage/models/big/1/w.bin"
     network = Network(None, None, 16)
     assert network.ssl
