@@ -67,6 +67,9 @@ ModelState = Literal[
 class TaskError(WireModel):
     code: str
     message: str
+    # As in the error's data, for a code that has several causes: the app tells a full
+    # disk (no_space) from the store's quota (quota), say.
+    reason: UnavailableReason | ErrorReason | SignatureReason | None = None
 
 
 class Task(WireModel):

@@ -191,6 +191,7 @@ def _check_space(plan: ImportPlan, layout: HomeLayout, sources: dict[str, Path])
         raise InsufficientDiskSpace(
             f"importing {plan.model_id}@{plan.version.version} needs {needed} bytes, "
             f"{free} are free under {layout.root}",
+            reason="no_space",
             path=str(layout.root),
             neededBytes=needed,
             freeBytes=free,

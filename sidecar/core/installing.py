@@ -154,6 +154,7 @@ async def _check_disk_space(
     if needed + DISK_MARGIN > free:
         raise InsufficientDiskSpace(
             f"{needed} bytes still to download, {free} free under {runner.layout.root}",
+            reason="no_space",
             neededBytes=needed,
             freeBytes=free,
         )

@@ -112,7 +112,7 @@ class TaskLifecycle:
                 error = _domain_error(exc)
                 if error is not None:
                     message = _naming(error.message, task, self.manager.required_by.get(task.key))
-                    await self._fail(task, error.name, message)
+                    await self._fail(task, error.name, message, error.extra.get("reason"))
                 else:  # a bug must fail one task, never the daemon
                     log.exception("task %s crashed", task.task_id)
                     await self._fail(task, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
@@ -140,7 +140,7 @@ class TaskLifecycle:
                 task.reset_speed()
                 await self.set_state(task, TaskState.PAUSED)
 
-    async def _fail(self, task: TaskRuntime, code: str, message: str) -> None:
+    async def _fail(self, task: TaskRuntime, code: str, message: str, reason: Any = None) -> None:
         log.error(
             "task %s (%s@%s) failed: %s %s",
             task.task_id,
@@ -149,7 +149,10 @@ class TaskLifecycle:
             code,
             message,
         )
-        task.error = TaskError(code=code, message=message)
+        try:
+            task.error = TaskError(code=code, message=message, reason=reason)
+        except ValueError:  # a reason the wire does not list: the code and message say it
+            task.error = TaskError(code=code, message=message)
         task.waiting_for = None
         self.manager.failed.add(task.key)
         self.manager.hooks.on_download_error(task.snapshot(), task.error)

@@ -25,7 +25,7 @@ def disk_full_cause(exc: BaseException) -> OSError | None:
 def as_disk_full(exc: BaseException) -> InsufficientDiskSpace | None:
     """The domain error for a full disk (ENOSPC, EDQUOT), else None."""
     if isinstance(exc, OSError) and exc.errno in _FULL:
-        return InsufficientDiskSpace(f"the disk is full: {exc}")
+        return InsufficientDiskSpace(f"the disk is full: {exc}", reason="no_space")
     return None
 
 
@@ -35,5 +35,7 @@ def map_disk_full(where: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         if exc.errno in _FULL:
-            raise InsufficientDiskSpace(f"the disk under {where} is full: {exc}") from exc
+            raise InsufficientDiskSpace(
+                f"the disk under {where} is full: {exc}", reason="no_space"
+            ) from exc
         raise

@@ -135,7 +135,7 @@ class Worker:
                 f"the disk under {root} is full ({full.strerror}); the partial download "
                 f"({held} bytes) was removed to free them: make room and install again"
             )
-            data = {"freedBytes": held, "freeBytes": free_bytes(root)}
+            data = {"reason": "no_space", "freedBytes": held, "freeBytes": free_bytes(root)}
             return {"error": {"name": InsufficientDiskSpace.name, "message": message, "data": data}}
         if isinstance(exc, ModelManagerError):
             return {"error": {"name": exc.name, "message": exc.message, "data": exc.extra}}

@@ -88,8 +88,10 @@ def test_manifest_that_will_not_fit_starts_nothing(
         task = sidecar.install_and_wait("big", timeout=10)
         assert task["state"] == "failed", task
         assert task["error"]["code"] == "INSUFFICIENT_DISK_SPACE"
+        assert task["error"]["reason"] == "no_space", task["error"]
     except RpcError as exc:
         assert exc.data["code"] == "INSUFFICIENT_DISK_SPACE"
+        assert exc.data["reason"] == "no_space", exc.data
     assert repo.file_requests("big") == []
     assert not parts_of(small_home, "big")
     assert_nothing_installed(small_home, "big")
@@ -122,6 +124,7 @@ def test_disk_filling_up_mid_download_fails_cleanly(
     task = sidecar.wait_task(task_id, {"ready", "failed"}, timeout=30)
     assert task["state"] == "failed", task
     assert task["error"]["code"] == "INSUFFICIENT_DISK_SPACE", task["error"]
+    assert task["error"]["reason"] == "no_space", task["error"]  # not the quota
     # The partial download is freed (kept, it would keep the disk full), and said so.
     assert "was removed to free them" in task["error"]["message"], task["error"]
     assert time.monotonic() - began < 15

@@ -65,6 +65,7 @@ def assert_quota_failure(task: dict, model_id: str) -> None:
     assert task["state"] == "failed", task
     error = task["error"]
     assert error["code"] == "INSUFFICIENT_DISK_SPACE", error
+    assert error["reason"] == "quota", error  # not a full disk: the app says which
     message = error["message"]
     # The user's words: the model, the sizes, what is kept and what to configure.
     for words in (model_id, "quota", "MiB", "--max-store-bytes", "a@1.0.0 (pinned)"):

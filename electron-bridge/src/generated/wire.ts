@@ -112,6 +112,30 @@ export interface Task {
 export interface TaskError {
   code: string;
   message: string;
+  reason?:
+    | (
+        | 'not_installed'
+        | 'queued'
+        | 'downloading'
+        | 'verifying'
+        | 'paused'
+        | 'incomplete'
+        | 'failed'
+        | 'damaged'
+        | 'quota'
+      )
+    | (
+        | 'offline'
+        | 'target_inside_home'
+        | 'target_not_empty'
+        | 'target_not_folder'
+        | 'no_space'
+        | 'cross_device'
+        | 'move_in_progress'
+        | 'already_installed'
+      )
+    | ('unsigned' | 'bad_signature' | 'unknown_key' | 'rollback' | 'expired')
+    | null;
 }
 /**
  * schemas/methods/cancel.params.json
