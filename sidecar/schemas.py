@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from sidecar import errors, wire, wire_home, wire_store
+from sidecar import errors, wire, wire_files, wire_home, wire_store
 from sidecar.manifest import CatalogModel
 from sidecar.transfer.record import PartRecord
 
@@ -48,8 +48,8 @@ NOTIFICATIONS: dict[str, type[BaseModel]] = {
     "store.moveProgress": wire_home.MoveProgress,
 }
 DOCUMENTS: dict[str, type[Any]] = {
-    "registry": wire.RegistryDocument,
-    "lock-file": wire.LockInfo,
+    "registry": wire_files.RegistryDocument,
+    "lock-file": wire_files.LockInfo,
     "part-record": PartRecord,  # a dataclass: the transfer worker runs without pydantic
     "error-data": wire.ErrorData,
 }

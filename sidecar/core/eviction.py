@@ -19,7 +19,8 @@ from sidecar.manifest import CatalogModel, check_safe_name
 from sidecar.store.homefs import map_home_errors
 from sidecar.store.locks import OwnedLock
 from sidecar.store.placement import remove_version
-from sidecar.wire import InstalledVersion, ModelsChanged, RegistryDocument
+from sidecar.wire import ModelsChanged
+from sidecar.wire_files import InstalledVersion, RegistryDocument
 from sidecar.wire_store import (
     DiskUsageResult,
     LeftoverUsage,

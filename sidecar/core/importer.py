@@ -53,7 +53,8 @@ from sidecar.store.layout import HomeLayout
 from sidecar.store.locks import OwnedLock
 from sidecar.store.registry import Registry, write_metadata
 from sidecar.transfer.hashing import READ_SIZE, sha256_file
-from sidecar.wire import InstalledVersion, ModelsChanged, RegistryFile
+from sidecar.wire import ModelsChanged
+from sidecar.wire_files import InstalledVersion, RegistryFile
 from sidecar.wire_home import ImportMode, ImportModelResult
 
 if TYPE_CHECKING:

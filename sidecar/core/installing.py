@@ -23,7 +23,8 @@ from sidecar.store.locks import OwnedLock
 from sidecar.store.placement import discard_parts, move_into_place, recover_staging
 from sidecar.store.registry import write_metadata
 from sidecar.transfer.hashing import sha256_file
-from sidecar.wire import InstalledVersion, RegistryFile, TaskState
+from sidecar.wire import TaskState
+from sidecar.wire_files import InstalledVersion, RegistryFile
 
 if TYPE_CHECKING:
     from sidecar.core.runner import TaskRunner

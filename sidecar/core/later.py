@@ -35,10 +35,10 @@ def build_install_models() -> None:
     """Blocking: pydantic builds a model's validator at its first use (``defer_build``,
     for the first answer's sake); the models an install reads and writes are built
     here, while nothing waits, so the first install of a session starts at once."""
-    from sidecar import wire
+    from sidecar import wire, wire_files
     from sidecar.manifest import CatalogModel
 
     for model in (CatalogModel, wire.InstallParams, wire.InstallResult, wire.Task,
-                  wire.PersistedTask, wire.ModelsChanged, wire.RegistryDocument,
-                  wire.InstalledVersion):  # fmt: skip
+                  wire_files.PersistedTask, wire.ModelsChanged, wire_files.RegistryDocument,
+                  wire_files.InstalledVersion):  # fmt: skip
         model.model_rebuild(force=True)

@@ -17,7 +17,8 @@ from sidecar.errors import InvalidState, ModelManagerError
 from sidecar.manifest import check_safe_name
 from sidecar.store.homefs import home_error
 from sidecar.store.placement import remove_parts
-from sidecar.wire import ModelsChanged, ModelState, PersistedTask, TaskError, TaskState
+from sidecar.wire import ModelsChanged, ModelState, TaskError, TaskState
+from sidecar.wire_files import PersistedTask
 
 if TYPE_CHECKING:
     from sidecar.core.manager import Manager

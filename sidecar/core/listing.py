@@ -7,7 +7,8 @@ import re
 from sidecar.core.tasks import TaskRuntime
 from sidecar.manifest import CatalogModel
 from sidecar.store.layout import HomeLayout
-from sidecar.wire import InstalledModel, InstalledVersionInfo, ModelInfo, ModelState
+from sidecar.wire import InstalledVersionInfo, ModelInfo, ModelState
+from sidecar.wire_files import InstalledModel
 
 
 def version_key(version: str) -> tuple[tuple[int, int | str], ...]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sidecar.store.layout import HomeLayout
 from sidecar.transfer.hashing import sha256_file
-from sidecar.wire import InstalledVersion, VerifyProblem
+from sidecar.wire import VerifyProblem
+from sidecar.wire_files import InstalledVersion
 
 
 def find_problems(

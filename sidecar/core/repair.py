@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sidecar.store.layout import HomeLayout
-from sidecar.wire import InstalledVersion
+from sidecar.wire_files import InstalledVersion
 
 
 def repair_candidates(

@@ -13,7 +13,8 @@ from sidecar.core.progress import version_bytes_on_disk
 from sidecar.store.fsutil import sweep_temp_files
 from sidecar.store.locks import clean_stale_lock_files
 from sidecar.store.placement import remove_legacy_parts
-from sidecar.wire import PersistedTask, TaskState
+from sidecar.wire import TaskState
+from sidecar.wire_files import PersistedTask
 
 if TYPE_CHECKING:
     from sidecar.core.manager import Manager

@@ -17,7 +17,8 @@ from sidecar.speed import SpeedWindow
 from sidecar.store.fsutil import atomic_write_bytes, read_json
 from sidecar.store.layout import HomeLayout
 from sidecar.store.locks import BlockingFileLock
-from sidecar.wire import PersistedTask, Task, TaskError, TaskState
+from sidecar.wire import Task, TaskError, TaskState
+from sidecar.wire_files import PersistedTask
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import IO, Any
 import portalocker
 
 from sidecar.store.homefs import HomeFS
-from sidecar.wire import LockInfo
+from sidecar.wire_files import LockInfo
 
 log = logging.getLogger(__name__)
 

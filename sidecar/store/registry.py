@@ -25,7 +25,7 @@ from sidecar.store.fsutil import atomic_write_json, read_json
 from sidecar.store.homefs import is_link
 from sidecar.store.layout import HomeLayout
 from sidecar.store.locks import BlockingFileLock
-from sidecar.wire import InstalledModel, InstalledVersion, RegistryDocument
+from sidecar.wire_files import InstalledModel, InstalledVersion, RegistryDocument
 
 log = logging.getLogger(__name__)
 

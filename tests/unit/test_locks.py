@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from sidecar.store.locks import OwnedLock, clean_stale_lock_files, lock_is_stale, read_lock_info
-from sidecar.wire import LockInfo
+from sidecar.wire_files import LockInfo
 
 
 def make(path: Path, timeout_ms: int = 60_000) -> OwnedLock:

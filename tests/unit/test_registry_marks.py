@@ -11,7 +11,7 @@ import pytest
 
 from sidecar.store.layout import HomeLayout
 from sidecar.store.registry import Registry, write_metadata
-from sidecar.wire import InstalledVersion, RegistryDocument, RegistryFile
+from sidecar.wire_files import InstalledVersion, RegistryDocument, RegistryFile
 
 
 def entry(version: str = "1.0.0", **update: object) -> InstalledVersion:
