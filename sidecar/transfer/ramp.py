@@ -19,6 +19,10 @@ IDLE_CPU = 0.5  # of one core
 # connections only contend for the GIL (TLS on loopback: 16 cost 1.2 CPU s per GiB more
 # than 2-4 and finished later; docs/decisions.md).
 BUSY_CPU = 1.0  # of one core
+# Nothing is added unless the machine left this much of a core idle in the window: at
+# background priority the worker's own CPU time looks low when it only gets what the
+# server (on loopback) or the app leaves over, and connections then only add work.
+SPARE_CPU = 0.5  # of one core, the whole machine
 
 
 @dataclass
@@ -26,10 +30,10 @@ class Ramp:
     maximum: int
     before_adding: float | None = None  # the rate the last addition was judged by
 
-    def more(self, connections: int, rate: float, elapsed: float, cpu: float) -> int:
+    def more(self, connections: int, rate: float, elapsed: float, cpu: float, idle: float) -> int:
         """Connections to add after a window of ``elapsed`` seconds in which the file
-        moved ``rate`` bytes a second over ``connections`` and this process used ``cpu``
-        seconds of CPU.
+        moved ``rate`` bytes a second over ``connections``, this process used ``cpu``
+        seconds of CPU and the machine left ``idle`` CPU seconds unused (all cores).
 
         Connections that are each slow while this process idles are capped one by one:
         all the rest open at once. Otherwise the first window only sets the baseline
@@ -37,19 +41,21 @@ class Ramp:
         it: each connection was capped, not the line. A rate that falls lowers the
         baseline, so the file probes again when the line frees up (another download
         ended). Nothing is added while the event loop wakes late (``elapsed`` well over
-        the window), nor while this process keeps a core busy: the CPU is full, and more
-        connections would only add work and slow the protocol's answers."""
+        the window), while this process keeps a core busy, nor while the machine has no
+        spare core: the CPU is full, and more connections would only add work and slow
+        the protocol's answers."""
         room = self.maximum - connections
         if room <= 0 or elapsed > WINDOW * 1.5 or rate <= 0:
             return 0
-        if cpu / elapsed < IDLE_CPU and rate / max(connections, 1) < SLOW_CONNECTION:
+        spare = idle / elapsed >= SPARE_CPU
+        if spare and cpu / elapsed < IDLE_CPU and rate / max(connections, 1) < SLOW_CONNECTION:
             self.before_adding = rate
             return room
         baseline = self.before_adding
         if baseline is None or rate * DOUBLING_GAIN < baseline:
             self.before_adding = rate
             return 0
-        if cpu / elapsed >= BUSY_CPU or rate < baseline * DOUBLING_GAIN:
+        if not spare or cpu / elapsed >= BUSY_CPU or rate < baseline * DOUBLING_GAIN:
             return 0
         self.before_adding = rate
         return min(connections, room)

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 import anyio
+import psutil
 
 from sidecar.config import OPTION
 from sidecar.errors import ChecksumMismatch
@@ -176,11 +177,14 @@ class SegmentedFetch:
             self._add_worker(group)
         ramp = Ramp(self.limits.max_connections)
         while self.workers > 0 and not self.plan.complete:
-            start, started_at, cpu = self.received, anyio.current_time(), time.process_time()
+            start, started_at = self.received, anyio.current_time()
+            cpu, idle = time.process_time(), _idle_seconds()
             await anyio.sleep(WINDOW)
             elapsed = anyio.current_time() - started_at
             rate = (self.received - start) / elapsed
-            added = ramp.more(self.workers, rate, elapsed, time.process_time() - cpu)
+            added = ramp.more(
+                self.workers, rate, elapsed, time.process_time() - cpu, _idle_seconds() - idle
+            )
             if not added:
                 continue
             for _ in range(added):
@@ -322,3 +326,11 @@ class SegmentedFetch:
         record = self.record.replace(done=done, **fields)
         data = record.to_json()
         await anyio.to_thread.run_sync(atomic_write_bytes, self.target.record_path, data)
+
+
+def _idle_seconds() -> float:
+    """CPU seconds the whole machine has left idle since boot, all cores together: this
+    worker runs at background priority, so its own CPU time alone cannot tell a line
+    that is slow from a CPU that other processes keep busy. Time waiting for the disk
+    is not idle here: a disk writing back is no reason for more connections either."""
+    return float(psutil.cpu_times().idle)
