@@ -105,7 +105,7 @@ async def fetch_file(
         if not urls:
             what = f"download {task.model_id}@{task.version}"
             raise no_repository(what, task.model_id, task.version)
-        if file.size is not None or runner.make_room is None:
+        if file.size is not None:
             return await fetching(urls)
         return await within_quota(runner.make_room, task, fetching(urls), sized, part, progress)
     finally:

@@ -64,7 +64,7 @@ class TaskRunner:
         registry: Registry,
         transfer: TransferClient,
         set_state: SetState,
-        make_room: MakeRoom | None = None,
+        make_room: MakeRoom,
     ) -> None:
         self.settings = settings
         self.make_room = make_room
