@@ -101,6 +101,40 @@ def test_https_with_the_ca_in_the_platform_store(https_repo: Nginx, ca_file: Pat
 
 
 @needs_nginx
+def test_the_trust_store_is_read_once_not_per_connection(
+    https_repo: Nginx, ca_file: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Reading the platform's store takes ~25 ms here; read per handshake (and under a
+    lock, as truststore does on Linux) it serialises every file's connections."""
+    import ssl
+
+    import urllib3
+
+    from sidecar.transfer.network import Network, ssl_context
+
+    reads = []
+    read = ssl.SSLContext.set_default_verify_paths
+
+    def counted(self: ssl.SSLContext) -> None:
+        reads.append(1)
+        read(self)
+
+    monkeypatch.setattr(ssl.SSLContext, "set_default_verify_paths", counted)
+    ssl_context.cache_clear()
+    try:
+        network = Network(None, ca_file, 16)
+        url = f"{https_repo.url}/storage/models/tls-model/1.0.0/config.json"
+        for _ in range(4):  # a new connection each time
+            reply = network.pool_for(url).urlopen("GET", url, headers={"Connection": "close"})
+            assert reply.status == 200, reply.status
+            assert isinstance(reply, urllib3.BaseHTTPResponse)
+        network.close()
+    finally:
+        ssl_context.cache_clear()
+    assert len(reads) == 1
+
+
+@needs_nginx
 def test_an_untrusted_certificate_is_a_typed_tls_error(https_repo: Nginx, home: Path):
     sidecar = run(home, https_repo.url)
     try:
