@@ -19,7 +19,7 @@ import threading
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -55,7 +55,7 @@ def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
 
         context: ssl.SSLContext = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     else:
-        context = openssl_context()
+        context = OpenSSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if ca_bundle is not None:
         try:
             context.load_verify_locations(cafile=str(ca_bundle))
@@ -67,17 +67,38 @@ def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
     return context
 
 
-def openssl_context() -> ssl.SSLContext:
-    """OpenSSL's store, read once. truststore does the same on Linux, but on every
-    handshake and holding a lock through it: 24 ms per connection here, 16 connections
-    in 449 ms against 19 (docs/decisions.md)."""
-    context = ssl.create_default_context()  # OpenSSL's default paths
-    paths = ssl.get_default_verify_paths()
-    if paths.cafile is None and not (paths.capath and any(Path(paths.capath).glob("*.[0-9]"))):
-        found = next((f for f in SYSTEM_BUNDLES if Path(f).is_file()), None)
-        if found is not None:
-            context.load_verify_locations(cafile=found)
-    return context
+class OpenSSLContext(ssl.SSLContext):
+    """OpenSSL's default store (``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), read at the first
+    handshake and kept. truststore reads it on every handshake, holding a lock through
+    the handshake: 24 ms per connection here, 16 connections in 449 ms against 19
+    (docs/decisions.md). Not before the first handshake: the store takes 1.7 MiB, which
+    a process that only speaks plain HTTP never pays."""
+
+    _store_lock = threading.Lock()
+    _store_read = False
+
+    def _read_store(self) -> None:
+        with self._store_lock:
+            if self._store_read:
+                return
+            self.load_default_certs()
+            paths = ssl.get_default_verify_paths()
+            capath_has_certs = paths.capath and any(Path(paths.capath).glob("*.[0-9]"))
+            if paths.cafile is None and not capath_has_certs:
+                found = next((f for f in SYSTEM_BUNDLES if Path(f).is_file()), None)
+                if found is not None:
+                    self.load_verify_locations(cafile=found)
+            self._store_read = True
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        if not self._store_read:
+            self._read_store()
+        return super().wrap_socket(*args, **kwargs)
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        if not self._store_read:
+            self._read_store()
+        return super().wrap_bio(*args, **kwargs)
 
 
 def check_proxy(proxy: str | None) -> str | None:

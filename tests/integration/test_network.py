@@ -123,6 +123,7 @@ def test_the_trust_store_is_read_once_not_per_connection(
     ssl_context.cache_clear()
     try:
         network = Network(None, ca_file, 16)
+        assert network.ssl is not None and not reads  # nothing read before a handshake
         url = f"{https_repo.url}/storage/models/tls-model/1.0.0/config.json"
         for _ in range(4):  # a new connection each time
             reply = network.pool_for(url).urlopen("GET", url, headers={"Connection": "close"})
