@@ -101,6 +101,31 @@ def test_https_with_the_ca_in_the_platform_store(https_repo: Nginx, ca_file: Pat
 
 
 @needs_nginx
+def test_https_with_the_ca_in_the_platform_store_directory(
+    https_repo: Nginx, ca_file: Path, home: Path, tmp_path: Path
+):
+    """SSL_CERT_DIR: a folder of certificates named by subject hash, as c_rehash and
+    update-ca-certificates leave /etc/ssl/certs."""
+    import subprocess
+
+    subject_hash = subprocess.run(
+        ["openssl", "x509", "-hash", "-noout", "-in", str(ca_file)],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    (folder / f"{subject_hash}.0").write_bytes(ca_file.read_bytes())
+    sidecar = run(
+        home, https_repo.url, SSL_CERT_DIR=str(folder), SSL_CERT_FILE=str(tmp_path / "none.pem")
+    )
+    try:
+        assert sidecar.install_and_wait("tls-model")["state"] == "ready"
+        assert installed(home) == FILES
+    finally:
+        sidecar.cleanup()
+
+
+@needs_nginx
 def test_the_trust_store_is_read_once_not_per_connection(
     https_repo: Nginx, ca_file: Path, monkeypatch: pytest.MonkeyPatch
 ):
