@@ -161,6 +161,43 @@ def test_the_trust_store_is_read_once_not_per_connection(
 
 
 @needs_nginx
+def test_the_catalog_client_reads_the_trust_store_off_the_event_loop(
+    https_repo: Nginx, ca_file: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Reading the store takes tens of milliseconds: on the loop it would hold up every
+    getModelPath answer behind the first catalog call over HTTPS. (anyio calls the
+    ``wrap_bio`` of a context that is not the standard library's own in a thread.)"""
+    import ssl
+    import threading
+
+    import anyio
+    import httpx
+
+    from sidecar.transfer.jsonreply import RoutingTransport
+    from sidecar.transfer.network import Network, ssl_context
+
+    threads: list[threading.Thread] = []
+    read = ssl.SSLContext.set_default_verify_paths
+
+    def recorded(self: ssl.SSLContext) -> None:
+        threads.append(threading.current_thread())
+        read(self)
+
+    async def fetch(network: Network) -> int:
+        async with httpx.AsyncClient(transport=RoutingTransport(network)) as client:
+            url = f"{https_repo.url}/storage/models/tls-model/1.0.0/config.json"
+            return (await client.get(url)).status_code
+
+    monkeypatch.setattr(ssl.SSLContext, "set_default_verify_paths", recorded)
+    ssl_context.cache_clear()
+    try:
+        assert anyio.run(fetch, Network(None, ca_file, 16)) == 200
+    finally:
+        ssl_context.cache_clear()
+    assert threads and threading.main_thread() not in threads
+
+
+@needs_nginx
 def test_an_untrusted_certificate_is_a_typed_tls_error(https_repo: Nginx, home: Path):
     sidecar = run(home, https_repo.url)
     try:
