@@ -311,7 +311,7 @@ def main() -> int:
     tls_url = f"https://127.0.0.1:{TLS_PORT}/storage/models/big/1/w.bin"
     results: dict[str, list[dict[str, float]]] = {k: [] for k in
         ("sidecar", "curl", "curl+sha256sum", "curl+fsync", "sidecar-capped",
-         "aria2c-capped", "sidecar-tls", "curl-tls")}  # fmt: skip
+         "aria2c-capped", "sidecar-tls", "curl-tls", "curl-tls+fsync")}  # fmt: skip
     try:
         for run in range(args.runs):
             print(f"run {run + 1}/{args.runs}", flush=True)
@@ -335,6 +335,8 @@ def main() -> int:
             recycle_memory(work, big)
             wall, cpu, _ = timed(["curl", "-s", "--cacert", str(ca), "-o", str(out), tls_url])
             results["curl-tls"].append({"wall": wall, "cpu": cpu})
+            sync_wall, sync_cpu, _ = timed(["sync", str(out)])
+            results["curl-tls+fsync"].append({"wall": wall + sync_wall, "cpu": cpu + sync_cpu})
             out.unlink()
             walls = {name: runs[-1]["wall"] for name, runs in results.items()}
             print(
@@ -378,6 +380,8 @@ def main() -> int:
     # curl's timing never includes writing them to the disk.
     durable = median(side, "wall") / median(results["curl+fsync"], "wall")
     print(f"{'context: sidecar wall / (curl + fsync)':48} = {durable:7.2f}")
+    durable_t = median(side_t, "wall") / median(results["curl-tls+fsync"], "wall")
+    print(f"{'context: TLS sidecar wall / (curl + fsync)':48} = {durable_t:7.2f}")
     print(f"getModelPath p50 {loaded['p50_ms']:.2f} ms over {loaded['samples']:.0f} calls")
     print(f"spawn to first answer: slowest of the starts {start['max_ms']:.0f} ms")
     shutil.rmtree(work, ignore_errors=True)
